@@ -1,0 +1,166 @@
+"""Command line: `serve` runs the sidecar; `check` and `get` ask a running one.
+
+Exit codes for `check`: 0 allowed, 1 denied, 2 error (bad arguments, sidecar unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf.json_format import MessageToJson
+
+from entitlements_sidecar import logs
+from entitlements_sidecar.config import OPTIONS, load_settings
+from entitlements_sidecar.domain.errors import EntitlementsError
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    overrides = {o.field: getattr(args, o.field, None) for o in OPTIONS}
+    try:
+        settings = load_settings(overrides)
+    except EntitlementsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        from entitlements_sidecar.app import serve  # the server stack is not needed by client commands
+
+        logs.configure(settings.log_level)
+        try:
+            asyncio.run(serve(settings))
+        except EntitlementsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    target = _target(args.target or settings.grpc_address)
+    try:
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.EntitlementServiceStub(channel)
+            if args.command == "check":
+                return _check(stub, args)
+            return _get(stub, args)
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="entitlements-sidecar", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the sidecar")
+    for option in OPTIONS:
+        serve.add_argument(
+            option.flag,
+            dest=option.field,
+            metavar=option.field.upper(),
+            help=f"{option.help} (env {option.env}, default {option.default!r})",
+        )
+    for name, text in (("check", "check one feature for a subject"), ("get", "list a subject's entitlements")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--target", help="sidecar address (default: ENTITLEMENTS_GRPC_ADDRESS)")
+        subject = command.add_mutually_exclusive_group(required=True)
+        subject.add_argument("--subscription", help="subscription external id")
+        subject.add_argument("--customer", help="customer external id")
+        command.add_argument("--json", action="store_true", help="print the answer as JSON")
+        command.add_argument("--fully-consistent", action="store_true", help="read through to the source")
+        command.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+        if name == "check":
+            command.add_argument("--feature", required=True, help="feature code")
+            command.add_argument("--privilege", help="privilege code")
+            requested = command.add_mutually_exclusive_group()
+            requested.add_argument("--quantity", type=int, help="requested quantity (integer privilege)")
+            requested.add_argument("--value", help="requested value (string or select privilege)")
+    return parser
+
+
+def _target(address: str) -> str:
+    # Listen addresses and client targets share one syntax, except that 0.0.0.0 means "any".
+    return address.replace("0.0.0.0:", "127.0.0.1:", 1)
+
+
+def _consistency(args: argparse.Namespace) -> pb.Consistency | None:
+    return pb.Consistency(fully_consistent=True) if args.fully_consistent else None
+
+
+def _check(stub: pb_grpc.EntitlementServiceStub, args: argparse.Namespace) -> int:
+    request = pb.CheckEntitlementRequest(
+        subscription_id=args.subscription or "",
+        customer_id=args.customer or "",
+        feature_code=args.feature,
+        privilege_code=args.privilege or "",
+        consistency=_consistency(args),
+    )
+    if args.quantity is not None:
+        request.quantity = args.quantity
+    if args.value is not None:
+        request.value = args.value
+    answer = stub.CheckEntitlement(request, timeout=args.timeout)
+    if args.json:
+        print(MessageToJson(answer, preserving_proto_field_name=True, indent=2))
+    else:
+        verdict = "ALLOWED" if answer.allowed else "DENIED"
+        subject = f"subscription {args.subscription}" if args.subscription else f"customer {args.customer}"
+        what = args.feature + (f" / {args.privilege}" if args.privilege else "")
+        print(f"{verdict}: {subject} -> {what}")
+        print(f"  reason:    {pb.Reason.Name(answer.reason).removeprefix('REASON_').lower()}")
+        if answer.HasField("value"):
+            print(f"  value:     {_value(answer.value)} ({_type(answer.value_type)})")
+        if answer.subscription_id:
+            print(f"  granted by subscription {answer.subscription_id}")
+        print(f"  freshness: {_freshness(answer.freshness)}")
+    return 0 if answer.allowed else 1
+
+
+def _get(stub: pb_grpc.EntitlementServiceStub, args: argparse.Namespace) -> int:
+    request = pb.GetEntitlementsRequest(
+        subscription_id=args.subscription or "", customer_id=args.customer or "", consistency=_consistency(args)
+    )
+    answer = stub.GetEntitlements(request, timeout=args.timeout).entitlements
+    if args.json:
+        print(MessageToJson(answer, preserving_proto_field_name=True, indent=2))
+        return 0
+    subject = f"subscription {args.subscription}" if args.subscription else f"customer {args.customer}"
+    if not answer.found:
+        print(f"{subject}: not found")
+        return 0
+    print(f"{subject} ({_freshness(answer.freshness)})")
+    for sub in answer.subscriptions:
+        print(f"  subscription {sub.subscription_id}: plan {sub.plan_code}, {sub.status}, version {sub.version}")
+    if not answer.features:
+        print("  no entitled features")
+    for feature in answer.features:
+        print(f"  {feature.code}" + (f"  ({feature.name})" if feature.name else ""))
+        for privilege in feature.privileges:
+            mark = "  [override]" if privilege.overridden else ""
+            print(f"    {privilege.code} = {_value(privilege.value)} ({_type(privilege.value_type)}){mark}")
+    return 0
+
+
+def _value(value: pb.Value) -> str:
+    kind = value.WhichOneof("kind")
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    return repr(value.string_value)
+
+
+def _type(value_type: int) -> str:
+    return pb.ValueType.Name(value_type).removeprefix("VALUE_TYPE_").lower()  # type: ignore[arg-type]
+
+
+def _freshness(freshness: pb.Freshness) -> str:
+    source = pb.Source.Name(freshness.source).removeprefix("SOURCE_").lower()
+    stale = ", STALE" if freshness.stale else ""
+    return f"version {freshness.version}, source {source}, synced {freshness.synced_at.ToJsonString()}{stale}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

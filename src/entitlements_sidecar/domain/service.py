@@ -1,0 +1,182 @@
+"""The read service: consistency handling around the store and source, then the pure check rules.
+
+It talks only to the ports; the L1 cache is a store wrapper, so an L1 hit here costs no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from entitlements_sidecar.domain.check import Decision, decide_for_customer, decide_for_subscription
+from entitlements_sidecar.domain.merge import GrantedFeature, merge_features
+from entitlements_sidecar.domain.ports import (
+    LATEST,
+    EntitlementSource,
+    EntitlementStore,
+    Origin,
+    StoredCustomer,
+    StoredSubscription,
+)
+from entitlements_sidecar.domain.queries import (
+    CACHED,
+    CheckQuery,
+    Consistency,
+    ConsistencyMode,
+    Subject,
+    SubjectKind,
+)
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+_Record = TypeVar("_Record", StoredSubscription, StoredCustomer)
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    version: int
+    synced_at: datetime
+    origin: Origin
+    stale: bool
+
+    @classmethod
+    def of(cls, record: StoredSubscription | StoredCustomer | None, synced_at: datetime | None) -> Freshness:
+        if record is None:
+            return cls(0, _EPOCH, Origin.MEMORY, False)
+        return cls(record.version, synced_at or _EPOCH, record.origin, record.stale)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAnswer:
+    decision: Decision
+    freshness: Freshness
+
+
+@dataclass(frozen=True, slots=True)
+class EntitlementView:
+    """Everything a subject is entitled to (GetEntitlements and Watch)."""
+
+    subject: Subject
+    found: bool
+    subscriptions: tuple[StoredSubscription, ...]
+    features: dict[str, GrantedFeature]
+    freshness: Freshness
+
+
+@dataclass(frozen=True, slots=True)
+class _CustomerRead:
+    customer: StoredCustomer | None
+    subscriptions: list[StoredSubscription]
+
+
+class ReadService:
+    def __init__(
+        self,
+        store: EntitlementStore,
+        source: EntitlementSource,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._source = source
+        self._clock = clock
+
+    async def check(self, query: CheckQuery) -> CheckAnswer:
+        subject = query.subject
+        if subject.kind is SubjectKind.SUBSCRIPTION:
+            record = await self._read_subscription(subject.id, query.consistency)
+            decision = decide_for_subscription(record.subscription if record else None, query)
+            return CheckAnswer(decision, Freshness.of(record, record.synced_at if record else None))
+        read = await self._read_customer(subject.id, query.consistency)
+        decision = decide_for_customer([r.subscription for r in read.subscriptions], query)
+        return CheckAnswer(decision, self._customer_freshness(read))
+
+    async def get(self, subject: Subject, consistency: Consistency = CACHED) -> EntitlementView:
+        if subject.kind is SubjectKind.SUBSCRIPTION:
+            record = await self._read_subscription(subject.id, consistency)
+            if record is None:
+                return EntitlementView(subject, False, (), {}, Freshness.of(None, None))
+            features = merge_features([record.subscription])
+            return EntitlementView(subject, True, (record,), features, Freshness.of(record, record.synced_at))
+        read = await self._read_customer(subject.id, consistency)
+        features = merge_features([r.subscription for r in read.subscriptions])
+        return EntitlementView(
+            subject,
+            bool(read.subscriptions),
+            tuple(read.subscriptions),
+            features,
+            self._customer_freshness(read),
+        )
+
+    # -- reads with consistency --------------------------------------------------------------
+
+    async def _read_subscription(self, external_id: str, consistency: Consistency) -> StoredSubscription | None:
+        if consistency.mode is ConsistencyMode.FULL:
+            return await self._refresh_subscription(external_id)
+        record = await self._store.get_subscription(external_id, consistency.min_version)
+        if consistency.mode is ConsistencyMode.MIN_VERSION and (
+            record is None or record.version < consistency.min_version
+        ):
+            record = await self._refresh_subscription(external_id)
+            if record is not None and record.version < consistency.min_version:
+                # The source has nothing newer: answer, but say it is not as fresh as asked.
+                record = _mark_stale(record)
+        return record
+
+    async def _refresh_subscription(self, external_id: str) -> StoredSubscription | None:
+        fresh = await self._source.fetch_subscription(external_id)
+        if fresh is None:
+            await self._store.delete_subscription(external_id)
+            return None
+        version = await self._store.put_subscription(fresh)
+        return StoredSubscription(fresh, version, self._clock(), Origin.SOURCE)
+
+    async def _read_customer(self, customer_id: str, consistency: Consistency) -> _CustomerRead:
+        if consistency.mode is ConsistencyMode.FULL:
+            return await self._refresh_customer(customer_id)
+        customer = await self._store.get_customer(customer_id, consistency.min_version)
+        if consistency.mode is ConsistencyMode.MIN_VERSION and (
+            customer is None or customer.version < consistency.min_version
+        ):
+            read = await self._refresh_customer(customer_id)
+            if read.customer is not None and read.customer.version < consistency.min_version:
+                return _CustomerRead(_mark_stale(read.customer), read.subscriptions)
+            return read
+        return await self._with_subscriptions(customer)
+
+    async def _refresh_customer(self, customer_id: str) -> _CustomerRead:
+        fresh = await self._source.fetch_customer(customer_id)
+        before = await self._store.get_customer(customer_id, LATEST)
+        for sub in fresh:
+            await self._store.put_subscription(sub)
+        # Subscriptions the store still lists for this customer but the source does not: gone, or
+        # moved to another customer.
+        for gone in set(before.subscription_ids if before else ()) - {s.external_id for s in fresh}:
+            moved = await self._source.fetch_subscription(gone)
+            if moved is None:
+                await self._store.delete_subscription(gone)
+            else:
+                await self._store.put_subscription(moved)
+        read = await self._with_subscriptions(await self._store.get_customer(customer_id, LATEST))
+        return _CustomerRead(
+            replace(read.customer, origin=Origin.SOURCE) if read.customer else None,
+            [replace(r, origin=Origin.SOURCE) for r in read.subscriptions],
+        )
+
+    async def _with_subscriptions(self, customer: StoredCustomer | None) -> _CustomerRead:
+        if customer is None:
+            return _CustomerRead(None, [])
+        records = await self._store.get_subscriptions(customer.subscription_ids)
+        return _CustomerRead(customer, [r for r in records if r is not None])
+
+    def _customer_freshness(self, read: _CustomerRead) -> Freshness:
+        synced = max((r.synced_at for r in read.subscriptions), default=None)
+        stale = any(r.stale for r in read.subscriptions)
+        freshness = Freshness.of(read.customer, synced)
+        if stale and not freshness.stale:
+            return Freshness(freshness.version, freshness.synced_at, freshness.origin, True)
+        return freshness
+
+
+def _mark_stale(record: _Record) -> _Record:
+    return replace(record, stale=True)

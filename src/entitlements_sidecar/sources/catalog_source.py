@@ -1,0 +1,88 @@
+"""The catalog file as the source of truth (offline mode, the embedded default, app teams' CI).
+
+The file is re-read when its modification time or size changes. An invalid edit is logged and
+ignored: the last valid catalog keeps being served, so a typo never empties the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from entitlements_sidecar.domain.errors import CatalogError
+from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.sources.catalog_file import load_catalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    mtime_ns: int
+    size: int
+    inode: int
+
+
+class CatalogSource:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stamp: _Stamp | None = None
+        self._resolved: dict[str, ResolvedSubscription] = {}
+        self.last_error: CatalogError | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def load(self) -> None:
+        """First load: an invalid or missing file is an error the caller must see."""
+        stamp = self._stat()
+        self._resolved = load_catalog(self._path).resolve()
+        self._stamp = stamp
+        self.last_error = None
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the file if it changed; True when a new valid catalog was loaded."""
+        try:
+            stamp = self._stat()
+        except CatalogError as exc:
+            self._remember(exc)
+            return False
+        if stamp == self._stamp:
+            return False
+        try:
+            resolved = load_catalog(self._path).resolve()
+        except CatalogError as exc:
+            self._stamp = stamp  # do not re-parse the same broken file every poll
+            self._remember(exc)
+            return False
+        self._stamp = stamp
+        self._resolved = resolved
+        self.last_error = None
+        log.info("catalog reloaded", extra={"path": str(self._path), "subscriptions": len(resolved)})
+        return True
+
+    async def load_all(self) -> list[ResolvedSubscription]:
+        return list(self._resolved.values())
+
+    async def fetch_subscription(self, external_id: str) -> ResolvedSubscription | None:
+        self.reload_if_changed()
+        return self._resolved.get(external_id)
+
+    async def fetch_customer(self, customer_id: str) -> list[ResolvedSubscription]:
+        self.reload_if_changed()
+        return [s for s in self._resolved.values() if s.external_customer_id == customer_id]
+
+    def _stat(self) -> _Stamp:
+        try:
+            st = os.stat(self._path)
+        except OSError as exc:
+            raise CatalogError(str(self._path), "", f"cannot read file: {exc.strerror or exc}") from exc
+        return _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _remember(self, error: CatalogError) -> None:
+        if str(error) != str(self.last_error):
+            log.error("catalog not reloaded, keeping the last valid one: %s", error)
+        self.last_error = error

@@ -1,0 +1,160 @@
+"""The in-process L1 cache: a bounded LRU in front of any store.
+
+A hit costs no I/O. Entries are dropped when the wrapped store's change feed reports a change
+(from any process sharing the store); while the feed is down, hits are answered but marked
+stale and nothing new is cached; when it comes back, everything cached is dropped, because
+changes may have been missed in between.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Final
+
+from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.domain.ports import (
+    Change,
+    ChangeKind,
+    ChangeListener,
+    EntitlementStore,
+    Origin,
+    StoredCustomer,
+    StoredSubscription,
+)
+
+_ABSENT: Final = object()  # a cached "not found", so unknown subjects do not cost a round trip each
+_Key = tuple[str, str]
+_Entry = StoredSubscription | StoredCustomer | object
+
+
+class CachedStore:
+    def __init__(self, inner: EntitlementStore, max_entries: int = 100_000) -> None:
+        self._inner = inner
+        self._max_entries = max_entries
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._generation = 0  # bumped by every invalidation; a fill that raced one is not kept
+        self._feed_up = False
+        self.hits = 0
+        self.misses = 0
+        inner.add_listener(self._on_change)
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get_subscription(self, external_id: str, min_version: int = 0) -> StoredSubscription | None:
+        key = ("s", external_id)
+        entry = self._lookup(key)
+        if entry is not None and (entry is _ABSENT or _version(entry) >= min_version):
+            return self._serve(entry)  # type: ignore[return-value]
+        self.misses += 1
+        generation = self._generation
+        record = await self._inner.get_subscription(external_id, min_version)
+        self._fill(key, record, generation)
+        return record
+
+    async def get_subscriptions(self, external_ids: Sequence[str]) -> list[StoredSubscription | None]:
+        results: list[StoredSubscription | None] = []
+        missing: list[int] = []
+        for index, external_id in enumerate(external_ids):
+            entry = self._lookup(("s", external_id))
+            if entry is None:
+                missing.append(index)
+                results.append(None)
+            else:
+                results.append(self._serve(entry))  # type: ignore[arg-type]
+        if missing:
+            self.misses += len(missing)
+            generation = self._generation
+            fetched = await self._inner.get_subscriptions([external_ids[i] for i in missing])
+            for index, record in zip(missing, fetched, strict=True):
+                results[index] = record
+                self._fill(("s", external_ids[index]), record, generation)
+        return results
+
+    async def get_customer(self, customer_id: str, min_version: int = 0) -> StoredCustomer | None:
+        key = ("c", customer_id)
+        entry = self._lookup(key)
+        if entry is not None and (entry is _ABSENT or _version(entry) >= min_version):
+            return self._serve(entry)  # type: ignore[return-value]
+        self.misses += 1
+        generation = self._generation
+        record = await self._inner.get_customer(customer_id, min_version)
+        self._fill(key, record, generation)
+        return record
+
+    async def subscription_ids(self) -> set[str]:
+        return await self._inner.subscription_ids()
+
+    # -- writes go through, and drop what they make stale right away ----------------------
+
+    async def put_subscription(self, subscription: ResolvedSubscription) -> int:
+        version = await self._inner.put_subscription(subscription)
+        self._drop(("s", subscription.external_id))
+        self._drop(("c", subscription.external_customer_id))
+        return version
+
+    async def delete_subscription(self, external_id: str) -> int | None:
+        cached = self._entries.get(("s", external_id))
+        version = await self._inner.delete_subscription(external_id)
+        self._drop(("s", external_id))
+        if isinstance(cached, StoredSubscription):
+            self._drop(("c", cached.subscription.external_customer_id))
+        return version
+
+    def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
+        return self._inner.add_listener(listener)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _lookup(self, key: _Key) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return entry
+
+    def _serve(self, entry: _Entry) -> StoredSubscription | StoredCustomer | None:
+        if entry is _ABSENT:
+            return None
+        assert isinstance(entry, StoredSubscription | StoredCustomer)
+        return entry if self._feed_up else replace(entry, stale=True)
+
+    def _fill(self, key: _Key, record: StoredSubscription | StoredCustomer | None, generation: int) -> None:
+        if not self._feed_up or generation != self._generation or self._max_entries <= 0:
+            return
+        self._entries[key] = _ABSENT if record is None else replace(record, origin=Origin.MEMORY)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def _drop(self, key: _Key) -> None:
+        self._generation += 1
+        self._entries.pop(key, None)
+
+    def _on_change(self, change: Change) -> None:
+        if change.kind is ChangeKind.SUBSCRIPTION:
+            self._drop(("s", change.id))
+        elif change.kind is ChangeKind.CUSTOMER:
+            self._drop(("c", change.id))
+        elif change.kind is ChangeKind.FEED_LOST:
+            self._generation += 1
+            self._feed_up = False
+        elif change.kind is ChangeKind.FEED_RESET:
+            self._generation += 1
+            self._entries.clear()
+            self._feed_up = True
+
+
+def _version(entry: _Entry) -> int:
+    assert isinstance(entry, StoredSubscription | StoredCustomer)
+    return entry.version

@@ -1,0 +1,172 @@
+"""The EntitlementService gRPC servicer (grpc.aio)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+
+from entitlements_sidecar.domain.errors import InvalidArgumentError
+from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore
+from entitlements_sidecar.domain.queries import Subject, SubjectKind
+from entitlements_sidecar.domain.service import ReadService
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+from entitlements_sidecar.transport import mapping
+from entitlements_sidecar.transport.status import status_for
+
+
+class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
+    def __init__(
+        self,
+        service: ReadService,
+        store: EntitlementStore,
+        max_batch_size: int = 1000,
+        max_watch_subjects: int = 100,
+    ) -> None:
+        self._service = service
+        self._store = store
+        self._max_batch_size = max_batch_size
+        self._max_watch_subjects = max_watch_subjects
+        self._closing = asyncio.Event()
+
+    def begin_shutdown(self) -> None:
+        """End open Watch streams (with UNAVAILABLE, so clients reconnect elsewhere or later)."""
+        self._closing.set()
+
+    async def CheckEntitlement(
+        self,
+        request: pb.CheckEntitlementRequest,
+        context: grpc.aio.ServicerContext[pb.CheckEntitlementRequest, pb.CheckEntitlementResponse],
+    ) -> pb.CheckEntitlementResponse:
+        try:
+            answer = await self._service.check(mapping.check_query_from_proto(request))
+        except Exception as exc:
+            await context.abort(*status_for(exc))
+        return mapping.check_answer_to_proto(answer)
+
+    async def CheckEntitlements(
+        self,
+        request: pb.CheckEntitlementsRequest,
+        context: grpc.aio.ServicerContext[pb.CheckEntitlementsRequest, pb.CheckEntitlementsResponse],
+    ) -> pb.CheckEntitlementsResponse:
+        if len(request.checks) > self._max_batch_size:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"checks: {len(request.checks)} items is more than the limit of {self._max_batch_size}",
+            )
+        response = pb.CheckEntitlementsResponse()
+        for index, check in enumerate(request.checks):
+            result = response.results.add()
+            try:
+                query = mapping.check_query_from_proto(check, f"checks[{index}].")
+                answer = await self._service.check(query)
+            except Exception as exc:
+                code, message = status_for(exc)
+                field = exc.field if isinstance(exc, InvalidArgumentError) else ""
+                result.error.CopyFrom(pb.ItemError(code=code.value[0], message=message, field=field))
+            else:
+                result.response.CopyFrom(mapping.check_answer_to_proto(answer))
+        return response
+
+    async def GetEntitlements(
+        self,
+        request: pb.GetEntitlementsRequest,
+        context: grpc.aio.ServicerContext[pb.GetEntitlementsRequest, pb.GetEntitlementsResponse],
+    ) -> pb.GetEntitlementsResponse:
+        try:
+            subject = Subject.of(request.subscription_id, request.customer_id)
+            consistency = mapping.consistency_from_proto(request.consistency)
+            view = await self._service.get(subject, consistency)
+        except Exception as exc:
+            await context.abort(*status_for(exc))
+        return pb.GetEntitlementsResponse(entitlements=mapping.view_to_proto(view))
+
+    async def WatchEntitlements(
+        self,
+        request: pb.WatchEntitlementsRequest,
+        context: grpc.aio.ServicerContext[pb.WatchEntitlementsRequest, pb.WatchEntitlementsResponse],
+    ) -> AsyncIterator[pb.WatchEntitlementsResponse]:
+        try:
+            subjects = self._watch_subjects(request)
+        except Exception as exc:
+            await context.abort(*status_for(exc))
+        changed: asyncio.Queue[Subject] = asyncio.Queue()
+        pending: set[Subject] = set()
+
+        def on_change(change: Change) -> None:
+            # Runs on the event loop; only queue here, reads happen in the stream below.
+            for subject in _affected(subjects, change):
+                if subject not in pending:
+                    pending.add(subject)
+                    changed.put_nowait(subject)
+
+        remove = self._store.add_listener(on_change)  # before the first read, so no change is missed
+        try:
+            seen: dict[Subject, tuple[bool, int]] = {}
+            for subject in subjects:
+                view = await self._service.get(subject)
+                seen[subject] = (view.found, view.freshness.version)
+                yield pb.WatchEntitlementsResponse(entitlements=mapping.view_to_proto(view), initial=True)
+            while True:
+                next_subject = await self._next(changed)
+                if next_subject is None:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "server shutting down; reconnect")
+                    return
+                subject = next_subject
+                pending.discard(subject)
+                view = await self._service.get(subject)
+                state = (view.found, view.freshness.version)
+                if seen.get(subject) == state:
+                    continue  # coalesced or repeated notification: nothing new to tell
+                seen[subject] = state
+                yield pb.WatchEntitlementsResponse(entitlements=mapping.view_to_proto(view), initial=False)
+        except grpc.aio.AbortError:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await context.abort(*status_for(exc))
+        finally:
+            remove()
+
+    def _watch_subjects(self, request: pb.WatchEntitlementsRequest) -> list[Subject]:
+        if not request.subjects:
+            raise InvalidArgumentError("subjects", "at least one subject is required")
+        if len(request.subjects) > self._max_watch_subjects:
+            raise InvalidArgumentError(
+                "subjects", f"{len(request.subjects)} subjects is more than the limit of {self._max_watch_subjects}"
+            )
+        subjects: list[Subject] = []
+        for index, item in enumerate(request.subjects):
+            subject = Subject.of(item.subscription_id, item.customer_id, f"subjects[{index}].")
+            if subject not in subjects:
+                subjects.append(subject)
+        return subjects
+
+    async def _next(self, changed: asyncio.Queue[Subject]) -> Subject | None:
+        if self._closing.is_set():
+            return None
+        getter = asyncio.ensure_future(changed.get())
+        closer = asyncio.ensure_future(self._closing.wait())
+        try:
+            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (getter, closer):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        return getter.result() if getter in done else None
+
+
+def _affected(subjects: list[Subject], change: Change) -> list[Subject]:
+    if change.kind is ChangeKind.FEED_RESET:
+        return list(subjects)  # changes may have been missed: re-read everything
+    if change.kind is ChangeKind.SUBSCRIPTION:
+        return [s for s in subjects if s.kind is SubjectKind.SUBSCRIPTION and s.id == change.id]
+    if change.kind is ChangeKind.CUSTOMER:
+        return [s for s in subjects if s.kind is SubjectKind.CUSTOMER and s.id == change.id]
+    return []
