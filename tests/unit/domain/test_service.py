@@ -1,0 +1,123 @@
+"""ReadService with the in-memory store and the catalog source: consistency modes and freshness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from entitlements_sidecar.domain.check import Reason
+from entitlements_sidecar.domain.ports import Origin
+from entitlements_sidecar.domain.queries import (
+    FULLY_CONSISTENT,
+    CheckQuery,
+    Consistency,
+    Subject,
+    SubjectKind,
+)
+from entitlements_sidecar.domain.service import ReadService
+from entitlements_sidecar.sources.catalog_source import CatalogSource
+from entitlements_sidecar.store.memory import MemoryStore
+from entitlements_sidecar.sync.catalog_sync import CatalogSync
+
+MAIN = Subject(SubjectKind.SUBSCRIPTION, "sub_acme_main")
+ACME = Subject(SubjectKind.CUSTOMER, "acme")
+
+
+@pytest.fixture
+async def setup(example_catalog: Path) -> tuple[ReadService, MemoryStore, Path]:
+    store = MemoryStore()
+    await store.start()
+    source = CatalogSource(example_catalog)
+    await CatalogSync(source, store).initial_load()
+    return ReadService(store, source), store, example_catalog
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new))
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+
+def seats(consistency: Consistency | None = None, subject: Subject = MAIN) -> CheckQuery:
+    return CheckQuery.build(subject, "seats", "max", consistency=consistency or Consistency())
+
+
+async def test_default_read_answers_from_store(setup: tuple[ReadService, MemoryStore, Path]) -> None:
+    service, _, _ = setup
+    answer = await service.check(seats())
+    assert answer.decision.allowed and answer.decision.privilege is not None
+    assert answer.decision.privilege.value == 25
+    assert (answer.freshness.version, answer.freshness.origin, answer.freshness.stale) == (1, Origin.MEMORY, False)
+
+
+async def test_fully_consistent_reads_through_and_updates_the_store(
+    setup: tuple[ReadService, MemoryStore, Path],
+) -> None:
+    service, store, catalog = setup
+    edit(catalog, "seats: {max: 25}", "seats: {max: 40}")
+    assert (await service.check(seats())).decision.privilege.value == 25  # type: ignore[union-attr]
+    answer = await service.check(seats(FULLY_CONSISTENT))
+    assert answer.decision.privilege is not None and answer.decision.privilege.value == 40
+    assert (answer.freshness.origin, answer.freshness.version) == (Origin.SOURCE, 2)
+    record = await store.get_subscription("sub_acme_main")
+    assert record is not None and record.version == 2
+
+
+async def test_min_version_refreshes_when_older_and_marks_stale_if_source_has_nothing_newer(
+    setup: tuple[ReadService, MemoryStore, Path],
+) -> None:
+    service, _, catalog = setup
+    assert (await service.check(seats(Consistency.at_least(1)))).freshness.origin is Origin.MEMORY
+    edit(catalog, "seats: {max: 25}", "seats: {max: 41}")
+    answer = await service.check(seats(Consistency.at_least(2)))
+    assert answer.decision.privilege is not None and answer.decision.privilege.value == 41
+    assert (answer.freshness.version, answer.freshness.stale) == (2, False)
+    beyond = await service.check(seats(Consistency.at_least(9)))
+    assert (beyond.freshness.version, beyond.freshness.stale) == (2, True)
+
+
+async def test_fully_consistent_sees_a_deleted_subscription(setup: tuple[ReadService, MemoryStore, Path]) -> None:
+    service, store, catalog = setup
+    edit(catalog, "external_id: sub_globex", "external_id: sub_globex_renamed")
+    query = CheckQuery.build(Subject(SubjectKind.SUBSCRIPTION, "sub_globex"), "seats", consistency=FULLY_CONSISTENT)
+    answer = await service.check(query)
+    assert answer.decision.reason is Reason.SUBSCRIPTION_NOT_FOUND
+    assert await store.get_subscription("sub_globex") is None
+
+
+async def test_customer_reads_merge_and_report_customer_version(
+    setup: tuple[ReadService, MemoryStore, Path],
+) -> None:
+    service, _, catalog = setup
+    answer = await service.check(seats(subject=ACME))
+    assert answer.decision.subscription_id == "sub_acme_main"
+    assert answer.freshness.version == 2  # two subscriptions were written for acme
+    edit(
+        catalog,
+        "external_customer_id: acme\n    plan_code: starter",
+        "external_customer_id: globex\n    plan_code: starter",
+    )
+    full = await service.get(ACME, FULLY_CONSISTENT)
+    assert [r.subscription.external_id for r in full.subscriptions] == ["sub_acme_main"]
+    assert full.freshness.origin is Origin.SOURCE and full.freshness.version > 2
+    view = await service.get(Subject(SubjectKind.CUSTOMER, "globex"))
+    assert {r.subscription.external_id for r in view.subscriptions} == {"sub_globex", "sub_acme_eu"}
+
+
+async def test_customer_min_version(setup: tuple[ReadService, MemoryStore, Path]) -> None:
+    service, _, _ = setup
+    answer = await service.check(seats(Consistency.at_least(50), subject=ACME))
+    assert answer.freshness.stale is True
+    unknown = await service.check(seats(Consistency.at_least(1), subject=Subject(SubjectKind.CUSTOMER, "nobody")))
+    assert unknown.decision.reason is Reason.CUSTOMER_NOT_FOUND
+
+
+async def test_get_for_unknown_and_inactive_subjects(setup: tuple[ReadService, MemoryStore, Path]) -> None:
+    service, _, _ = setup
+    missing = await service.get(Subject(SubjectKind.SUBSCRIPTION, "nope"))
+    assert (missing.found, missing.features, missing.freshness.version) == (False, {}, 0)
+    pending = await service.get(Subject(SubjectKind.SUBSCRIPTION, "sub_initech_next"))
+    assert pending.found and pending.features == {}
+    assert pending.subscriptions[0].subscription.status.value == "pending"
