@@ -125,7 +125,7 @@ OPTIONS: tuple[Option, ...] = (
         "shutdown_grace_seconds",
         "ENTITLEMENTS_SHUTDOWN_GRACE_SECONDS",
         "5.0",
-        "on SIGTERM, how long in-flight calls may finish before streams are cut",
+        "on SIGTERM, how long in-flight calls may take to finish (Watch streams end at once)",
         _positive_float,
     ),
     Option(
