@@ -47,7 +47,7 @@ async def test_health_is_not_serving_until_the_first_load(example_catalog: Path)
         await starting
 
         async def serving() -> bool:
-            return await status() == health_pb2.HealthCheckResponse.SERVING
+            return bool(await status() == health_pb2.HealthCheckResponse.SERVING)
 
         await eventually_async(serving, what="SERVING after load")
         answer = await pb_grpc.EntitlementServiceStub(channel).CheckEntitlement(

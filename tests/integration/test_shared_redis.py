@@ -36,7 +36,7 @@ def pair(
 
 def read_commands(client: redis.Redis) -> dict[str, int]:
     """Calls per command since the last CONFIG RESETSTAT, without the bookkeeping commands."""
-    stats: dict[str, dict[str, int]] = client.info("commandstats")  # type: ignore[assignment]
+    stats: dict[str, dict[str, int]] = client.info("commandstats")
     counts = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
     return {name: calls for name, calls in counts.items() if name not in ("info", "config|resetstat", "config")}
 
