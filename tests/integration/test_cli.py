@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.processes import REPO, Sidecar, free_port
+from tests.support.processes import Sidecar, free_port
+from tests.support.processes import run_cli as cli
 
 pytestmark = pytest.mark.integration
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("ENTITLEMENTS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "entitlements_sidecar.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        check=False,
-        env={**child_env, **(env or {})},
-    )
 
 
 def test_check_prints_a_readable_answer_and_exits_by_verdict(memory_sidecar: Sidecar) -> None:

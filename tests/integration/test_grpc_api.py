@@ -317,3 +317,8 @@ def test_catalog_edits_reach_checks_and_bad_edits_keep_state(redis_sidecar: Side
     eventually(lambda: "catalog not reloaded" in redis_sidecar.log(), what="bad edit logged")
     assert check(redis_sidecar, **base).value.int_value == 6
     assert "expected an integer" in redis_sidecar.log()
+
+
+def test_the_cases_above_cover_every_reason() -> None:
+    every = {v for v in pb.Reason.values() if v != pb.REASON_UNSPECIFIED}
+    assert {reason for _, _, reason, _ in CASES} == every

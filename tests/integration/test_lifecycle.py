@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -17,7 +15,7 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 from entitlements_sidecar.sync.snapshot import ApplyResult
 from tests.integration.conftest import stub
-from tests.support.processes import REPO, free_port, rpc_error, start_sidecar
+from tests.support.processes import free_port, rpc_error, run_cli, start_sidecar
 from tests.support.wait import eventually_async
 
 pytestmark = pytest.mark.integration
@@ -85,48 +83,15 @@ def test_unix_socket_listener(tmp_path: Path, example_catalog: Path) -> None:
 def test_invalid_catalog_stops_startup_with_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("features:\n  - {code: f, privileges: [{code: p, value_type: money}]}\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entitlements_sidecar.cli",
-            "serve",
-            "--catalog-path",
-            str(bad),
-            "--grpc-address",
-            f"127.0.0.1:{free_port()}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        check=False,
-    )
+    result = run_cli("serve", "--catalog-path", str(bad), "--grpc-address", f"127.0.0.1:{free_port()}")
     assert result.returncode == 2
     assert f"{bad}: features[0].privileges[0].value_type: must be one of" in result.stderr
 
 
-def test_unreachable_redis_stops_startup(tmp_path: Path, example_catalog: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entitlements_sidecar.cli",
-            "serve",
-            "--catalog-path",
-            str(example_catalog),
-            "--store",
-            "redis",
-            "--redis-url",
-            f"redis://127.0.0.1:{free_port()}/0",
-            "--grpc-address",
-            f"127.0.0.1:{free_port()}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        check=False,
-    )
+def test_unreachable_redis_stops_startup(example_catalog: Path) -> None:
+    result = run_cli(
+        "serve", "--catalog-path", str(example_catalog), "--grpc-address", f"127.0.0.1:{free_port()}",
+        "--store", "redis", "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
+    )  # fmt: skip
     assert result.returncode == 2
     assert "redis unreachable" in result.stderr

@@ -179,3 +179,17 @@ def rpc_error(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
         failed = cast(grpc.Call, exc)
         return failed.code(), failed.details() or ""
     raise AssertionError("the call succeeded but was expected to fail")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run `entitlements-sidecar ARGS` to completion, with no ENTITLEMENTS_* from the test's environment."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("ENTITLEMENTS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "entitlements_sidecar.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+        env={**child_env, **(env or {})},
+    )

@@ -9,9 +9,9 @@ changes may have been missed in between.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Final
+from typing import Final, TypeVar, cast
 
 from entitlements_sidecar.domain.model import ResolvedSubscription
 from entitlements_sidecar.domain.ports import (
@@ -26,7 +26,9 @@ from entitlements_sidecar.domain.ports import (
 
 _ABSENT: Final = object()  # a cached "not found", so unknown subjects do not cost a round trip each
 _Key = tuple[str, str]
-_Entry = StoredSubscription | StoredCustomer | object
+_Record = StoredSubscription | StoredCustomer
+_Entry = _Record | object
+_R = TypeVar("_R", StoredSubscription, StoredCustomer)
 
 
 class CachedStore:
@@ -52,15 +54,7 @@ class CachedStore:
     # -- reads ----------------------------------------------------------------------------
 
     async def get_subscription(self, external_id: str, min_version: int = 0) -> StoredSubscription | None:
-        key = ("s", external_id)
-        entry = self._lookup(key)
-        if entry is not None and (entry is _ABSENT or _version(entry) >= min_version):
-            return self._serve(entry)  # type: ignore[return-value]
-        self.misses += 1
-        generation = self._generation
-        record = await self._inner.get_subscription(external_id, min_version)
-        self._fill(key, record, generation)
-        return record
+        return await self._get(("s", external_id), min_version, self._inner.get_subscription)
 
     async def get_subscriptions(self, external_ids: Sequence[str]) -> list[StoredSubscription | None]:
         results: list[StoredSubscription | None] = []
@@ -82,15 +76,7 @@ class CachedStore:
         return results
 
     async def get_customer(self, customer_id: str, min_version: int = 0) -> StoredCustomer | None:
-        key = ("c", customer_id)
-        entry = self._lookup(key)
-        if entry is not None and (entry is _ABSENT or _version(entry) >= min_version):
-            return self._serve(entry)  # type: ignore[return-value]
-        self.misses += 1
-        generation = self._generation
-        record = await self._inner.get_customer(customer_id, min_version)
-        self._fill(key, record, generation)
-        return record
+        return await self._get(("c", customer_id), min_version, self._inner.get_customer)
 
     async def subscription_ids(self) -> set[str]:
         return await self._inner.subscription_ids()
@@ -115,6 +101,16 @@ class CachedStore:
         return self._inner.add_listener(listener)
 
     # -- internals ------------------------------------------------------------------------
+
+    async def _get(self, key: _Key, min_version: int, load: Callable[[str, int], Awaitable[_R | None]]) -> _R | None:
+        entry = self._lookup(key)
+        if entry is not None and (entry is _ABSENT or _version(entry) >= min_version):
+            return cast("_R | None", self._serve(entry))
+        self.misses += 1
+        generation = self._generation
+        record = await load(key[1], min_version)
+        self._fill(key, record, generation)
+        return record
 
     def _lookup(self, key: _Key) -> _Entry | None:
         entry = self._entries.get(key)
