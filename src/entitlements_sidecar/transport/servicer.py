@@ -43,9 +43,9 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
     ) -> pb.CheckEntitlementResponse:
         try:
             answer = await self._service.check(mapping.check_query_from_proto(request))
+            return mapping.check_answer_to_proto(answer)
         except Exception as exc:
             await context.abort(*status_for(exc))
-        return mapping.check_answer_to_proto(answer)
 
     async def CheckEntitlements(
         self,
@@ -80,9 +80,9 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
             subject = Subject.of(request.subscription_id, request.customer_id)
             consistency = mapping.consistency_from_proto(request.consistency)
             view = await self._service.get(subject, consistency)
+            return pb.GetEntitlementsResponse(entitlements=mapping.view_to_proto(view))
         except Exception as exc:
             await context.abort(*status_for(exc))
-        return pb.GetEntitlementsResponse(entitlements=mapping.view_to_proto(view))
 
     async def WatchEntitlements(
         self,
