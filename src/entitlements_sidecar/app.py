@@ -1,4 +1,9 @@
-"""The composition root: builds every part from Settings, runs them, and shuts them down in order."""
+"""The composition root: builds every part from Settings, runs them, and shuts them down in order.
+
+- source=catalog: every process loads the catalog file and polls it (writes are idempotent).
+- source=lago: the `syncer` role runs the webhook intake, the queue worker and reconciliation; the
+  `reader` role serves gRPC and becomes ready once a full load is recorded in the store.
+"""
 
 from __future__ import annotations
 
@@ -6,65 +11,186 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import redis.asyncio as aioredis
 
 from entitlements_sidecar.config import Settings
-from entitlements_sidecar.domain.ports import EntitlementStore
+from entitlements_sidecar.domain.errors import ConfigError
+from entitlements_sidecar.domain.events import EventQueue
+from entitlements_sidecar.domain.ports import EntitlementSource, EntitlementStore, SyncStateStore
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.sources.catalog_source import CatalogSource
+from entitlements_sidecar.sources.lago.client import LagoClient
+from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
+from entitlements_sidecar.sources.lago.refresher import Refresher
+from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
+from entitlements_sidecar.sources.lago.source import LagoSource
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.memory import MemoryStore
+from entitlements_sidecar.store.redis_queue import RedisStreamQueue
 from entitlements_sidecar.store.redis_store import RedisStore
+from entitlements_sidecar.store.sync_state_memory import MemorySyncState
+from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
+from entitlements_sidecar.sync.full_sync import FullSync, Progress, SyncReport
+from entitlements_sidecar.sync.memory_queue import MemoryQueue
+from entitlements_sidecar.sync.worker import SyncWorker
 from entitlements_sidecar.transport.grpc_server import GrpcServer
+from entitlements_sidecar.transport.http_server import HttpServer
 from entitlements_sidecar.transport.servicer import EntitlementServicer
+from entitlements_sidecar.transport.webhook_intake import WebhookIntake
 
 log = logging.getLogger(__name__)
 
 
-def build_store(settings: Settings) -> EntitlementStore:
-    if settings.store == "memory":
+def redis_client(settings: Settings) -> aioredis.Redis:
+    timeout = settings.redis_timeout_seconds
+    return aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
+def build_store(settings: Settings, client: aioredis.Redis | None) -> EntitlementStore:
+    if client is None:
         return MemoryStore()  # already in-process: an L1 in front would only copy it
-    redis = RedisStore.from_url(settings.redis_url, settings.redis_key_prefix, settings.redis_timeout_seconds)
-    if settings.l1_max_entries == 0:
-        return redis
-    return CachedStore(redis, settings.l1_max_entries)
+    redis = RedisStore(client, settings.redis_key_prefix)
+    return CachedStore(redis, settings.l1_max_entries) if settings.l1_max_entries else redis
+
+
+class LagoParts:
+    """What source=lago needs in any role."""
+
+    def __init__(self, settings: Settings, store: EntitlementStore, client: aioredis.Redis | None) -> None:
+        limiter = TokenBucket(settings.lago_rate_limit)
+        self.client = LagoClient(
+            settings.lago_api_url,
+            settings.lago_api_key,
+            limiter,
+            timeout=settings.lago_timeout_seconds,
+            max_retries=settings.lago_max_retries,
+        )
+        self.state: SyncStateStore = (
+            RedisSyncState(client, settings.redis_key_prefix) if client is not None else MemorySyncState()
+        )
+        self.refresher = Refresher(self.client, store, self.state)
+        self.full_sync = FullSync(self.client, store, self.state, self.refresher, settings.sync_concurrency)
 
 
 class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = build_store(settings)
-        self.source = CatalogSource(settings.catalog_path)
-        self.sync = CatalogSync(self.source, self.store, settings.catalog_poll_seconds)
-        self.service = ReadService(self.store, self.source)
-        servicer = EntitlementServicer(self.service, self.store, settings.max_batch_size, settings.max_watch_subjects)
-        self.grpc = GrpcServer(servicer, settings.grpc_address)
+        self._redis = redis_client(settings) if settings.store == "redis" else None
+        self.store = build_store(settings, self._redis)
         self._tasks: list[asyncio.Task[None]] = []
+        self.catalog_sync: CatalogSync | None = None
+        self.lago: LagoParts | None = None
+        self.queue: EventQueue | None = None
+        self.worker: SyncWorker | None = None
+        self.http: HttpServer | None = None
+        source: EntitlementSource
+        if settings.source == "catalog":
+            catalog = CatalogSource(settings.catalog_path)
+            self.catalog_sync = CatalogSync(catalog, self.store, settings.catalog_poll_seconds)
+            source = catalog
+        else:
+            self.lago = LagoParts(settings, self.store, self._redis)
+            source = LagoSource(self.lago.client, self.lago.refresher)
+            if "syncer" in settings.roles:
+                self._build_syncer(self.lago)
+        self.grpc: GrpcServer | None = None
+        if settings.source == "catalog" or "reader" in settings.roles:
+            servicer = EntitlementServicer(
+                ReadService(self.store, source), self.store, settings.max_batch_size, settings.max_watch_subjects
+            )
+            self.grpc = GrpcServer(servicer, settings.grpc_address)
+
+    def _build_syncer(self, lago: LagoParts) -> None:
+        settings = self.settings
+        if self._redis is not None:
+            claim_ms = int(settings.queue_claim_idle_seconds * 1000)
+            self.queue = RedisStreamQueue(self._redis, settings.redis_key_prefix, claim_idle_ms=claim_ms)
+        else:
+            self.queue = MemoryQueue()
+        verifier = SignatureVerifier(
+            settings.lago_hmac_key or None, lago.client.get_webhook_public_key, settings.lago_jwt_issuer or None
+        )
+        intake = WebhookIntake(verifier, self.queue, settings.webhook_max_body_bytes)
+        self.http = HttpServer(intake, settings.http_address)
+        self.worker = SyncWorker(self.queue, lago.refresher)
 
     async def start(self) -> None:
-        await self.grpc.start()  # health answers NOT_SERVING while we load
+        if self.grpc is not None:
+            await self.grpc.start()  # health answers NOT_SERVING while we load
         await self.store.start()
-        result = await self.sync.initial_load()
-        self._tasks.append(asyncio.create_task(self.sync.run(), name="catalog-sync"))
-        await self.grpc.set_serving(True)
+        if self.catalog_sync is not None:
+            result = await self.catalog_sync.initial_load()
+            self._spawn(self.catalog_sync.run(), "catalog-sync")
+            await self._ready(f"catalog {self.settings.catalog_path}, {result.written} subscriptions written")
+            return
+        assert self.lago is not None
+        if self.worker is not None:
+            await self._start_syncer(self.lago)
+            await self._ready("syncer loaded")
+        else:
+            self._spawn(self._ready_when_loaded(self.lago.state), "await-first-load")
+
+    async def _start_syncer(self, lago: LagoParts) -> None:
+        assert self.queue is not None and self.http is not None and self.worker is not None
+        await self.queue.start()
+        await self.http.start()  # webhooks are queued (and acknowledged) even during the first load
+        if await lago.state.loaded_at() is None:
+            await lago.full_sync.run()
+        self._spawn(self.worker.run(), "sync-worker")
+        self._spawn(self._reconcile(lago.full_sync), "reconciler")
+
+    async def _reconcile(self, full_sync: FullSync) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval_seconds)
+            try:
+                report = await full_sync.run()
+                log.info("reconciled", extra={"repaired": report.repaired, "subscriptions": report.subscriptions})
+            except Exception:
+                log.exception("reconciliation failed; trying again next interval")
+
+    async def _ready_when_loaded(self, state: SyncStateStore) -> None:
+        while True:
+            try:
+                if await state.loaded_at() is not None:
+                    break
+            except Exception:
+                log.warning("waiting for the store", exc_info=True)
+            await asyncio.sleep(1.0)
+        await self._ready("the syncer's first load is in the store")
+
+    async def _ready(self, detail: str) -> None:
+        if self.grpc is not None:
+            await self.grpc.set_serving(True)
         log.info(
             "serving",
             extra={
-                "address": self.settings.grpc_address,
-                "port": self.grpc.port,
+                "grpc": self.settings.grpc_address if self.grpc else "-",
+                "grpc_port": self.grpc.port if self.grpc else "-",
+                "http_port": self.http.port if self.http else "-",
                 "store": self.settings.store,
-                "catalog": str(self.settings.catalog_path),
-                "written": result.written,
+                "detail": detail,
             },
         )
 
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coroutine, name=name))
+
     async def stop(self) -> None:
         log.info("shutting down", extra={"grace_seconds": self.settings.shutdown_grace_seconds})
-        await self.grpc.stop(self.settings.shutdown_grace_seconds)
+        if self.grpc is not None:
+            await self.grpc.stop(self.settings.shutdown_grace_seconds)
+        if self.http is not None:
+            await self.http.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.lago is not None:
+            await self.lago.client.close()
         await self.store.close()
         log.info("stopped")
 
@@ -81,3 +207,28 @@ async def serve(settings: Settings) -> None:
         await stopping.wait()
     finally:
         await app.stop()
+
+
+async def run_full_sync(settings: Settings, progress: Progress | None = None) -> SyncReport:
+    """`entitlements-sidecar sync --full`: one full load from Lago into the shared Redis."""
+    if settings.store != "redis":
+        raise ConfigError("sync --full writes the shared store: set ENTITLEMENTS_STORE=redis")
+    client = redis_client(settings)
+    store = RedisStore(client, settings.redis_key_prefix)
+    lago = LagoParts(settings, store, client)
+    try:
+        await store.start()
+        return await lago.full_sync.run(progress)
+    finally:
+        await lago.client.close()
+        await store.close()
+
+
+def progress_bar(write: Callable[[str], Any], width: int = 30) -> Progress:
+    def show(done: int, total: int) -> None:
+        filled = width * done // total if total else width
+        write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            write("\n")
+
+    return show

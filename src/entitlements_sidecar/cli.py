@@ -29,15 +29,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EntitlementsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        from entitlements_sidecar.app import serve  # the server stack is not needed by client commands
+    if args.command in ("serve", "sync"):
+        from entitlements_sidecar import app  # the server stack is not needed by client commands
 
         logs.configure(settings.log_level)
         try:
-            asyncio.run(serve(settings))
+            if args.command == "serve":
+                asyncio.run(app.serve(settings))
+                return 0
+            report = asyncio.run(app.run_full_sync(settings, app.progress_bar(sys.stderr.write)))
         except EntitlementsError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        print(f"synced {report.subscriptions} subscriptions in {report.seconds:.1f}s, {report.repaired} repaired")
         return 0
     target = _target(args.target or settings.grpc_address)
     try:
@@ -55,13 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="entitlements-sidecar", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the sidecar")
-    for option in OPTIONS:
-        serve.add_argument(
-            option.flag,
-            dest=option.field,
-            metavar=option.field.upper(),
-            help=f"{option.help} (env {option.env}, default {option.default!r})",
-        )
+    sync = commands.add_parser("sync", help="load every subscription from Lago into the shared Redis")
+    sync.add_argument("--full", action="store_true", required=True, help="a full load (the only kind for now)")
+    for command in (serve, sync):
+        for option in OPTIONS:
+            if not option.secret:
+                command.add_argument(
+                    option.flag,
+                    dest=option.field,
+                    metavar=option.field.upper(),
+                    help=f"{option.help} (env {option.env}, default {option.default!r})",
+                )
     for name, text in (("check", "check one feature for a subject"), ("get", "list a subject's entitlements")):
         command = commands.add_parser(name, help=text)
         command.add_argument("--target", help="sidecar address (default: ENTITLEMENTS_GRPC_ADDRESS)")

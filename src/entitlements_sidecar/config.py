@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ class Option:
     default: str
     help: str
     parse: Callable[[str], Any] = str
+    secret: bool = False  # no flag (flags show in `ps`), never logged; also read from `<env>_FILE`
 
     @property
     def flag(self) -> str:
@@ -49,6 +50,19 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def _roles(text: str) -> frozenset[str]:
+    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
+    if not roles or roles - {"reader", "syncer"}:
+        raise ValueError("a comma-separated list of reader and syncer")
+    return roles
+
+
+def _tcp_address(text: str) -> str:
+    if text.startswith("unix:"):
+        raise ValueError("expected host:port")
+    return _address(text)
 
 
 def _address(text: str) -> str:
@@ -135,6 +149,102 @@ OPTIONS: tuple[Option, ...] = (
         "debug, info, warning or error",
         _choice("debug", "info", "warning", "error"),
     ),
+    Option(
+        "source",
+        "ENTITLEMENTS_SOURCE",
+        "catalog",
+        "source of truth: catalog (the catalog file) or lago (Lago's API and webhooks)",
+        _choice("catalog", "lago"),
+    ),
+    Option(
+        "roles",
+        "ENTITLEMENTS_ROLES",
+        "reader,syncer",
+        "with source=lago: reader (gRPC checks) and/or syncer (webhooks, queue workers, reconciliation)",
+        _roles,
+    ),
+    Option(
+        "http_address",
+        "ENTITLEMENTS_HTTP_ADDRESS",
+        "127.0.0.1:8080",
+        "HTTP listen address of the syncer (POST /webhooks/lago)",
+        _tcp_address,
+    ),
+    Option(
+        "lago_api_url",
+        "ENTITLEMENTS_LAGO_API_URL",
+        "https://api.getlago.com",
+        "Lago's base URL (the API is under /api/v1)",
+    ),
+    Option(
+        "lago_api_key",
+        "ENTITLEMENTS_LAGO_API_KEY",
+        "",
+        "Lago API key (or ENTITLEMENTS_LAGO_API_KEY_FILE with the path of a mounted secret)",
+        secret=True,
+    ),
+    Option(
+        "lago_hmac_key",
+        "ENTITLEMENTS_LAGO_HMAC_KEY",
+        "",
+        "the organization's HMAC signature token, for hmac-signed webhooks (or ..._FILE); not the API key",
+        secret=True,
+    ),
+    Option(
+        "lago_jwt_issuer",
+        "ENTITLEMENTS_LAGO_JWT_ISSUER",
+        "",
+        "if set, the `iss` that jwt-signed webhooks must carry (Lago's LAGO_API_URL)",
+    ),
+    Option(
+        "lago_rate_limit",
+        "ENTITLEMENTS_LAGO_RATE_LIMIT",
+        "50",
+        "most Lago requests per second from this process (Lago Cloud allows 50)",
+        _positive_float,
+    ),
+    Option(
+        "lago_timeout_seconds",
+        "ENTITLEMENTS_LAGO_TIMEOUT_SECONDS",
+        "10",
+        "timeout of one Lago request",
+        _positive_float,
+    ),
+    Option(
+        "lago_max_retries",
+        "ENTITLEMENTS_LAGO_MAX_RETRIES",
+        "5",
+        "retries of a failed Lago request (5xx, timeouts, 429) before giving up",
+        _positive_int,
+    ),
+    Option(
+        "webhook_max_body_bytes",
+        "ENTITLEMENTS_WEBHOOK_MAX_BODY_BYTES",
+        "1048576",
+        "largest webhook body accepted (larger: 413)",
+        _positive_int,
+    ),
+    Option(
+        "reconcile_interval_seconds",
+        "ENTITLEMENTS_RECONCILE_INTERVAL_SECONDS",
+        "3600",
+        "how often the syncer compares the whole store with Lago and repairs drift",
+        _positive_float,
+    ),
+    Option(
+        "queue_claim_idle_seconds",
+        "ENTITLEMENTS_QUEUE_CLAIM_IDLE_SECONDS",
+        "30",
+        "a queued event unacknowledged this long (its syncer died) is taken over by another",
+        _positive_float,
+    ),
+    Option(
+        "sync_concurrency",
+        "ENTITLEMENTS_SYNC_CONCURRENCY",
+        "8",
+        "Lago requests in flight during a full sync (the rate limit still applies)",
+        _positive_int,
+    ),
 )
 
 
@@ -152,6 +262,20 @@ class Settings:
     max_watch_subjects: int
     shutdown_grace_seconds: float
     log_level: str
+    source: str
+    roles: frozenset[str]
+    http_address: str
+    lago_api_url: str
+    lago_api_key: str = field(repr=False)
+    lago_hmac_key: str = field(repr=False)
+    lago_jwt_issuer: str
+    lago_rate_limit: float
+    lago_timeout_seconds: float
+    lago_max_retries: int
+    webhook_max_body_bytes: int
+    reconcile_interval_seconds: float
+    queue_claim_idle_seconds: float
+    sync_concurrency: int
 
 
 def load_settings(
@@ -162,9 +286,11 @@ def load_settings(
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for option in OPTIONS:
-        flag_value = (overrides or {}).get(option.field)
+        flag_value = None if option.secret else (overrides or {}).get(option.field)
         if flag_value is not None:
             raw, origin = flag_value, option.flag
+        elif option.secret and f"{option.env}_FILE" in env:
+            raw, origin = _read_secret(env[f"{option.env}_FILE"], f"{option.env}_FILE"), f"{option.env}_FILE"
         elif option.env in env:
             raw, origin = env[option.env], option.env
         else:
@@ -172,5 +298,26 @@ def load_settings(
         try:
             values[option.field] = option.parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"{origin}={raw!r}: {exc}") from None
-    return Settings(**values)
+            shown = "<secret>" if option.secret else repr(raw)
+            raise ConfigError(f"{origin}={shown}: {exc}") from None
+    settings = Settings(**values)
+    _check_combination(settings)
+    return settings
+
+
+def _read_secret(path: str, name: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+
+
+def _check_combination(settings: Settings) -> None:
+    if settings.source != "lago":
+        return
+    if "syncer" in settings.roles and not settings.lago_api_key:
+        raise ConfigError("ENTITLEMENTS_LAGO_API_KEY (or ENTITLEMENTS_LAGO_API_KEY_FILE) is required for the syncer")
+    if settings.store == "memory" and settings.roles != {"reader", "syncer"}:
+        raise ConfigError(
+            "ENTITLEMENTS_STORE=memory keeps data in one process: it needs ENTITLEMENTS_ROLES=reader,syncer"
+        )

@@ -26,13 +26,14 @@ async def test_health_is_not_serving_until_the_first_load(example_catalog: Path)
     settings = load_settings({"grpc_address": f"127.0.0.1:{port}", "catalog_path": str(example_catalog)}, environ={})
     app = App(settings)
     release = asyncio.Event()
-    real_load = app.sync.initial_load
+    assert app.catalog_sync is not None
+    real_load = app.catalog_sync.initial_load
 
     async def held_load() -> ApplyResult:
         await release.wait()
         return await real_load()
 
-    app.sync.initial_load = held_load  # type: ignore[method-assign]
+    app.catalog_sync.initial_load = held_load  # type: ignore[method-assign]
     starting = asyncio.create_task(app.start())
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)

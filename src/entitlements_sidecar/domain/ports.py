@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.domain.model import (
+    FeatureDefinition,
+    PlanDefinition,
+    ResolvedSubscription,
+    SubscriptionDefinition,
+)
 
 # Passed as `min_version`, asks for data newer than any cache can hold: caches read through.
 LATEST = 2**63 - 1
@@ -96,3 +101,34 @@ class EntitlementSource(Protocol):
     async def fetch_subscription(self, external_id: str) -> ResolvedSubscription | None: ...
 
     async def fetch_customer(self, customer_id: str) -> list[ResolvedSubscription]: ...
+
+
+class SyncStateStore(Protocol):
+    """What the syncer keeps besides the resolved map, so plan and feature changes can be
+    re-resolved locally: feature definitions, plan entitlements, each subscription's own rows."""
+
+    async def features(self) -> dict[str, FeatureDefinition]: ...
+
+    async def replace_features(self, features: Mapping[str, FeatureDefinition]) -> None: ...
+
+    async def plan(self, code: str) -> PlanDefinition | None: ...
+
+    async def put_plan(self, plan: PlanDefinition) -> None: ...
+
+    async def definition(self, external_id: str) -> SubscriptionDefinition | None: ...
+
+    async def put_definition(self, definition: SubscriptionDefinition, observed_ms: int) -> bool:
+        """Store unless what is stored was observed later (then False: the caller's read is older)."""
+        ...
+
+    async def delete_definition(self, external_id: str, observed_ms: int) -> bool: ...
+
+    async def on_plan(self, plan_code: str) -> set[str]: ...
+
+    async def definition_ids(self) -> set[str]: ...
+
+    async def mark_loaded(self, at_ms: int) -> None: ...
+
+    async def loaded_at(self) -> int | None:
+        """When a full load last completed (ms since the epoch), or None if it never did."""
+        ...

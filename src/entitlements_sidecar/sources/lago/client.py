@@ -1,0 +1,176 @@
+"""An async client for the Lago REST endpoints the sidecar reads (shared/lago-contract.md §0-§6).
+
+Every request waits for the shared token bucket, retries 5xx/timeouts/connection errors with capped
+exponential backoff, honours 429 by pausing every caller until `X-RateLimit-Reset`, and turns Lago's
+error bodies into typed errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from entitlements_sidecar.sources.lago.errors import (
+    LagoError,
+    LagoNotFoundError,
+    LagoRateLimitedError,
+    LagoUnavailableError,
+    error_from_response,
+)
+from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+ACTIVE_AND_PENDING = ("active", "pending")
+EVERY_STATUS = ("active", "pending", "incomplete", "terminated", "canceled")
+_MAX_RESET_WAIT = 60.0  # never trust a reset header to park us for longer
+
+
+class LagoClient:
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        limiter: TokenBucket,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=api_url.rstrip("/") + "/api/v1/",
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+        self._limiter = limiter
+        self._max_retries = max_retries
+        self._backoff = (backoff_base, backoff_cap)
+        self.requests = 0  # for tests and metrics: requests actually sent
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    async def get_subscription(self, external_id: str, status: str | None = None) -> Json | None:
+        """`GET /subscriptions/{external_id}`: one row with its resolved `entitlements`, or None (404)."""
+        params = {"status": status} if status else None
+        body = await self._get_or_none(f"subscriptions/{_segment(external_id)}", params)
+        return body["subscription"] if body else None
+
+    async def get_subscription_entitlements(self, external_id: str, status: str | None = None) -> list[Json] | None:
+        params = {"subscription_status": status} if status else None
+        body = await self._get_or_none(f"subscriptions/{_segment(external_id)}/entitlements", params)
+        return body["entitlements"] if body else None
+
+    async def list_subscriptions(
+        self,
+        statuses: Sequence[str] = ACTIVE_AND_PENDING,
+        external_id: str | None = None,
+        external_customer_id: str | None = None,
+        per_page: int = 100,
+    ) -> AsyncIterator[Json]:
+        """`GET /subscriptions`, every page. No entitlements in this listing."""
+        params: list[tuple[str, str | int]] = [("status[]", s) for s in statuses]
+        if external_id:
+            params.append(("external_id", external_id))
+        if external_customer_id:
+            params.append(("external_customer_id", external_customer_id))
+        async for item in self._pages("subscriptions", "subscriptions", params, per_page):
+            yield item
+
+    async def get_plan_entitlements(self, plan_code: str) -> list[Json] | None:
+        body = await self._get_or_none(f"plans/{_segment(plan_code)}/entitlements")
+        return body["entitlements"] if body else None
+
+    async def list_features(self, per_page: int = 100) -> AsyncIterator[Json]:
+        async for item in self._pages("features", "features", [], per_page):
+            yield item
+
+    async def get_webhook_public_key(self) -> bytes:
+        """The instance's RSA public key (PEM) for JWT-signed webhooks."""
+        body = await self._get("webhooks/json_public_key")
+        return base64.b64decode(body["webhook"]["public_key"])
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _pages(
+        self, path: str, key: str, params: list[tuple[str, str | int]], per_page: int
+    ) -> AsyncIterator[Json]:
+        page = 1
+        while True:
+            body = await self._get(path, [*params, ("page", page), ("per_page", per_page)])
+            for item in body.get(key, []):
+                yield item
+            next_page = (body.get("meta") or {}).get("next_page")
+            if not next_page:
+                return
+            page = int(next_page)
+
+    async def _get_or_none(self, path: str, params: Any = None) -> Json | None:
+        try:
+            return await self._get(path, params)
+        except LagoNotFoundError:
+            return None
+
+    async def _get(self, path: str, params: Any = None) -> Json:
+        attempt = 0
+        while True:
+            await self._limiter.acquire()
+            self.requests += 1
+            try:
+                response = await self._http.get(path, params=params)
+            except httpx.TransportError as exc:  # timeouts, refused and reset connections
+                failure: LagoError = LagoUnavailableError(f"lago unreachable on {path}: {type(exc).__name__}")
+            else:
+                if response.status_code == 200:
+                    return _json(response, path)
+                failure = error_from_response(response.status_code, _body(response), path)
+                if isinstance(failure, LagoRateLimitedError):
+                    self._limiter.pause(_reset_seconds(response))
+                elif not isinstance(failure, LagoUnavailableError):
+                    raise failure  # 4xx other than 429 will not get better by retrying
+            attempt += 1
+            if attempt > self._max_retries:
+                raise failure
+            if not isinstance(failure, LagoRateLimitedError):
+                base, cap = self._backoff
+                delay = min(cap, base * 2 ** (attempt - 1))
+                log.warning("lago request failed, retrying", extra={"path": path, "attempt": attempt, "delay": delay})
+                await asyncio.sleep(delay)
+
+
+def _segment(value: str) -> str:
+    # Codes may contain dots and external ids anything but '/': quote everything but the unreserved set.
+    return quote(value, safe="")
+
+
+def _json(response: httpx.Response, path: str) -> Json:
+    body = _body(response)
+    if not isinstance(body, dict):
+        raise LagoError(f"lago answered {path} with a body that is not a JSON object")
+    return body
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _reset_seconds(response: httpx.Response) -> float:
+    try:
+        return min(_MAX_RESET_WAIT, max(0.0, float(response.headers.get("X-RateLimit-Reset", "1"))))
+    except ValueError:
+        return 1.0

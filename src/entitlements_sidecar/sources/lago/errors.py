@@ -1,0 +1,47 @@
+"""Lago's error bodies (`{"status", "error", "code", "error_details"}`) as typed errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from entitlements_sidecar.domain.errors import SourceUnavailableError
+
+
+class LagoError(SourceUnavailableError):
+    """Lago answered with an error or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class LagoNotFoundError(LagoError):
+    """404: `subscription_not_found`, `plan_not_found`, ..."""
+
+
+class LagoAuthError(LagoError):
+    """401 or 403: the API key is wrong, expired or lacks a permission."""
+
+
+class LagoRateLimitedError(LagoError):
+    """429 after every retry."""
+
+
+class LagoUnavailableError(LagoError):
+    """5xx, timeouts and connection errors after every retry."""
+
+
+def error_from_response(status: int, body: Any, path: str) -> LagoError:
+    code = body.get("code") if isinstance(body, dict) else None
+    text = body.get("error") if isinstance(body, dict) else None
+    message = f"lago {status} on {path}" + (f": {code}" if code else f": {text}" if text else "")
+    if status == 404:
+        return LagoNotFoundError(message, status, code)
+    if status in (401, 403):
+        return LagoAuthError(message, status, code)
+    if status == 429:
+        return LagoRateLimitedError(message, status, code)
+    if status >= 500:
+        return LagoUnavailableError(message, status, code)
+    return LagoError(message, status, code)

@@ -1,0 +1,161 @@
+"""Lago JSON (lago-contract.md §1-§4) -> domain definitions and resolved entitlements.
+
+Lago returns a subscription's *resolved* entitlements (value, plan_value, override_value per privilege).
+We keep that as the answer, and also derive the subscription's own rows (overrides, additions,
+removals) against the plan, so a later `plan.updated` can be re-resolved locally without a Lago call
+per subscription.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from entitlements_sidecar.domain.model import (
+    FeatureDefinition,
+    PlanDefinition,
+    PrivilegeDefinition,
+    PrivilegeValue,
+    ResolvedFeature,
+    ResolvedPrivilege,
+    ResolvedSubscription,
+    SubscriptionDefinition,
+    SubscriptionStatus,
+    ValueType,
+)
+from entitlements_sidecar.sources.lago.errors import LagoError
+
+Json = dict[str, Any]
+
+
+def feature_definition(raw: Json) -> FeatureDefinition:
+    """A feature object, or the feature part of a plan/subscription entitlement (then only the
+    privileges that have values appear, so callers merge it into what they know)."""
+    return FeatureDefinition(
+        code=raw["code"],
+        name=raw.get("name"),
+        description=raw.get("description"),
+        privileges={p["code"]: _privilege_definition(p) for p in raw.get("privileges") or []},
+    )
+
+
+def merge_features(known: dict[str, FeatureDefinition], seen: Iterable[FeatureDefinition]) -> bool:
+    """Add what entitlement responses revealed about features; True if anything changed."""
+    changed = False
+    for feature in seen:
+        current = known.get(feature.code)
+        privileges = dict(current.privileges) if current else {}
+        privileges.update(feature.privileges)
+        merged = FeatureDefinition(feature.code, feature.name, feature.description, privileges)
+        if merged != current:
+            known[feature.code] = merged
+            changed = True
+    return changed
+
+
+def plan_definition(code: str, entitlements: list[Json]) -> PlanDefinition:
+    return PlanDefinition(
+        code=code,
+        entitlements={
+            e["code"]: {p["code"]: _value(p, p["value"]) for p in e.get("privileges") or []} for e in entitlements
+        },
+    )
+
+
+def resolved_subscription(raw: Json) -> ResolvedSubscription:
+    """A subscription object as Lago serializes it, with its embedded resolved `entitlements`."""
+    features = {}
+    for entitlement in raw.get("entitlements") or []:
+        privileges = {}
+        for p in entitlement.get("privileges") or []:
+            value_type = _value_type(p)
+            plan_value = p.get("plan_value")
+            privileges[p["code"]] = ResolvedPrivilege(
+                code=p["code"],
+                name=p.get("name"),
+                value_type=value_type,
+                value=_value(p, p["value"]),
+                plan_value=None if plan_value is None else _value(p, plan_value),
+                overridden=p.get("override_value") is not None and p.get("override_value") != plan_value,
+                select_options=tuple((p.get("config") or {}).get("select_options") or ()),
+            )
+        features[entitlement["code"]] = ResolvedFeature(
+            entitlement["code"], entitlement.get("name"), entitlement.get("description"), privileges
+        )
+    return ResolvedSubscription(
+        external_id=raw["external_id"],
+        external_customer_id=raw["external_customer_id"],
+        plan_code=raw["plan_code"],
+        status=_status(raw),
+        started_at=_timestamp(raw.get("started_at")),
+        features=features,
+    )
+
+
+def subscription_definition(raw: Json, plan: PlanDefinition | None) -> SubscriptionDefinition:
+    """The subscription's own rows, derived from its resolved view and the plan it is on."""
+    plan_values = plan.entitlements if plan else {}
+    values: dict[str, dict[str, PrivilegeValue]] = {}
+    removed_privileges: dict[str, frozenset[str]] = {}
+    resolved = {e["code"]: e for e in raw.get("entitlements") or []}
+    for code, entitlement in resolved.items():
+        privileges = entitlement.get("privileges") or []
+        own = {p["code"]: _value(p, p["override_value"]) for p in privileges if p.get("override_value") is not None}
+        if own or code not in plan_values:  # an override, or a feature the plan does not have (an addition)
+            values[code] = own
+        if code in plan_values:
+            missing = set(plan_values[code]) - {p["code"] for p in privileges}
+            if missing:
+                removed_privileges[code] = frozenset(missing)
+    return SubscriptionDefinition(
+        external_id=raw["external_id"],
+        external_customer_id=raw["external_customer_id"],
+        plan_code=raw["plan_code"],
+        status=_status(raw),
+        started_at=_timestamp(raw.get("started_at")),
+        entitlements=values,
+        removed_features=frozenset(set(plan_values) - set(resolved)),
+        removed_privileges=removed_privileges,
+    )
+
+
+def features_in(entitlements: Iterable[Json]) -> list[FeatureDefinition]:
+    return [feature_definition(e) for e in entitlements]
+
+
+def _privilege_definition(raw: Json) -> PrivilegeDefinition:
+    return PrivilegeDefinition(
+        code=raw["code"],
+        value_type=_value_type(raw),
+        name=raw.get("name"),
+        select_options=tuple((raw.get("config") or {}).get("select_options") or ()),
+    )
+
+
+def _value_type(raw: Json) -> ValueType:
+    try:
+        return ValueType(raw.get("value_type") or "string")
+    except ValueError as exc:
+        raise LagoError(f"lago sent an unknown value_type {raw.get('value_type')!r}") from exc
+
+
+def _value(privilege: Json, value: Any) -> PrivilegeValue:
+    """Lago sends typed JSON; accept its string forms too, as its input rules do."""
+    value_type = _value_type(privilege)
+    if value_type is ValueType.INTEGER:
+        return int(value)
+    if value_type is ValueType.BOOLEAN:
+        return value if isinstance(value, bool) else str(value) == "true"
+    return str(value)
+
+
+def _status(raw: Json) -> SubscriptionStatus:
+    try:
+        return SubscriptionStatus(raw["status"])
+    except ValueError as exc:
+        raise LagoError(f"lago sent an unknown subscription status {raw['status']!r}") from exc
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

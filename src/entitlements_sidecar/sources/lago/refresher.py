@@ -1,0 +1,195 @@
+"""Turning sync events into store writes.
+
+A webhook is a signal, not data: its body is a snapshot taken when Lago's job ran and deliveries are
+unordered, so every subscription event re-reads the subscription from Lago. Plan and feature events are
+re-resolved locally from stored definitions (one Lago request per plan, however many subscriptions).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
+
+from entitlements_sidecar.domain.events import SyncEvent, Target
+from entitlements_sidecar.domain.model import (
+    FeatureDefinition,
+    PlanDefinition,
+    ResolvedSubscription,
+    SubscriptionDefinition,
+)
+from entitlements_sidecar.domain.ports import LATEST, EntitlementStore, SyncStateStore
+from entitlements_sidecar.domain.resolution import resolve_subscription
+from entitlements_sidecar.sources.lago import mapping
+
+log = logging.getLogger(__name__)
+Json = dict[str, Any]
+_INACTIVE_PREFERENCE = ("pending", "incomplete", "terminated", "canceled")
+
+
+class LagoReader(Protocol):
+    async def get_subscription(self, external_id: str, status: str | None = None) -> Json | None: ...
+
+    def list_subscriptions(
+        self,
+        statuses: Sequence[str] = ...,
+        external_id: str | None = None,
+        external_customer_id: str | None = None,
+        per_page: int = ...,
+    ) -> AsyncIterator[Json]: ...
+
+    async def get_plan_entitlements(self, plan_code: str) -> list[Json] | None: ...
+
+    def list_features(self, per_page: int = ...) -> AsyncIterator[Json]: ...
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Refresher:
+    def __init__(
+        self,
+        lago: LagoReader,
+        store: EntitlementStore,
+        state: SyncStateStore,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self._lago = lago
+        self._store = store
+        self._state = state
+        self._clock_ms = clock_ms
+
+    async def apply(self, events: Sequence[SyncEvent]) -> None:
+        """Handle a batch; repeated targets are refreshed once (coalescing)."""
+        features = [e for e in events if e.target is Target.FEATURE]
+        plans = dict.fromkeys(e.key for e in events if e.target is Target.PLAN)
+        subscriptions: dict[str, str] = {}
+        for event in events:
+            if event.target is Target.SUBSCRIPTION:
+                subscriptions[event.key] = event.webhook_type
+        if features:
+            await self.refresh_features(features[-1].webhook_type)
+        for code in plans:
+            await self.refresh_plan(code)
+        for external_id, webhook_type in subscriptions.items():
+            await self.refresh_subscription(external_id, webhook_type)
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    async def refresh_subscription(self, external_id: str, reason: str = "refresh") -> bool:
+        """Re-read one subscription from Lago and store it; True if the store changed."""
+        changed, _ = await self._refresh(external_id, reason)
+        return changed
+
+    async def read_through(self, external_id: str) -> ResolvedSubscription | None:
+        """Re-read and store one subscription, and return what Lago said (a fully consistent read)."""
+        _, resolved = await self._refresh(external_id, "read_through")
+        return resolved
+
+    async def _refresh(self, external_id: str, reason: str) -> tuple[bool, ResolvedSubscription | None]:
+        observed = self._clock_ms()
+        raw = await self._lago.get_subscription(external_id)
+        if raw is None:
+            raw = await self._inactive_row(external_id)
+        if raw is None:
+            return await self._forget(external_id, observed, reason), None
+        return await self.store_subscription(raw, observed, reason), mapping.resolved_subscription(raw)
+
+    async def store_subscription(self, raw: Json, observed: int, reason: str) -> bool:
+        """Store one Lago subscription object (with its embedded entitlements) read at `observed`."""
+        plan = await self._plan(raw["plan_code"])
+        definition = mapping.subscription_definition(raw, plan)
+        if not await self._state.put_definition(definition, observed):
+            log.info("older read ignored", extra={"subscription": definition.external_id, "event": reason})
+            return False
+        await self._learn_features(mapping.features_in(raw.get("entitlements") or []))
+        before = await self._store.get_subscription(definition.external_id, min_version=LATEST)
+        version = await self._store.put_subscription(mapping.resolved_subscription(raw))
+        changed = before is None or before.version != version
+        if changed:
+            log.info(
+                "subscription applied",
+                extra={
+                    "subscription": definition.external_id,
+                    "event": reason,
+                    "version": version,
+                    "status": definition.status.value,
+                },
+            )
+        return changed
+
+    async def _inactive_row(self, external_id: str) -> Json | None:
+        rows = [r async for r in self._lago.list_subscriptions(_INACTIVE_PREFERENCE, external_id=external_id)]
+        for status in _INACTIVE_PREFERENCE:
+            row = next((r for r in rows if r.get("status") == status), None)
+            if row is None:
+                continue
+            if status == "pending":  # may become active: keep its entitlements
+                return await self._lago.get_subscription(external_id, status="pending") or row
+            return row
+        return None
+
+    async def _forget(self, external_id: str, observed: int, reason: str) -> bool:
+        if not await self._state.delete_definition(external_id, observed):
+            return False
+        version = await self._store.delete_subscription(external_id)
+        if version is not None:
+            log.info("subscription removed", extra={"subscription": external_id, "event": reason, "version": version})
+        return version is not None
+
+    # -- plans and features ---------------------------------------------------------------
+
+    async def refresh_plan(self, code: str) -> int:
+        """Re-read a plan's entitlements and re-resolve its subscriptions locally; returns writes."""
+        entitlements = await self._lago.get_plan_entitlements(code)
+        if entitlements is None:
+            return 0  # deleted: Lago terminates its subscriptions and says so in their own webhooks
+        plan = mapping.plan_definition(code, entitlements)
+        await self._learn_features(mapping.features_in(entitlements))
+        await self._state.put_plan(plan)
+        return await self._re_resolve(await self._state.on_plan(code), f"plan.updated:{code}")
+
+    async def refresh_features(self, reason: str = "feature.updated") -> int:
+        """Re-read every feature definition and re-resolve every stored subscription locally."""
+        features = {f["code"]: mapping.feature_definition(f) async for f in self._lago.list_features()}
+        await self._state.replace_features(features)
+        return await self._re_resolve(await self._state.definition_ids(), reason)
+
+    async def fetch_plan(self, code: str) -> PlanDefinition | None:
+        entitlements = await self._lago.get_plan_entitlements(code)
+        if entitlements is None:
+            return None
+        plan = mapping.plan_definition(code, entitlements)
+        await self._learn_features(mapping.features_in(entitlements))
+        await self._state.put_plan(plan)
+        return plan
+
+    async def _plan(self, code: str) -> PlanDefinition | None:
+        return await self._state.plan(code) or await self.fetch_plan(code)
+
+    async def _re_resolve(self, external_ids: set[str], reason: str) -> int:
+        features = await self._state.features()
+        plans: dict[str, PlanDefinition | None] = {}
+        writes = 0
+        for external_id in sorted(external_ids):
+            definition: SubscriptionDefinition | None = await self._state.definition(external_id)
+            if definition is None:
+                continue
+            if definition.plan_code not in plans:
+                plans[definition.plan_code] = await self._state.plan(definition.plan_code)
+            resolved = resolve_subscription(definition, plans[definition.plan_code], features)
+            before = await self._store.get_subscription(external_id, min_version=LATEST)
+            version = await self._store.put_subscription(resolved)
+            if before is None or before.version != version:
+                writes += 1
+                log.info(
+                    "subscription applied", extra={"subscription": external_id, "event": reason, "version": version}
+                )
+        return writes
+
+    async def _learn_features(self, seen: list[FeatureDefinition]) -> None:
+        known = await self._state.features()
+        if mapping.merge_features(known, seen):
+            await self._state.replace_features(known)

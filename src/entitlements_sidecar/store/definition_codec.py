@@ -1,0 +1,78 @@
+"""JSON for the syncer's definitions (features, plans, subscriptions' own rows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from entitlements_sidecar.domain.model import (
+    FeatureDefinition,
+    PlanDefinition,
+    PrivilegeDefinition,
+    SubscriptionDefinition,
+    SubscriptionStatus,
+    ValueType,
+)
+
+
+def encode_feature(feature: FeatureDefinition) -> bytes:
+    return orjson.dumps(
+        {
+            "code": feature.code,
+            "name": feature.name,
+            "description": feature.description,
+            "privileges": [
+                {"code": p.code, "name": p.name, "type": p.value_type.value, "options": list(p.select_options)}
+                for p in feature.privileges.values()
+            ],
+        }
+    )
+
+
+def decode_feature(data: bytes | str) -> FeatureDefinition:
+    raw = orjson.loads(data)
+    privileges = {
+        p["code"]: PrivilegeDefinition(p["code"], ValueType(p["type"]), p["name"], tuple(p["options"]))
+        for p in raw["privileges"]
+    }
+    return FeatureDefinition(raw["code"], raw["name"], raw["description"], privileges)
+
+
+def encode_plan(plan: PlanDefinition) -> bytes:
+    return orjson.dumps({"code": plan.code, "name": plan.name, "entitlements": plan.entitlements})
+
+
+def decode_plan(data: bytes | str) -> PlanDefinition:
+    raw = orjson.loads(data)
+    return PlanDefinition(raw["code"], raw["entitlements"], raw["name"])
+
+
+def encode_definition(definition: SubscriptionDefinition) -> bytes:
+    return orjson.dumps(
+        {
+            "id": definition.external_id,
+            "customer": definition.external_customer_id,
+            "plan": definition.plan_code,
+            "status": definition.status.value,
+            "started_at": definition.started_at.isoformat() if definition.started_at else None,
+            "values": definition.entitlements,
+            "removed_features": sorted(definition.removed_features),
+            "removed_privileges": {k: sorted(v) for k, v in definition.removed_privileges.items()},
+        }
+    )
+
+
+def decode_definition(data: bytes | str) -> SubscriptionDefinition:
+    raw: dict[str, Any] = orjson.loads(data)
+    return SubscriptionDefinition(
+        external_id=raw["id"],
+        external_customer_id=raw["customer"],
+        plan_code=raw["plan"],
+        status=SubscriptionStatus(raw["status"]),
+        started_at=datetime.fromisoformat(raw["started_at"]) if raw["started_at"] else None,
+        entitlements=raw["values"],
+        removed_features=frozenset(raw["removed_features"]),
+        removed_privileges={k: frozenset(v) for k, v in raw["removed_privileges"].items()},
+    )

@@ -1,0 +1,92 @@
+"""Full load and reconciliation: make the store equal to Lago's active and pending subscriptions.
+
+At first start it fills an empty store; afterwards it runs periodically and counts what it had to
+repair (changes whose webhooks were missed). Requests go through the client's shared rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from entitlements_sidecar.domain.ports import EntitlementStore, SyncStateStore
+from entitlements_sidecar.sources.lago import mapping
+from entitlements_sidecar.sources.lago.refresher import LagoReader, Refresher, now_ms
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    subscriptions: int
+    repaired: int
+    removed: int
+    seconds: float
+
+
+class FullSync:
+    def __init__(
+        self,
+        lago: LagoReader,
+        store: EntitlementStore,
+        state: SyncStateStore,
+        refresher: Refresher,
+        concurrency: int = 8,
+    ) -> None:
+        self._lago = lago
+        self._store = store
+        self._state = state
+        self._refresher = refresher
+        self._concurrency = concurrency
+
+    async def run(self, progress: Progress | None = None) -> SyncReport:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        observed = now_ms()
+        features = {f["code"]: mapping.feature_definition(f) async for f in self._lago.list_features()}
+        await self._state.replace_features(features)
+        rows: dict[str, dict[str, Any]] = {}
+        async for row in self._lago.list_subscriptions(("active", "pending")):
+            # One row per external id: an active row wins over a pending downgrade of it.
+            if row["external_id"] not in rows or row["status"] == "active":
+                rows[row["external_id"]] = row
+        for code in sorted({r["plan_code"] for r in rows.values()}):
+            await self._refresher.fetch_plan(code)
+
+        done = 0
+        repaired = 0
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def load(row: dict[str, Any]) -> None:
+            nonlocal done, repaired
+            async with gate:
+                raw = await self._lago.get_subscription(row["external_id"], status=row["status"])
+                changed = await self._refresher.store_subscription(raw or row, observed, "full_sync")
+            done += 1
+            repaired += changed
+            if progress is not None:
+                progress(done, len(rows))
+
+        known_before = await self._store.subscription_ids()
+        await asyncio.gather(*(load(row) for row in rows.values()))
+        removed = 0
+        for gone in sorted((known_before | await self._state.definition_ids()) - set(rows)):
+            # Not active or pending any more: re-read it, so a terminated row is stored as such.
+            removed += await self._refresher.refresh_subscription(gone, "full_sync")
+        await self._state.mark_loaded(now_ms())
+        # Rows that were new to an empty store are loads, not repairs.
+        repairs = repaired - len(set(rows) - known_before)
+        report = SyncReport(len(rows), max(0, repairs) + removed, removed, loop.time() - started)
+        log.info(
+            "full sync done",
+            extra={
+                "subscriptions": report.subscriptions,
+                "repaired": report.repaired,
+                "seconds": round(report.seconds, 2),
+            },
+        )
+        return report

@@ -1,0 +1,60 @@
+"""Reads the event queue, applies batches, and acknowledges only what was applied."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
+from entitlements_sidecar.domain.events import EventQueue, QueuedEvent
+from entitlements_sidecar.sources.lago.refresher import Refresher
+
+log = logging.getLogger(__name__)
+_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # while Lago or Redis is down; capped at the last
+
+
+class SyncWorker:
+    def __init__(self, queue: EventQueue, refresher: Refresher, batch_size: int = 100) -> None:
+        self._queue = queue
+        self._refresher = refresher
+        self._batch_size = batch_size
+        self.applied_batches = 0
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                batch = await self._queue.read(self._batch_size)
+            except StoreUnavailableError:
+                await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
+                attempt += 1
+                continue
+            attempt = 0
+            if batch:
+                await self._apply(batch)
+
+    async def _apply(self, batch: list[QueuedEvent]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._refresher.apply([q.event for q in batch])
+                break
+            except (SourceUnavailableError, StoreUnavailableError) as exc:
+                # Keep the entries: they stay pending and are retried here (or claimed by another
+                # syncer if this one dies), so nothing is lost while Lago is down.
+                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
+                log.warning("sync batch failed, retrying", extra={"error": str(exc), "delay": delay})
+                await asyncio.sleep(delay)
+                attempt += 1
+            except Exception:
+                # A bug or an unexpected answer: retrying the same input would fail forever.
+                # Drop the batch; periodic reconciliation repairs what it would have changed.
+                log.exception("sync batch dropped", extra={"events": len(batch)})
+                break
+        while True:
+            try:
+                await self._queue.ack([q.id for q in batch])
+                break
+            except StoreUnavailableError:
+                await asyncio.sleep(1.0)
+        self.applied_batches += 1

@@ -1,0 +1,41 @@
+"""The HTTP port (aiohttp): Lago's webhook endpoint.
+
+Lago's JWT signature carries the whole payload in a header, so header limits are raised well past
+aiohttp's 8 KiB default.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from entitlements_sidecar.domain.errors import ConfigError
+from entitlements_sidecar.transport.webhook_intake import WebhookIntake
+
+MAX_HEADER_BYTES = 256 * 1024
+
+
+class HttpServer:
+    def __init__(self, intake: WebhookIntake, address: str) -> None:
+        app = web.Application(client_max_size=0)  # the intake enforces its own body limit
+        app.router.add_post("/webhooks/lago", intake.handle)
+        self._runner = web.AppRunner(
+            app, max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES, access_log=None
+        )
+        host, _, port = address.rpartition(":")
+        self._host = host.strip("[]")
+        self._port = int(port)
+        self.port = self._port
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self._host}:{self._port}: {exc.strerror}") from exc
+        server = site._server  # the bound port, when 0 was asked for
+        if server is not None and server.sockets:  # type: ignore[attr-defined]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,113 @@
+"""Lago down, syncers killed, plan fan-out, rate limits and reconciliation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+from tests.integration.lago.conftest import SyncerFactory, seed
+from tests.integration.lago.views import matches, sidecar_view
+from tests.lago_emulator.server import LagoEmulator
+from tests.support.processes import REPO, RedisServer
+from tests.support.wait import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def test_lago_503_for_a_while_loses_nothing(lago: LagoEmulator, start_syncer: SyncerFactory) -> None:
+    seed(lago, subscriptions=3)
+    syncer = start_syncer()
+    lago.controls.fail_status = 503
+    for index in range(3):
+        lago.state.patch_subscription_entitlements(f"sub_{index}", {"seats": {"max": 100 + index}})
+    assert lago.flush() == [200, 200, 200]  # acknowledged while Lago cannot be read
+    eventually(lambda: "sync batch failed, retrying" in syncer.sidecar.log(), what="worker retrying")
+    assert sidecar_view(syncer.sidecar, "sub_0")[1]["seats"]["max"] == 10
+    lago.controls.fail_status = None
+    for index in range(3):
+        eventually(lambda i=index: matches(lago, syncer.sidecar, f"sub_{i}"), what="applied after recovery")  # type: ignore[misc]
+
+
+def test_a_syncer_killed_before_acknowledging_is_covered_by_another(
+    lago: LagoEmulator, start_syncer: SyncerFactory
+) -> None:
+    seed(lago)
+    first = start_syncer(name="first")
+    lago.controls.fail_status = 503  # the worker reads the entry, fails to apply it, keeps it pending
+    lago.state.patch_subscription_entitlements("sub_0", {"seats": {"max": 55}})
+    assert lago.flush() == [200]
+    eventually(lambda: "sync batch failed, retrying" in first.sidecar.log(), what="entry read, not acknowledged")
+    first.sidecar.process.send_signal(signal.SIGKILL)
+    first.sidecar.process.wait(timeout=10)
+    lago.controls.fail_status = None
+    second = start_syncer(name="second")  # claims entries idle for more than 1 s
+    eventually(lambda: sidecar_view(second.sidecar, "sub_0")[1]["seats"]["max"] == 55, what="redelivered")
+
+
+def test_plan_update_with_1000_subscriptions_costs_at_most_two_lago_requests(
+    lago: LagoEmulator, start_syncer: SyncerFactory
+) -> None:
+    seed(lago, subscriptions=1000)
+    syncer = start_syncer(rate="5000")
+    stub = pb_grpc.EntitlementServiceStub(syncer.sidecar.channel)
+    checks = [
+        pb.CheckEntitlementRequest(subscription_id=f"sub_{i}", feature_code="seats", privilege_code="max")
+        for i in range(1000)
+    ]
+    assert {
+        r.response.value.int_value for r in stub.CheckEntitlements(pb.CheckEntitlementsRequest(checks=checks)).results
+    } == {10}
+    requests_before = len(lago.controls.api_requests())
+    lago.state.write_plan_entitlements("pro", {"seats": {"max": 12}}, replace=False)
+    assert lago.flush() == [200]
+
+    def all_updated() -> bool:
+        results = stub.CheckEntitlements(pb.CheckEntitlementsRequest(checks=checks), timeout=10).results
+        return {r.response.value.int_value for r in results} == {12}
+
+    eventually(all_updated, timeout=30, interval=0.2, what="1000 subscriptions re-resolved")
+    assert len(lago.controls.api_requests()) - requests_before <= 2
+    assert matches(lago, syncer.sidecar, "sub_999")
+
+
+def test_cold_full_sync_of_2000_respects_the_rate_limit(
+    lago: LagoEmulator, redis_server: RedisServer, key_prefix: str
+) -> None:
+    seed(lago, subscriptions=2000)
+    lago.controls.rate_limit = 600  # the server would answer 429 past this; the client must stay under 500
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ENTITLEMENTS_")},
+        "ENTITLEMENTS_LAGO_API_KEY": lago.api_key,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "entitlements_sidecar.cli", "sync", "--full", "--source", "lago", "--store", "redis",
+         "--redis-url", redis_server.url, "--redis-key-prefix", key_prefix, "--lago-api-url", lago.url,
+         "--lago-rate-limit", "500", "--sync-concurrency", "16"],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "synced 2000 subscriptions" in result.stdout
+    assert "2000/2000" in result.stderr  # the progress bar
+    stamps = sorted(r[0] for r in lago.controls.api_requests())
+    assert len(stamps) >= 2000
+    busiest = max(sum(1 for s in stamps[i:] if s - stamps[i] < 1.0) for i in range(0, len(stamps), 25))
+    assert busiest <= 501, f"{busiest} requests in one second"
+    assert lago.controls.rate_limited == 0
+
+
+def test_reconciliation_repairs_a_dropped_webhook(
+    lago: LagoEmulator, start_syncer: SyncerFactory, tmp_path: Path
+) -> None:
+    seed(lago)
+    syncer = start_syncer("--reconcile-interval-seconds", "1")
+    lago.state.patch_subscription_entitlements("sub_1", {"seats": {"max": 64}})
+    lago.take_outbox()  # the webhook is lost
+    eventually(lambda: sidecar_view(syncer.sidecar, "sub_1")[1]["seats"]["max"] == 64, timeout=15, what="repaired")
+    eventually(lambda: "reconciled" in syncer.sidecar.log() and "repaired=1" in syncer.sidecar.log(), what="counted")

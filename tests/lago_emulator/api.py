@@ -1,0 +1,147 @@
+"""Lago's REST endpoints over aiohttp, with Lago's shapes, errors, pagination and rate limiting."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from aiohttp import web
+
+from tests.lago_emulator.state import ApiError, LagoState
+from tests.lago_emulator.webhooks import Signer
+
+_ERRORS = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
+STATUSES = {"pending", "active", "terminated", "canceled", "incomplete"}
+
+
+class Controls:
+    """Knobs a test turns: a rate limit, forced failures, and a log of requests."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rate_limit: int | None = None  # requests per second, like Lago Cloud's per-organization limit
+        self.fail_status: int | None = None
+        self.requests: list[tuple[float, str, str]] = []  # (time, method, path)
+        self.rate_limited = 0  # requests answered 429
+        self._window: deque[float] = deque()
+
+    def api_requests(self, method: str = "GET") -> list[tuple[float, str, str]]:
+        with self.lock:
+            return [r for r in self.requests if r[1] == method and r[2].startswith("/api/v1/")]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=json.dumps(body), status=status, content_type="application/json", headers=headers)
+
+
+def error(status: int, code: str | None = None, details: Any = None) -> web.Response:
+    body: dict[str, Any] = {"status": status, "error": _ERRORS.get(status, "Error")}
+    if code:
+        body["code"] = code
+    if details:
+        body["error_details"] = details
+    return json_response(body, status)
+
+
+def paginate(items: list[Any], request: web.Request, key: str) -> web.Response:
+    per_page = int(request.query.get("per_page", 100))
+    page = int(request.query.get("page", 1))
+    total = len(items)
+    pages = math.ceil(total / per_page) if total else 0
+    chunk = items[(page - 1) * per_page : page * per_page]
+    meta = {
+        "current_page": page if total else 0,
+        "next_page": page + 1 if page < pages else None,
+        "prev_page": page - 1 if page > 1 and total else None,
+        "total_pages": pages,
+        "total_count": total,
+    }
+    return json_response({key: chunk, "meta": meta})
+
+
+def build_app(state: LagoState, signer: Signer, api_key: str, controls: Controls) -> web.Application:
+    @web.middleware
+    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+        with controls.lock:
+            stamp = time.monotonic()
+            controls.requests.append((stamp, request.method, request.path))
+            if controls.fail_status:
+                return error(controls.fail_status)
+            if controls.rate_limit:
+                while controls._window and controls._window[0] <= stamp - 1:
+                    controls._window.popleft()
+                if len(controls._window) >= controls.rate_limit:
+                    reset = max(0.0, 1 - (stamp - controls._window[0]))
+                    controls.rate_limited += 1
+                    response = error(429)
+                    response.headers.update(
+                        {
+                            "X-RateLimit-Limit": str(controls.rate_limit),
+                            "X-RateLimit-Remaining": "0",
+                            "X-RateLimit-Reset": f"{reset:.3f}",
+                        }
+                    )
+                    return response
+                controls._window.append(stamp)
+        auth = request.headers.get("Authorization", "").split()
+        if len(auth) != 2 or auth[1] != api_key:
+            return error(401)
+        try:
+            with state.lock:
+                response: web.StreamResponse = await handler(request)
+                return response
+        except ApiError as exc:
+            return error(exc.status, exc.code, exc.details)
+
+    routes = web.RouteTableDef()
+
+    @routes.get("/api/v1/features")
+    async def features(request: web.Request) -> web.Response:
+        live = [f for f in state.features.values() if not f.deleted]
+        live.sort(key=lambda f: (-f.created_at.timestamp(), -f.seq))
+        return paginate([state.feature_json(f) for f in live], request, "features")
+
+    @routes.get("/api/v1/plans/{code}/entitlements")
+    async def plan_entitlements(request: web.Request) -> web.Response:
+        return json_response({"entitlements": state.plan_entitlements(request.match_info["code"])})
+
+    @routes.get("/api/v1/subscriptions")
+    async def subscriptions(request: web.Request) -> web.Response:
+        statuses = request.query.getall("status[]", [])
+        if any(s not in STATUSES for s in statuses):  # Lago drops an invalid status filter entirely
+            statuses = sorted(STATUSES)
+        filters = {
+            k: request.query[k] for k in ("external_id", "plan_code", "external_customer_id") if k in request.query
+        }
+        rows = state.rows_matching(statuses or ["active"], **filters)
+        return paginate([state.subscription_json(r, False) for r in rows], request, "subscriptions")
+
+    @routes.get("/api/v1/subscriptions/{external_id}")
+    async def subscription(request: web.Request) -> web.Response:
+        row = state.find_row(request.match_info["external_id"], request.query.get("status", "active"))
+        return json_response({"subscription": state.subscription_json(row, True)})
+
+    @routes.get("/api/v1/subscriptions/{external_id}/entitlements")
+    async def subscription_entitlements(request: web.Request) -> web.Response:
+        status = request.query.get("subscription_status", request.query.get("status", "active"))
+        row = state.find_row(request.match_info["external_id"], status)
+        return json_response({"entitlements": state.resolve(row)})
+
+    @routes.get("/api/v1/webhooks/json_public_key")
+    async def public_key(request: web.Request) -> web.Response:
+        return json_response({"webhook": {"public_key": signer.public_key_base64()}})
+
+    app = web.Application(middlewares=[gate])
+    app.add_routes(routes)
+    return app
