@@ -99,8 +99,8 @@ def build_app(state: LagoState, signer: Signer, api_key: str, controls: Controls
             return error(401)
         try:
             with state.lock:
-                response: web.StreamResponse = await handler(request)
-                return response
+                answer: web.StreamResponse = await handler(request)
+                return answer
         except ApiError as exc:
             return error(exc.status, exc.code, exc.details)
 
