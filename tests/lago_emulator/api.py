@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.lago_emulator.state import ApiError, LagoState
+from tests.lago_emulator.models import ApiError
+from tests.lago_emulator.state import LagoState
 from tests.lago_emulator.webhooks import Signer
 
 _ERRORS = {

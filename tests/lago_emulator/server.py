@@ -11,7 +11,8 @@ import httpx
 from aiohttp import web
 
 from tests.lago_emulator.api import Controls, build_app
-from tests.lago_emulator.state import LagoState, Webhook
+from tests.lago_emulator.models import Webhook
+from tests.lago_emulator.state import LagoState
 from tests.lago_emulator.webhooks import Signer, deliver
 from tests.support.processes import free_port
 

@@ -1,96 +1,30 @@
-"""Lago's entitlement model and write services, as described in lago-contract.md §1-§5.
+"""Lago's write services, as described in lago-contract.md §1-§5.
 
-Values are stored as strings (Lago's varchar column) and cast on output. Every write queues the
-webhooks Lago would emit, with the payload serialized when queued.
+Every write queues the webhooks Lago would emit, with the payload serialized when queued.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-Json = dict[str, Any]
-_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+from tests.lago_emulator.models import (
+    _CANONICAL_INT,
+    ApiError,
+    Feature,
+    Json,
+    Plan,
+    Privilege,
+    Subscription,
+    Webhook,
+    now,
+)
+from tests.lago_emulator.views import LagoViews
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str | None = None, details: Json | None = None) -> None:
-        super().__init__(code or str(status))
-        self.status, self.code, self.details = status, code, details
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime | None, millis: bool = False) -> str | None:
-    if moment is None:
-        return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if millis else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class Privilege:
-    code: str
-    name: str | None
-    value_type: str
-    config: Json
-    deleted: bool = False
-
-
-@dataclass
-class Feature:
-    code: str
-    name: str | None
-    description: str | None
-    privileges: dict[str, Privilege]
-    created_at: datetime
-    seq: int
-    deleted: bool = False
-
-
-@dataclass
-class Plan:
-    code: str
-    name: str
-    amount_cents: int
-    values: dict[str, dict[str, str]] = field(default_factory=dict)  # feature -> privilege -> value
-
-
-@dataclass
-class Subscription:
-    lago_id: str
-    external_id: str
-    external_customer_id: str
-    plan_code: str
-    status: str
-    created_at: datetime
-    started_at: datetime | None = None
-    terminated_at: datetime | None = None
-    canceled_at: datetime | None = None
-    previous_plan_code: str | None = None
-    next_plan_code: str | None = None
-    downgrade_plan_date: str | None = None
-    features: set[str] = field(default_factory=set)  # subscription-level entitlement rows
-    values: dict[str, dict[str, str]] = field(default_factory=dict)
-    feature_removals: set[str] = field(default_factory=set)
-    privilege_removals: dict[str, set[str]] = field(default_factory=dict)
-
-
-@dataclass
-class Webhook:
-    webhook_type: str
-    object_type: str
-    payload: Json
-    unique_key: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-class LagoState:
+class LagoState(LagoViews):
     def __init__(self, organization_id: str = "1a901a90-1a90-1a90-1a90-1a901a901a90") -> None:
         self.lock = threading.RLock()
         self.organization_id = organization_id
@@ -301,127 +235,6 @@ class LagoState:
             rows = [r for r in rows if getattr(r, key) == value]
         return sorted(rows, key=lambda r: (-(r.started_at or r.created_at).timestamp(), -r.created_at.timestamp()))
 
-    def resolve(self, row: Subscription) -> list[Json]:
-        """The resolved view (§3 "Resolution algorithm"), in the SubscriptionEntitlement shape."""
-        plan_values = self.plans[row.plan_code].values
-        result = []
-        codes = list(plan_values) + sorted(row.features - set(plan_values))
-        for code in codes:
-            feature = self.features.get(code)
-            if feature is None or feature.deleted or (code in plan_values and code in row.feature_removals):
-                continue
-            plan_side = plan_values.get(code, {})
-            sub_side = row.values.get(code, {})
-            removed = row.privilege_removals.get(code, set())
-            privileges, overrides = [], {}
-            for privilege_code in list(plan_side) + [p for p in sub_side if p not in plan_side]:
-                privilege = feature.privileges.get(privilege_code)
-                if privilege is None or privilege.deleted:
-                    continue
-                if privilege_code not in sub_side and privilege_code in removed:
-                    continue
-                plan_value = plan_side.get(privilege_code)
-                override = sub_side.get(privilege_code)
-                value = override if override is not None else plan_value
-                privileges.append(
-                    {
-                        "code": privilege.code,
-                        "name": privilege.name,
-                        "value_type": privilege.value_type,
-                        "value": cast(privilege, value),
-                        "plan_value": cast(privilege, plan_value),
-                        "override_value": cast(privilege, override),
-                        "config": privilege.config,
-                    }
-                )
-                if override is not None:
-                    overrides[privilege_code] = cast(privilege, override)
-            result.append(
-                {
-                    "code": feature.code,
-                    "name": feature.name,
-                    "description": feature.description,
-                    "privileges": privileges,
-                    "overrides": overrides,
-                }
-            )
-        return result
-
-    def plan_entitlements(self, code: str) -> list[Json]:
-        plan = self._plan(code)
-        result = []
-        for feature_code, values in plan.values.items():
-            feature = self.features[feature_code]
-            if feature.deleted:
-                continue
-            privileges = [
-                {
-                    "code": p.code,
-                    "name": p.name,
-                    "value_type": p.value_type,
-                    "value": cast(p, values[p.code]),
-                    "config": p.config,
-                }
-                for p in feature.privileges.values()
-                if p.code in values and not p.deleted
-            ]
-            result.append(
-                {
-                    "code": feature.code,
-                    "name": feature.name,
-                    "description": feature.description,
-                    "privileges": privileges,
-                }
-            )
-        return result
-
-    def feature_json(self, feature: Feature) -> Json:
-        return {
-            "code": feature.code,
-            "name": feature.name,
-            "description": feature.description,
-            "privileges": [
-                {"code": p.code, "name": p.name, "value_type": p.value_type, "config": p.config}
-                for p in feature.privileges.values()
-                if not p.deleted
-            ],
-            "created_at": iso(feature.created_at),
-        }
-
-    def plan_json(self, plan: Plan) -> Json:
-        return {
-            "lago_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, plan.code)),
-            "code": plan.code,
-            "name": plan.name,
-            "amount_cents": plan.amount_cents,
-            "parent_id": None,
-            "entitlements": self.plan_entitlements(plan.code),
-        }
-
-    def subscription_json(self, row: Subscription, with_entitlements: bool) -> Json:
-        body: Json = {
-            "lago_id": row.lago_id,
-            "external_id": row.external_id,
-            "lago_customer_id": row.external_customer_id,
-            "external_customer_id": row.external_customer_id,
-            "name": None,
-            "plan_code": row.plan_code,
-            "status": row.status,
-            "billing_time": "calendar",
-            "subscription_at": iso(row.created_at),
-            "started_at": iso(row.started_at, millis=True),
-            "terminated_at": iso(row.terminated_at),
-            "canceled_at": iso(row.canceled_at),
-            "created_at": iso(row.created_at),
-            "previous_plan_code": row.previous_plan_code,
-            "next_plan_code": row.next_plan_code,
-            "downgrade_plan_date": row.downgrade_plan_date,
-        }
-        if with_entitlements:
-            body["entitlements"] = self.resolve(row)
-            body["plan"] = {"code": row.plan_code, "name": self.plans[row.plan_code].name, "parent_id": None}
-        return body
-
     # -- internals ------------------------------------------------------------------------
 
     def _new_row(self, external_id: str, customer: str, plan_code: str, status: str, previous: str | None = None):  # type: ignore[no-untyped-def]
@@ -514,14 +327,4 @@ def _store(privilege: Privilege, value: Any) -> str:
         raise invalid
     if privilege.value_type == "select" and value not in privilege.config.get("select_options", []):
         raise ApiError(422, "validation_errors", {f"{privilege.code}_privilege_value": ["value_not_in_select_options"]})
-    return value
-
-
-def cast(privilege: Privilege, value: str | None) -> Any:
-    if value is None:
-        return None
-    if privilege.value_type == "integer":
-        return int(value)
-    if privilege.value_type == "boolean":
-        return value == "true"
     return value

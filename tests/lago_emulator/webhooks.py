@@ -13,7 +13,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.lago_emulator.state import Webhook
+from tests.lago_emulator.models import Webhook
 
 
 def rails_json(payload: Any) -> bytes:

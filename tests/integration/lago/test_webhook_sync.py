@@ -10,8 +10,8 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 from tests.integration.lago.conftest import SyncerFactory, seed
 from tests.integration.lago.views import lago_view, matches, sidecar_view, version_of
+from tests.lago_emulator.models import Webhook
 from tests.lago_emulator.server import LagoEmulator
-from tests.lago_emulator.state import Webhook
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
