@@ -134,7 +134,9 @@ def start_sidecar(
     env: dict[str, str] | None = None,
     address: str | None = None,
     name: str = "sidecar",
+    ready: Callable[[Sidecar], bool] | None = None,
 ) -> Sidecar:
+    """Start `serve` and wait until `ready` (default: gRPC health says SERVING)."""
     address = address or f"127.0.0.1:{free_port()}"
     log_path = tmp_path / f"{name}.log"
     args = [
@@ -161,6 +163,8 @@ def start_sidecar(
     def serving() -> bool:
         if process.poll() is not None:
             raise GiveUp(f"sidecar exited with {process.returncode}:\n{sidecar.log()}")
+        if ready is not None:
+            return ready(sidecar)
         return bool(sidecar.health() == health_pb2.HealthCheckResponse.SERVING)
 
     try:

@@ -39,7 +39,13 @@ def start_syncer(
     """Start a sidecar with source=lago against the emulator, on the test's Redis prefix."""
     started: list[Syncer] = []
 
-    def start(*extra: str, roles: str = "reader,syncer", name: str = "syncer", rate: str = "1000") -> Syncer:
+    def start(
+        *extra: str,
+        roles: str = "reader,syncer",
+        name: str = "syncer",
+        rate: str = "1000",
+        ready: Callable[[Sidecar], bool] | None = None,
+    ) -> Syncer:
         http_port = free_port()
         args = [
             "--source", "lago", "--store", "redis", "--redis-url", redis_server.url, "--redis-key-prefix", key_prefix,
@@ -47,8 +53,10 @@ def start_syncer(
             "--lago-rate-limit", rate, "--lago-max-retries", "2", "--queue-claim-idle-seconds", "1", *extra,
         ]  # fmt: skip
         env = {"ENTITLEMENTS_LAGO_API_KEY": lago.api_key, "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key}
-        syncer = Syncer(start_sidecar(tmp_path, tmp_path / "unused.yaml", args, env=env, name=name), http_port)
-        lago.webhook_url = syncer.webhook_url
+        sidecar = start_sidecar(tmp_path, tmp_path / "unused.yaml", args, env=env, name=name, ready=ready)
+        syncer = Syncer(sidecar, http_port)
+        if "syncer" in roles:
+            lago.webhook_url = syncer.webhook_url
         started.append(syncer)
         return syncer
 
