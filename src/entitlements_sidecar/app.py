@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -185,10 +184,17 @@ class App:
             await self.grpc.stop(self.settings.shutdown_grace_seconds)
         if self.http is not None:
             await self.http.stop()
+        if self.worker is not None:
+            # Let the worker finish its step: cancelling a Redis read mid-reply is not always
+            # prompt in redis-py, and an applied batch should be acknowledged.
+            self.worker.stop()
+            await asyncio.wait([t for t in self._tasks if t.get_name() == "sync-worker"], timeout=5)
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=5)
+            for task in stuck:
+                log.warning("task did not stop in time", extra={"task": task.get_name()})
         if self.lago is not None:
             await self.lago.client.close()
         await self.store.close()

@@ -21,3 +21,5 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per Lago request is noise at info; our own logs say what each request was for.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
@@ -18,20 +19,30 @@ class SyncWorker:
         self._queue = queue
         self._refresher = refresher
         self._batch_size = batch_size
+        self._stopping = asyncio.Event()
         self.applied_batches = 0
+
+    def stop(self) -> None:
+        """Finish the current step and return from run(). Unacknowledged entries stay pending."""
+        self._stopping.set()
 
     async def run(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping.is_set():
             try:
                 batch = await self._queue.read(self._batch_size)
             except StoreUnavailableError:
-                await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
+                await self._pause(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
                 attempt += 1
                 continue
             attempt = 0
             if batch:
                 await self._apply(batch)
+
+    async def _pause(self, seconds: float) -> None:
+        # Sleeps end early on stop(), so shutdown never waits out a backoff.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _apply(self, batch: list[QueuedEvent]) -> None:
         attempt = 0
@@ -44,7 +55,9 @@ class SyncWorker:
                 # syncer if this one dies), so nothing is lost while Lago is down.
                 delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
                 log.warning("sync batch failed, retrying", extra={"error": str(exc), "delay": delay})
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+                if self._stopping.is_set():
+                    return  # not acknowledged: the next syncer applies it
                 attempt += 1
             except Exception:
                 # A bug or an unexpected answer: retrying the same input would fail forever.
@@ -56,5 +69,7 @@ class SyncWorker:
                 await self._queue.ack([q.id for q in batch])
                 break
             except StoreUnavailableError:
-                await asyncio.sleep(1.0)
+                if self._stopping.is_set():
+                    return
+                await self._pause(1.0)
         self.applied_batches += 1

@@ -15,11 +15,15 @@ MAX_HEADER_BYTES = 256 * 1024
 
 
 class HttpServer:
-    def __init__(self, intake: WebhookIntake, address: str) -> None:
+    def __init__(self, intake: WebhookIntake, address: str, shutdown_timeout: float = 5.0) -> None:
         app = web.Application(client_max_size=0)  # the intake enforces its own body limit
         app.router.add_post("/webhooks/lago", intake.handle)
         self._runner = web.AppRunner(
-            app, max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES, access_log=None
+            app,
+            max_line_size=MAX_HEADER_BYTES,
+            max_field_size=MAX_HEADER_BYTES,
+            access_log=None,
+            shutdown_timeout=shutdown_timeout,
         )
         host, _, port = address.rpartition(":")
         self._host = host.strip("[]")
