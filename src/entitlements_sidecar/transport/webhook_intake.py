@@ -33,43 +33,37 @@ class WebhookIntake:
         self._verifier = verifier
         self._queue = queue
         self._max_body = max_body_bytes
-        self.counts: dict[tuple[str, str], int] = {}  # (webhook_type, outcome) -> deliveries
 
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > self._max_body:
-            return self._count("?", "too_large", problem(413, f"body larger than {self._max_body} bytes"))
+            return problem(413, f"body larger than {self._max_body} bytes")
         body = await request.content.read(self._max_body + 1)
         if len(body) > self._max_body:
-            return self._count("?", "too_large", problem(413, f"body larger than {self._max_body} bytes"))
+            return problem(413, f"body larger than {self._max_body} bytes")
         try:
             await self._verifier.verify(
                 request.headers.get("X-Lago-Signature-Algorithm"), request.headers.get("X-Lago-Signature"), body
             )
         except SignatureError as exc:
-            return self._count("?", "unauthorized", problem(401, str(exc)))
+            return problem(401, str(exc))
         except EntitlementsError as exc:
-            return self._count("?", "unavailable", problem(503, f"cannot verify now: {exc}"))
+            return problem(503, f"cannot verify now: {exc}")
         try:
             webhook_type, event = _parse(body)
         except ValueError as exc:
-            return self._count("?", "malformed", problem(400, str(exc)))
+            return problem(400, str(exc))
         unique_key = request.headers.get("X-Lago-Unique-Key", "").strip()
         if not unique_key or len(unique_key) > 255:
-            return self._count(webhook_type, "malformed", problem(400, "missing or invalid X-Lago-Unique-Key header"))
+            return problem(400, "missing or invalid X-Lago-Unique-Key header")
         if event is None:  # a type that does not change entitlements
-            return self._count(webhook_type, "ignored", web.json_response({"status": "ignored"}))
+            return web.json_response({"status": "ignored"})
         try:
             queued = await self._queue.publish(event, unique_key)
         except EntitlementsError as exc:
-            return self._count(webhook_type, "unavailable", problem(503, f"queue unavailable: {exc}"))
+            return problem(503, f"queue unavailable: {exc}")
         outcome = "queued" if queued else "duplicate"
         log.info("webhook accepted", extra={"type": webhook_type, "key": event.key, "outcome": outcome})
-        return self._count(webhook_type, outcome, web.json_response({"status": outcome}))
-
-    def _count(self, webhook_type: str, outcome: str, response: web.Response) -> web.Response:
-        key = (webhook_type, outcome)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        return response
+        return web.json_response({"status": outcome})
 
 
 def _parse(body: bytes) -> tuple[str, SyncEvent | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from grpc_health.v1 import health_pb2
 
@@ -9,7 +11,7 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 from tests.integration.lago.conftest import SyncerFactory, seed
 from tests.lago_emulator.server import LagoEmulator
-from tests.support.processes import Sidecar
+from tests.support.processes import Sidecar, free_port, start_sidecar
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
@@ -67,3 +69,25 @@ def test_a_syncer_on_a_warm_redis_is_ready_without_a_full_load(lago: LagoEmulato
     stub = pb_grpc.EntitlementServiceStub(second.sidecar.channel)
     answer = stub.CheckEntitlement(pb.CheckEntitlementRequest(subscription_id="sub_0", feature_code="sso"), timeout=5)
     assert answer.allowed
+
+
+def test_embedded_mode_syncs_from_lago_without_redis(lago: LagoEmulator, tmp_path: Path) -> None:
+    """One process, in-memory store and queue: for trying the Lago sync out on a laptop."""
+    seed(lago)
+    http_port = free_port()
+    args = ["--source", "lago", "--store", "memory", "--http-address", f"127.0.0.1:{http_port}",
+            "--lago-api-url", lago.url]  # fmt: skip
+    env = {"ENTITLEMENTS_LAGO_API_KEY": lago.api_key, "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key}
+    sidecar = start_sidecar(tmp_path, tmp_path / "unused.yaml", args, env=env, name="embedded")
+    try:
+        lago.webhook_url = f"http://127.0.0.1:{http_port}/webhooks/lago"
+        stub = pb_grpc.EntitlementServiceStub(sidecar.channel)
+        request = pb.CheckEntitlementRequest(subscription_id="sub_1", feature_code="seats", privilege_code="max")
+        assert stub.CheckEntitlement(request, timeout=5).value.int_value == 10
+        lago.state.patch_subscription_entitlements("sub_1", {"seats": {"max": 8}})
+        assert lago.flush() == [
+            200,
+        ]
+        eventually(lambda: stub.CheckEntitlement(request, timeout=5).value.int_value == 8, what="applied")
+    finally:
+        sidecar.terminate()

@@ -143,12 +143,8 @@ class Refresher:
 
     async def refresh_plan(self, code: str) -> int:
         """Re-read a plan's entitlements and re-resolve its subscriptions locally; returns writes."""
-        entitlements = await self._lago.get_plan_entitlements(code)
-        if entitlements is None:
+        if await self.fetch_plan(code) is None:
             return 0  # deleted: Lago terminates its subscriptions and says so in their own webhooks
-        plan = mapping.plan_definition(code, entitlements)
-        await self._learn_features(mapping.features_in(entitlements))
-        await self._state.put_plan(plan)
         return await self._re_resolve(await self._state.on_plan(code), f"plan.updated:{code}")
 
     async def refresh_features(self, reason: str = "feature.updated") -> int:
