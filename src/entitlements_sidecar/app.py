@@ -217,6 +217,8 @@ async def serve(settings: Settings) -> None:
 
 async def run_full_sync(settings: Settings, progress: Progress | None = None) -> SyncReport:
     """`entitlements-sidecar sync --full`: one full load from Lago into the shared Redis."""
+    if settings.source != "lago":
+        raise ConfigError("sync --full reads Lago: set ENTITLEMENTS_SOURCE=lago (or --source lago)")
     if settings.store != "redis":
         raise ConfigError("sync --full writes the shared store: set ENTITLEMENTS_STORE=redis")
     client = redis_client(settings)

@@ -37,9 +37,14 @@ class WebhookIntake:
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > self._max_body:
             return problem(413, f"body larger than {self._max_body} bytes")
-        body = await request.content.read(self._max_body + 1)
-        if len(body) > self._max_body:
-            return problem(413, f"body larger than {self._max_body} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):  # read() may return only part
+            size += len(chunk)
+            if size > self._max_body:
+                return problem(413, f"body larger than {self._max_body} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         try:
             await self._verifier.verify(
                 request.headers.get("X-Lago-Signature-Algorithm"), request.headers.get("X-Lago-Signature"), body

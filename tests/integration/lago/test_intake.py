@@ -85,6 +85,18 @@ def test_rejected_deliveries_change_nothing(lago: LagoEmulator, start_syncer: Sy
     eventually(lambda: sidecar_view(syncer.sidecar, "sub_0")[1]["seats"]["max"] == 77, what="genuine delivery")
 
 
+def test_large_body_arriving_in_many_chunks_is_read_whole(lago: LagoEmulator, start_syncer: SyncerFactory) -> None:
+    seed(lago)
+    syncer = start_syncer()
+    lago.state.patch_subscription_entitlements("sub_0", {"sso": {"domain": "d" * 200_000}})
+    [webhook] = lago.take_outbox()
+    body = rails_json(webhook.payload)
+    assert 400_000 < len(body) < 1_048_576  # the value appears three times in the payload
+    response = post(syncer, body, lago.signer.headers(webhook, body, "hmac"))
+    assert response.status_code == 200, response.text
+    eventually(lambda: len(sidecar_view(syncer.sidecar, "sub_0")[1]["sso"]["domain"]) == 200_000, what="applied")
+
+
 def test_large_jwt_header_is_accepted(lago: LagoEmulator, start_syncer: SyncerFactory) -> None:
     seed(lago)
     syncer = start_syncer()
