@@ -46,7 +46,6 @@ class FullSync:
     async def run(self, progress: Progress | None = None) -> SyncReport:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        observed = now_ms()
         features = {f["code"]: mapping.feature_definition(f) async for f in self._lago.list_features()}
         await self._state.replace_features(features)
         rows: dict[str, dict[str, Any]] = {}
@@ -64,8 +63,9 @@ class FullSync:
         async def load(row: dict[str, Any]) -> None:
             nonlocal done, repaired
             async with gate:
+                read_at = now_ms()  # each read is ordered by its own start, against concurrent webhooks
                 raw = await self._lago.get_subscription(row["external_id"], status=row["status"])
-                changed = await self._refresher.store_subscription(raw or row, observed, "full_sync")
+                changed = await self._refresher.store_subscription(raw or row, read_at, "full_sync")
             done += 1
             repaired += changed
             if progress is not None:
