@@ -65,7 +65,10 @@ class FullSync:
             async with gate:
                 read_at = now_ms()  # each read is ordered by its own start, against concurrent webhooks
                 raw = await self._lago.get_subscription(row["external_id"], status=row["status"])
-                changed = await self._refresher.store_subscription(raw or row, read_at, "full_sync")
+                if raw is None:  # changed since it was listed: find its current row
+                    changed = await self._refresher.refresh_subscription(row["external_id"], "full_sync")
+                else:
+                    changed = await self._refresher.store_subscription(raw, read_at, "full_sync")
             done += 1
             repaired += changed
             if progress is not None:
