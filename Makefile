@@ -7,7 +7,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/npm/node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: run test lint gen check-gen buf-lint redis clean
+.PHONY: run test lint gen check-gen buf-lint redis bench clean
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,8 @@ test: lint redis
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev check-gen buf-lint
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
 
 ## Regenerate the Python protobuf/gRPC code from protos/.
@@ -52,6 +52,11 @@ buf-lint:
 	else \
 		echo "buf lint: skipped (npm is not installed; CI has it)"; \
 	fi
+
+## Benchmarks (not part of `make test`): h2load against the sidecar and bare echo servers.
+bench: $(VENV)/.dev redis
+	@command -v h2load >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
+	$(BIN)/python -m bench.run
 
 redis: $(VENV)/.dev
 	VENV=$(VENV) sh scripts/ensure-redis.sh

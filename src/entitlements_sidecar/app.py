@@ -36,6 +36,7 @@ from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.sync.full_sync import FullSync, Progress, SyncReport
 from entitlements_sidecar.sync.memory_queue import MemoryQueue
 from entitlements_sidecar.sync.worker import SyncWorker
+from entitlements_sidecar.transport.answer_cache import AnswerCache
 from entitlements_sidecar.transport.grpc_server import GrpcServer
 from entitlements_sidecar.transport.http_server import HttpServer
 from entitlements_sidecar.transport.servicer import EntitlementServicer
@@ -101,7 +102,8 @@ class App:
             servicer = EntitlementServicer(
                 ReadService(self.store, source), self.store, settings.max_batch_size, settings.max_watch_subjects
             )
-            self.grpc = GrpcServer(servicer, settings.grpc_address)
+            answers = AnswerCache(servicer, self.store, settings.l1_max_entries) if settings.l1_max_entries else None
+            self.grpc = GrpcServer(servicer, settings.grpc_address, answers)
 
     def _build_syncer(self, lago: LagoParts) -> None:
         settings = self.settings

@@ -66,6 +66,7 @@ def test_sigterm_ends_watch_streams_and_exits_cleanly(tmp_path: Path, example_ca
     code, details = rpc_error(lambda: next(stream))
     assert code is grpc.StatusCode.UNAVAILABLE, details
     assert "stopped" in sidecar.log()
+    assert "calls served" in sidecar.log() and "WatchEntitlements=1" in sidecar.log()
 
 
 def test_unix_socket_listener(tmp_path: Path, example_catalog: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -9,19 +12,24 @@ from grpc_reflection.v1alpha import reflection
 
 from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
-from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+from entitlements_sidecar.transport.answer_cache import AnswerCache
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 
+log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EntitlementService"].full_name
 _HEALTH_NAMES = ("", SERVICE_NAME)
 
 
 class GrpcServer:
-    def __init__(self, servicer: EntitlementServicer, address: str) -> None:
+    def __init__(self, servicer: EntitlementServicer, address: str, answers: AnswerCache | None = None) -> None:
         self.servicer = servicer
         self.health = HealthServicer()
         self.server = grpc.aio.server()
-        pb_grpc.add_EntitlementServiceServicer_to_server(servicer, self.server)
+        handlers = _servicer_handlers(servicer)
+        if answers is not None:
+            handlers.update(answers.handlers())  # the hot RPCs, on raw bytes
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+        self.server.add_registered_method_handlers(SERVICE_NAME, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -46,3 +54,27 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
         self.servicer.begin_shutdown()
         await self.server.stop(grace)
+        log.info("calls served", extra=self.servicer.served)
+
+
+def _servicer_handlers(servicer: EntitlementServicer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    return {
+        "CheckEntitlement": grpc.unary_unary_rpc_method_handler(
+            servicer.CheckEntitlement,
+            pb.CheckEntitlementRequest.FromString,
+            pb.CheckEntitlementResponse.SerializeToString,
+        ),
+        "CheckEntitlements": grpc.unary_unary_rpc_method_handler(
+            servicer.CheckEntitlements,
+            pb.CheckEntitlementsRequest.FromString,
+            pb.CheckEntitlementsResponse.SerializeToString,
+        ),
+        "GetEntitlements": grpc.unary_unary_rpc_method_handler(
+            servicer.GetEntitlements, pb.GetEntitlementsRequest.FromString, pb.GetEntitlementsResponse.SerializeToString
+        ),
+        "WatchEntitlements": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchEntitlements,
+            pb.WatchEntitlementsRequest.FromString,
+            pb.WatchEntitlementsResponse.SerializeToString,
+        ),
+    }

@@ -28,9 +28,11 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
     ) -> None:
         self._service = service
         self._store = store
-        self._max_batch_size = max_batch_size
+        self.max_batch_size = max_batch_size
         self._max_watch_subjects = max_watch_subjects
         self._closing = asyncio.Event()
+        # Successful calls per method: logged at shutdown, and what benchmarks check load generators against.
+        self.served = {"CheckEntitlement": 0, "CheckEntitlements": 0, "GetEntitlements": 0, "WatchEntitlements": 0}
 
     def begin_shutdown(self) -> None:
         """End open Watch streams (with UNAVAILABLE, so clients reconnect elsewhere or later)."""
@@ -43,7 +45,9 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
     ) -> pb.CheckEntitlementResponse:
         try:
             answer = await self._service.check(mapping.check_query_from_proto(request))
-            return mapping.check_answer_to_proto(answer)
+            response = mapping.check_answer_to_proto(answer)
+            self.served["CheckEntitlement"] += 1
+            return response
         except Exception as exc:
             await context.abort(*status_for(exc))
 
@@ -52,24 +56,27 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
         request: pb.CheckEntitlementsRequest,
         context: grpc.aio.ServicerContext[pb.CheckEntitlementsRequest, pb.CheckEntitlementsResponse],
     ) -> pb.CheckEntitlementsResponse:
-        if len(request.checks) > self._max_batch_size:
+        if len(request.checks) > self.max_batch_size:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"checks: {len(request.checks)} items is more than the limit of {self._max_batch_size}",
+                f"checks: {len(request.checks)} items is more than the limit of {self.max_batch_size}",
             )
         response = pb.CheckEntitlementsResponse()
         for index, check in enumerate(request.checks):
-            result = response.results.add()
-            try:
-                query = mapping.check_query_from_proto(check, f"checks[{index}].")
-                answer = await self._service.check(query)
-            except Exception as exc:
-                code, message = status_for(exc)
-                field = exc.field if isinstance(exc, InvalidArgumentError) else ""
-                result.error.CopyFrom(pb.ItemError(code=code.value[0], message=message, field=field))
-            else:
-                result.response.CopyFrom(mapping.check_answer_to_proto(answer))
+            response.results.append(await self.check_item(check, index))
+        self.served["CheckEntitlements"] += 1
         return response
+
+    async def check_item(self, check: pb.CheckEntitlementRequest, index: int) -> pb.CheckEntitlementsResult:
+        """One batch item: its answer, or its own error (a bad item never fails the batch)."""
+        try:
+            query = mapping.check_query_from_proto(check, f"checks[{index}].")
+            answer = await self._service.check(query)
+            return pb.CheckEntitlementsResult(response=mapping.check_answer_to_proto(answer))
+        except Exception as exc:
+            code, message = status_for(exc)
+            field = exc.field if isinstance(exc, InvalidArgumentError) else ""
+            return pb.CheckEntitlementsResult(error=pb.ItemError(code=code.value[0], message=message, field=field))
 
     async def GetEntitlements(
         self,
@@ -80,7 +87,9 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
             subject = Subject.of(request.subscription_id, request.customer_id)
             consistency = mapping.consistency_from_proto(request.consistency)
             view = await self._service.get(subject, consistency)
-            return pb.GetEntitlementsResponse(entitlements=mapping.view_to_proto(view))
+            got = pb.GetEntitlementsResponse(entitlements=mapping.view_to_proto(view))
+            self.served["GetEntitlements"] += 1
+            return got
         except Exception as exc:
             await context.abort(*status_for(exc))
 
@@ -103,6 +112,7 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
                     pending.add(subject)
                     changed.put_nowait(subject)
 
+        self.served["WatchEntitlements"] += 1
         remove = self._store.add_listener(on_change)  # before the first read, so no change is missed
         try:
             seen: dict[Subject, tuple[bool, int]] = {}

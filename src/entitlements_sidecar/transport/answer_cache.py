@@ -1,0 +1,135 @@
+"""Pre-serialized answers for the hot RPCs, keyed by the request's bytes.
+
+Applications ask the same questions over and over. When an answer came from the in-process cache
+(fresh, default consistency), the serialized response is kept and the next identical request is
+answered without parsing, checking or serializing anything. Any change reported by the store
+empties it, so it is never behind the L1 it was built from. Batches are split on the wire into
+their items, and each item is looked up the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from entitlements_sidecar.domain.ports import Change, EntitlementStore
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.transport.servicer import EntitlementServicer
+
+_FIELD_1_BYTES = 0x0A  # protobuf tag: field 1, length-delimited
+_SOURCE_MEMORY = pb.SOURCE_MEMORY
+
+
+class AnswerCache:
+    def __init__(self, servicer: EntitlementServicer, store: EntitlementStore, max_entries: int = 100_000) -> None:
+        self._servicer = servicer
+        self._answers: dict[bytes, bytes] = {}
+        self._max_entries = max_entries
+        store.add_listener(self._on_change)
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        """Raw-bytes handlers for CheckEntitlement and CheckEntitlements (no (de)serializers)."""
+        return {
+            "CheckEntitlement": grpc.unary_unary_rpc_method_handler(self.check),
+            "CheckEntitlements": grpc.unary_unary_rpc_method_handler(self.check_many),
+        }
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    async def check(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        answer = self._answers.get(raw)
+        if answer is not None:
+            self._servicer.served["CheckEntitlement"] += 1
+            return answer
+        try:
+            request = pb.CheckEntitlementRequest.FromString(raw)
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request: not a valid CheckEntitlementRequest")
+        response = await self._servicer.CheckEntitlement(request, context)
+        return self._keep(raw, request, response)
+
+    async def check_many(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        items = _split(raw)
+        if items is None or len(items) > self._servicer.max_batch_size:
+            # Not plain repeated items (or too many): the servicer parses it and says what is wrong.
+            try:
+                request = pb.CheckEntitlementsRequest.FromString(raw)
+            except DecodeError:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request: not a valid CheckEntitlementsRequest")
+            return (await self._servicer.CheckEntitlements(request, context)).SerializeToString()
+        parts: list[bytes] = []
+        for index, item in enumerate(items):
+            answer = self._answers.get(item)
+            if answer is not None:
+                parts.append(_field_1(_field_1(answer)))  # results[index].response
+                continue
+            try:
+                check = pb.CheckEntitlementRequest.FromString(item)
+            except DecodeError:
+                result = pb.CheckEntitlementsResult(
+                    error=pb.ItemError(
+                        code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                        message=f"checks[{index}]: not a valid CheckEntitlementRequest",
+                        field=f"checks[{index}]",
+                    )
+                )
+            else:
+                result = await self._servicer.check_item(check, index)
+                if result.WhichOneof("outcome") == "response":
+                    self._keep(item, check, result.response)
+            parts.append(_field_1(result.SerializeToString()))
+        self._servicer.served["CheckEntitlements"] += 1
+        return b"".join(parts)
+
+    def _keep(self, raw: bytes, request: pb.CheckEntitlementRequest, response: pb.CheckEntitlementResponse) -> bytes:
+        answer = response.SerializeToString()
+        freshness = response.freshness
+        if freshness.source == _SOURCE_MEMORY and not freshness.stale and not request.HasField("consistency"):
+            if len(self._answers) >= self._max_entries:
+                self._answers.clear()  # a cheap bound: refilling costs one normal check per question
+            self._answers[raw] = answer
+        return answer
+
+    def _on_change(self, change: Change) -> None:
+        self._answers.clear()
+
+
+def _field_1(payload: bytes) -> bytes:
+    return bytes((_FIELD_1_BYTES,)) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _split(raw: bytes) -> list[bytes] | None:
+    """The items of a CheckEntitlementsRequest (field 1, repeated), or None if it has anything else."""
+    items: list[bytes] = []
+    position, end = 0, len(raw)
+    while position < end:
+        if raw[position] != _FIELD_1_BYTES:
+            return None
+        position += 1
+        length, shift = 0, 0
+        while True:
+            if position >= end or shift > 28:
+                return None
+            byte = raw[position]
+            position += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if position + length > end:
+            return None
+        items.append(raw[position : position + length])
+        position += length
+    return items
