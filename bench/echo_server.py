@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import threading
+from concurrent import futures
 
 import grpc
 
@@ -37,12 +39,42 @@ async def serve_aio(port: int) -> None:
     print(f"served {echo.served}", flush=True)
 
 
+class SyncEcho(pb_grpc.EntitlementServiceServicer):
+    def __init__(self) -> None:
+        self.served = 0
+        self._lock = threading.Lock()
+
+    def CheckEntitlement(self, request, context):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.served += 1
+        return pb.CheckEntitlementResponse(allowed=True, subscription_id=request.subscription_id)
+
+
+def serve_sync(port: int, threads: int) -> None:
+    """grpcio's thread-pool server: a candidate stack for the hot path (see docs/adr)."""
+    echo = SyncEcho()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
+    pb_grpc.add_EntitlementServiceServicer_to_server(echo, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print("ready", flush=True)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    stopping.wait()
+    server.stop(1).wait()
+    print(f"served {echo.served}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--stack", choices=["aio"], required=True)
+    parser.add_argument("--stack", choices=["aio", "sync"], required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
-    asyncio.run(serve_aio(args.port))
+    if args.stack == "sync":
+        serve_sync(args.port, args.threads)
+    else:
+        asyncio.run(serve_aio(args.port))
 
 
 if __name__ == "__main__":

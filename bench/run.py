@@ -203,9 +203,14 @@ def main() -> int:
     echo = Server(
         "echo-aio", [python, "-m", "bench.echo_server", "--stack", "aio", "--port", str(echo_port)], echo_port, env
     )
+    sync_port = free_port()
+    sync_echo = Server(
+        "echo-sync", [python, "-m", "bench.echo_server", "--stack", "sync", "--port", str(sync_port)], sync_port, env
+    )
     plan = [
         (echo, "CheckEntitlement", "check", 1, 1),
         (echo, "CheckEntitlement", "check", 64, 1),
+        (sync_echo, "CheckEntitlement", "check", 64, 1),
         (sidecar, "CheckEntitlement", "check", 1, 1),
         (sidecar, "CheckEntitlement", "check", 64, 1),
         (sidecar, "CheckEntitlements", "batch", 4, 100),
@@ -238,11 +243,12 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        sidecar_log, echo_log = sidecar.stop(), echo.stop()
+        sidecar_log, echo_log, sync_log = sidecar.stop(), echo.stop(), sync_echo.stop()
         redis.stop()
     served_echo = int(re.search(r"served (\d+)", echo_log).group(1))  # type: ignore[union-attr]
+    served_sync = int(re.search(r"served (\d+)", sync_log).group(1))  # type: ignore[union-attr]
     served_sidecar = re.search(r"calls served CheckEntitlement=(\d+) CheckEntitlements=(\d+)", sidecar_log)
-    counts_ok = _counts_ok(runs, served_echo, served_sidecar)
+    counts_ok = _counts_ok(runs, {"echo-aio": served_echo, "echo-sync": served_sync}, served_sidecar)
     report = _targets(runs, redis_reads_on_hits)
     _write(runs, report, counts_ok, args)
     return 0
@@ -262,13 +268,11 @@ def _warm(server: Server, check: pb.CheckEntitlementRequest, batch: pb.CheckEnti
     server.probes += 6
 
 
-def _counts_ok(runs: list[Run], served_echo: int, served_sidecar: re.Match[str] | None) -> bool:
+def _counts_ok(runs: list[Run], served_echoes: dict[str, int], served_sidecar: re.Match[str] | None) -> bool:
     """Every call h2load counted was answered OK by the server (plus warm-ups and probes)."""
     ok = True
-    for name, served in (
-        ("echo-aio", served_echo),
-        ("sidecar", int(served_sidecar.group(1)) if served_sidecar else -1),
-    ):
+    served_by = {**served_echoes, "sidecar": int(served_sidecar.group(1)) if served_sidecar else -1}
+    for name, served in served_by.items():
         reported = sum(r.calls for r in runs if r.server == name and r.rpc == "CheckEntitlement")
         if served < reported:
             print(f"COUNT MISMATCH {name}: h2load {reported}, server answered OK {served}")
@@ -314,6 +318,10 @@ def _write(
     for key, text, value, limit, passed in report:
         relation = "≥" if key == "P3" else "≤"
         print(f"  {key}: {text}: {value:.3f} (target {relation} {limit:g}) {'PASS' if passed else 'MISS'}")
+    sync_ratio = _median(runs, "echo-sync", "CheckEntitlement", 64, "cpu_us_per_call") / _median(
+        runs, "echo-aio", "CheckEntitlement", 64, "cpu_us_per_call"
+    )
+    print(f"  (baseline) grpcio sync-server echo ÷ aio echo, CPU/call at 64 in flight: {sync_ratio:.3f}")
     for key in ("P6", "P7", "P8", "P9"):
         print(f"  {key}: not measured by this benchmark yet")
     print(f"  call counts verified against the servers: {'yes' if counts_ok else 'NO'}")
