@@ -122,7 +122,12 @@ def view_to_proto(view: EntitlementView) -> pb.EntitlementSet:
 
 
 def _feature_to_proto(feature: GrantedFeature) -> pb.Feature:
-    message = pb.Feature(code=feature.code, name=feature.name or "", description=feature.description or "")
+    message = pb.Feature(
+        code=feature.code,
+        name=feature.name or "",
+        description=feature.description or "",
+        subscription_id=feature.subscription_id,
+    )
     for granted in feature.privileges.values():
         privilege = granted.privilege
         item = message.privileges.add(

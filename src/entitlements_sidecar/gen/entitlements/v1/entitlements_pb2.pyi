@@ -531,9 +531,12 @@ class Feature(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PRIVILEGES_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     name: _builtins.str
     description: _builtins.str
+    subscription_id: _builtins.str
+    """The subscription that grants the feature (for a customer: the most recently started active one that has it)."""
     @_builtins.property
     def privileges(self) -> _containers.RepeatedCompositeFieldContainer[Global___Privilege]: ...
     def __init__(
@@ -543,10 +546,11 @@ class Feature(_message.Message):
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         privileges: _abc.Iterable[Global___Privilege] | None = ...,
+        subscription_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description", b"description", "name", b"name", "privileges", b"privileges"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description", b"description", "name", b"name", "privileges", b"privileges", "subscription_id", b"subscription_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

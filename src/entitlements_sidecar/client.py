@@ -1,0 +1,257 @@
+"""A Python client for applications: typed `check`, `check_many` and `get` over one reused channel,
+with deadlines, in a blocking and an asyncio flavour.
+
+`watch([...])` keeps a local copy of the named subjects' entitlements, fed by `WatchEntitlements`;
+checks on those subjects are then answered in-process, without an RPC, by the same rules the
+sidecar applies (`domain/check.py`), until the stream breaks (then checks go to the sidecar again).
+
+    client = EntitlementsClient("127.0.0.1:50051")
+    if client.check(subscription_id="sub_1", feature="seats", privilege="max", quantity=20).allowed: ...
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+
+PrivilegeValue = bool | int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    allowed: bool
+    reason: str  # "entitled", "quantity_exceeds_limit", ... (the proto enum without its prefix, lower case)
+    value: PrivilegeValue = None
+    subscription_id: str = ""
+    version: int = 0
+    source: str = ""  # "memory", "redis", "source", "fallback", or "local" for a watched subject
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CheckError:
+    code: int
+    message: str
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    feature: str
+    subscription_id: str = ""
+    customer_id: str = ""
+    privilege: str = ""
+    quantity: int | None = None
+    value: str | None = None
+
+    def request(self) -> pb.CheckEntitlementRequest:
+        request = pb.CheckEntitlementRequest(
+            subscription_id=self.subscription_id,
+            customer_id=self.customer_id,
+            feature_code=self.feature,
+            privilege_code=self.privilege,
+        )
+        if self.quantity is not None:
+            request.quantity = self.quantity
+        if self.value is not None:
+            request.value = self.value
+        return request
+
+
+def _name(enum: Any, number: int, prefix: str) -> str:
+    return str(enum.Name(number)).removeprefix(prefix).lower()
+
+
+def _value(message: pb.Value) -> PrivilegeValue:
+    kind = message.WhichOneof("kind")
+    return getattr(message, kind) if kind else None
+
+
+def result_from_proto(response: pb.CheckEntitlementResponse) -> CheckResult:
+    return CheckResult(
+        allowed=response.allowed,
+        reason=_name(pb.Reason, response.reason, "REASON_"),
+        value=_value(response.value) if response.HasField("value") else None,
+        subscription_id=response.subscription_id,
+        version=response.freshness.version,
+        source=_name(pb.Source, response.freshness.source, "SOURCE_"),
+        stale=response.freshness.stale,
+    )
+
+
+def decide_locally(state: pb.EntitlementSet, check: Check) -> CheckResult:
+    """The sidecar's check rules applied to a watched subject's entitlements."""
+    version = state.freshness.version
+
+    def answer(allowed: bool, reason: str, value: PrivilegeValue = None, sub: str = "") -> CheckResult:
+        return CheckResult(allowed, reason, value, sub, version, "local", state.freshness.stale)
+
+    customer = bool(check.customer_id)
+    own = "" if customer else check.subscription_id  # a subscription subject is named in every answer
+    if not state.found:
+        return answer(False, "customer_not_found" if customer else "subscription_not_found")
+    if not any(s.status == "active" for s in state.subscriptions):
+        return answer(False, "no_active_subscription" if customer else "subscription_not_active", sub=own)
+    feature = next((f for f in state.features if f.code == check.feature), None)
+    if feature is None:
+        return answer(False, "feature_not_entitled", sub=own)
+    if not check.privilege:
+        return answer(True, "entitled", sub=feature.subscription_id)
+    privilege = next((p for p in feature.privileges if p.code == check.privilege), None)
+    if privilege is None:
+        return answer(False, "privilege_not_found", sub=feature.subscription_id)
+    value, sub = _value(privilege.value), privilege.subscription_id
+    if privilege.value_type == pb.VALUE_TYPE_INTEGER:
+        if check.value is not None:
+            return answer(False, "request_type_mismatch", value, sub)
+        over = check.quantity is not None and isinstance(value, int) and check.quantity > value
+        return answer(not over, "quantity_exceeds_limit" if over else "entitled", value, sub)
+    if privilege.value_type == pb.VALUE_TYPE_BOOLEAN:
+        if check.quantity is not None or check.value is not None:
+            return answer(False, "request_type_mismatch", value, sub)
+        return answer(value is True, "entitled" if value is True else "privilege_false", value, sub)
+    if check.quantity is not None:
+        return answer(False, "request_type_mismatch", value, sub)
+    if check.value is not None and check.value != value:
+        return answer(False, "value_mismatch", value, sub)
+    return answer(True, "entitled", value, sub)
+
+
+class _LocalCache:
+    """Watched subjects' entitlements and memoized answers; shared by the watcher and callers."""
+
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str], pb.EntitlementSet] = {}
+        self._answers: dict[Check, CheckResult] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, check: Check) -> CheckResult | None:
+        answer = self._answers.get(check)
+        if answer is not None:
+            return answer
+        state = self._states.get((check.subscription_id, check.customer_id))
+        if state is None:
+            return None
+        answer = decide_locally(state, check)
+        self._answers[check] = answer
+        return answer
+
+    def update(self, state: pb.EntitlementSet) -> None:
+        with self._lock:
+            self._states[(state.subject.subscription_id, state.subject.customer_id)] = state
+            self._answers = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._states = {}
+            self._answers = {}
+
+
+class EntitlementsClient:
+    """Blocking client. One channel for the client's lifetime; `timeout` is each call's deadline."""
+
+    def __init__(self, target: str, timeout: float = 0.25, channel: grpc.Channel | None = None) -> None:
+        self._channel = channel or grpc.insecure_channel(target)
+        self._stub = pb_grpc.EntitlementServiceStub(self._channel)
+        self._timeout = timeout
+        self._local = _LocalCache()
+        self._watch: Any = None
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        self._channel.close()
+
+    def __enter__(self) -> EntitlementsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check(
+        self,
+        feature: str,
+        subscription_id: str = "",
+        customer_id: str = "",
+        privilege: str = "",
+        quantity: int | None = None,
+        value: str | None = None,
+    ) -> CheckResult:
+        """Raises grpc.RpcError (INVALID_ARGUMENT names the field) on a bad request."""
+        check = Check(feature, subscription_id, customer_id, privilege, quantity, value)
+        local = self._local.lookup(check)
+        if local is not None:
+            return local
+        return result_from_proto(self._stub.CheckEntitlement(check.request(), timeout=self._timeout))
+
+    def check_many(self, checks: Sequence[Check]) -> list[CheckResult | CheckError]:
+        request = pb.CheckEntitlementsRequest(checks=[c.request() for c in checks])
+        response = self._stub.CheckEntitlements(request, timeout=self._timeout)
+        return [_item(r) for r in response.results]
+
+    def get(self, subscription_id: str = "", customer_id: str = "") -> pb.EntitlementSet:
+        request = pb.GetEntitlementsRequest(subscription_id=subscription_id, customer_id=customer_id)
+        return self._stub.GetEntitlements(request, timeout=self._timeout).entitlements
+
+    def watch(self, subscription_ids: Iterable[str] = (), customer_ids: Iterable[str] = ()) -> None:
+        """Keep the named subjects locally; returns once their current state has arrived."""
+        subjects = [pb.Subject(subscription_id=s) for s in subscription_ids]
+        subjects += [pb.Subject(customer_id=c) for c in customer_ids]
+        self._watch = self._stub.WatchEntitlements(pb.WatchEntitlementsRequest(subjects=subjects))
+        for _ in subjects:
+            self._local.update(next(self._watch).entitlements)
+        threading.Thread(target=self._follow, args=(self._watch,), name="entitlements-watch", daemon=True).start()
+
+    def _follow(self, stream: Any) -> None:
+        try:
+            for message in stream:
+                self._local.update(message.entitlements)
+        except grpc.RpcError:
+            pass
+        self._local.clear()  # the stream ended: answers could go stale, so ask the sidecar again
+
+
+class AsyncEntitlementsClient:
+    """The asyncio flavour of EntitlementsClient (no local cache)."""
+
+    def __init__(self, target: str, timeout: float = 0.25) -> None:
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = pb_grpc.EntitlementServiceStub(self._channel)
+        self._timeout = timeout
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def check(
+        self,
+        feature: str,
+        subscription_id: str = "",
+        customer_id: str = "",
+        privilege: str = "",
+        quantity: int | None = None,
+        value: str | None = None,
+    ) -> CheckResult:
+        check = Check(feature, subscription_id, customer_id, privilege, quantity, value)
+        return result_from_proto(await self._stub.CheckEntitlement(check.request(), timeout=self._timeout))
+
+    async def check_many(self, checks: Sequence[Check]) -> list[CheckResult | CheckError]:
+        request = pb.CheckEntitlementsRequest(checks=[c.request() for c in checks])
+        response = await self._stub.CheckEntitlements(request, timeout=self._timeout)
+        return [_item(r) for r in response.results]
+
+    async def get(self, subscription_id: str = "", customer_id: str = "") -> pb.EntitlementSet:
+        request = pb.GetEntitlementsRequest(subscription_id=subscription_id, customer_id=customer_id)
+        return (await self._stub.GetEntitlements(request, timeout=self._timeout)).entitlements
+
+
+def _item(result: pb.CheckEntitlementsResult) -> CheckResult | CheckError:
+    if result.WhichOneof("outcome") == "error":
+        return CheckError(result.error.code, result.error.message, result.error.field)
+    return result_from_proto(result.response)
