@@ -1,0 +1,54 @@
+"""Print a results file as the README's Markdown table: `python -m bench.summary bench/results/<file>.json`."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROWS = [
+    ("sidecar", "CheckEntitlement", 1, "CheckEntitlement"),
+    ("sidecar", "CheckEntitlement", 64, "CheckEntitlement"),
+    ("sidecar", "CheckEntitlements", 4, "CheckEntitlements, 100 checks per call"),
+    ("echo-aio", "CheckEntitlement", 64, "bare grpc.aio echo (the floor of the stack we ship)"),
+    ("echo-sync", "CheckEntitlement", 64, "bare grpcio thread-pool echo (a candidate stack)"),
+]
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.1f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def table(path: Path) -> str:
+    data = json.loads(path.read_text())
+    lines = ["| | calls in flight | rps | p50 | p99 | server CPU per call |", "|---|---|---|---|---|---|"]
+    for server, rpc, in_flight, label in ROWS:
+        runs = [r for r in data["runs"] if (r["server"], r["rpc"], r["in_flight"]) == (server, rpc, in_flight)]
+        if not runs:
+            continue
+        rps = statistics.median(r["rps"] for r in runs)
+        checks = runs[0]["checks_per_call"]
+        shown = f"{rps:,.0f}" + (f" ({rps * checks:,.0f} checks/s)" if checks > 1 else "")
+        lines.append(
+            f"| {label} | {in_flight} | {shown} | {_ms(statistics.median(r['p50_us'] for r in runs))} | "
+            f"{_ms(statistics.median(r['p99_us'] for r in runs))} | "
+            f"{statistics.median(r['cpu_us_per_call'] for r in runs):.0f} µs |"
+        )
+    machine = data["machine"]
+    lines.append("")
+    lines.append(
+        f"`{path.as_posix()}` (commit {data['commit']}): {machine['cpus']} CPUs ({machine['cpu']}), "
+        f"Python {machine['python']}, grpcio {machine['grpcio']}, "
+        + ("server pinned to one CPU and h2load to another." if machine["pinned"] else "no CPU pinning.")
+    )
+    for target in data["targets"]:
+        lines.append(
+            f"- {target['id']}: {target['what']}: {target['value']:.3f} (limit {target['limit']:g}) "
+            f"{'PASS' if target['pass'] else 'MISS'}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(Path(sys.argv[1])))
