@@ -31,6 +31,7 @@ class LagoState(LagoViews):
         self.features: dict[str, Feature] = {}
         self.plans: dict[str, Plan] = {}
         self.rows: list[Subscription] = []
+        self._by_external_id: dict[str, list[Subscription]] = {}
         self.outbox: list[Webhook] = []
         self._seq = itertools.count(1)
 
@@ -250,10 +251,11 @@ class LagoState(LagoViews):
             previous_plan_code=previous,
         )
         self.rows.append(row)
+        self._by_external_id.setdefault(external_id, []).append(row)
         return row
 
     def _rows(self, external_id: str, status: str) -> list[Subscription]:
-        rows = [r for r in self.rows if r.external_id == external_id and r.status == status]
+        rows = [r for r in self._by_external_id.get(external_id, []) if r.status == status]
         # terminated_at DESC NULLS FIRST, started_at DESC
         return sorted(
             rows,

@@ -135,6 +135,7 @@ def start_sidecar(
     address: str | None = None,
     name: str = "sidecar",
     ready: Callable[[Sidecar], bool] | None = None,
+    timeout: float = 20,
 ) -> Sidecar:
     """Start `serve` and wait until `ready` (default: gRPC health says SERVING)."""
     address = address or f"127.0.0.1:{free_port()}"
@@ -168,7 +169,7 @@ def start_sidecar(
         return bool(sidecar.health() == health_pb2.HealthCheckResponse.SERVING)
 
     try:
-        eventually(serving, timeout=20, what=f"sidecar {name} to report SERVING")
+        eventually(serving, timeout=timeout, what=f"sidecar {name} to report SERVING")
     except BaseException:
         sidecar.terminate()
         raise
