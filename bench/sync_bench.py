@@ -48,8 +48,8 @@ def start(tmp: Path, redis: RedisServer, lago: LagoEmulator, roles: str, name: s
         rate,
         "--sync-concurrency",
         "32",
-        "--log-level",
-        "warning",
+        "--redis-key-prefix",
+        f"{tmp.name}:",  # each scenario on its own keys
     ]
     env = {"ENTITLEMENTS_LAGO_API_KEY": lago.api_key, "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key}
     ready = None if "reader" in roles else (lambda s: " serving " in s.log() or s.process.poll() is not None)
