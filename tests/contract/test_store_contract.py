@@ -170,3 +170,17 @@ async def test_cached_reads_come_from_memory_and_min_version_reads_through(store
     fresh = await stores.store.get_subscription("s1", min_version=1)
     assert fresh is not None and fresh.version == 1
     assert await stores.store.get_subscription("s1", min_version=5) is not None  # nothing newer exists
+
+
+async def test_batch_writes_report_versions_and_changes(stores: Stores) -> None:
+    assert await stores.store.put_subscriptions([]) == []
+    first = await stores.store.put_subscriptions([subscription("a"), subscription("b", customer="globex")])
+    assert first == [(1, True), (1, True)]
+    again = await stores.store.put_subscriptions(
+        [subscription("a"), subscription("b", customer="globex", plan=STARTER)]
+    )
+    assert again == [(1, False), (2, True)]
+    record = await stores.store.get_subscription("b")
+    assert record is not None and record.subscription.plan_code == "starter"
+    globex = await stores.store.get_customer("globex")
+    assert globex is not None and globex.subscription_ids == ("b",)

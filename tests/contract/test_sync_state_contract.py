@@ -88,3 +88,11 @@ async def test_loaded_marker(state: SyncStateStore) -> None:
     assert await state.loaded_at() is None
     await state.mark_loaded(1234)
     assert await state.loaded_at() == 1234
+
+
+async def test_bulk_definition_reads(state: SyncStateStore) -> None:
+    for name in ("a", "b"):
+        await state.put_definition(definition(name), observed_ms=1)
+    assert await state.definitions([]) == {}
+    found = await state.definitions(["a", "missing", "b"])
+    assert set(found) == {"a", "b"} and found["a"] == definition("a")

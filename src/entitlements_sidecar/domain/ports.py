@@ -82,6 +82,11 @@ class EntitlementStore(Protocol):
         """Store atomically; return the new version, or the current one if nothing changed."""
         ...
 
+    async def put_subscriptions(self, subscriptions: Sequence[ResolvedSubscription]) -> list[tuple[int, bool]]:
+        """Store many (each atomically, in one round trip where the store allows); per subscription its
+        version and whether the write changed anything."""
+        ...
+
     async def delete_subscription(self, external_id: str) -> int | None:
         """Remove; return the tombstone's version, or None if it was not stored."""
         ...
@@ -116,6 +121,10 @@ class SyncStateStore(Protocol):
     async def put_plan(self, plan: PlanDefinition) -> None: ...
 
     async def definition(self, external_id: str) -> SubscriptionDefinition | None: ...
+
+    async def definitions(self, external_ids: Sequence[str]) -> dict[str, SubscriptionDefinition]:
+        """The stored definitions among `external_ids` (missing ones are left out)."""
+        ...
 
     async def put_definition(self, definition: SubscriptionDefinition, observed_ms: int) -> bool:
         """Store unless what is stored was observed later (then False: the caller's read is older)."""

@@ -89,6 +89,13 @@ class CachedStore:
         self._drop(("c", subscription.external_customer_id))
         return version
 
+    async def put_subscriptions(self, subscriptions: Sequence[ResolvedSubscription]) -> list[tuple[int, bool]]:
+        results = await self._inner.put_subscriptions(subscriptions)
+        for subscription in subscriptions:
+            self._drop(("s", subscription.external_id))
+            self._drop(("c", subscription.external_customer_id))
+        return results
+
     async def delete_subscription(self, external_id: str) -> int | None:
         cached = self._entries.get(("s", external_id))
         version = await self._inner.delete_subscription(external_id)

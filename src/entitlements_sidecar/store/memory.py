@@ -72,6 +72,15 @@ class MemoryStore:
         self._announce(subscription.external_id, slot.version, touched)
         return slot.version
 
+    async def put_subscriptions(self, subscriptions: Sequence[ResolvedSubscription]) -> list[tuple[int, bool]]:
+        results = []
+        for subscription in subscriptions:
+            slot = self._subscriptions.get(subscription.external_id)
+            before = slot.version if slot and slot.record else None
+            version = await self.put_subscription(subscription)
+            results.append((version, version != before))
+        return results
+
     async def delete_subscription(self, external_id: str) -> int | None:
         slot = self._subscriptions.get(external_id)
         if slot is None or slot.record is None:

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _PUT = """
 local cur = redis.call('HMGET', KEYS[1], 'd', 'c', 'v')
-if cur[1] == ARGV[3] then return tonumber(cur[3]) end
+if cur[1] == ARGV[3] then return {tonumber(cur[3]), 0} end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'd', ARGV[3], 'b', ARGV[4], 'c', ARGV[2], 't', ARGV[5])
 redis.call('SADD', KEYS[3], ARGV[1])
@@ -51,7 +51,7 @@ if cur[2] and cur[2] ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[2], 'm:' .. ARGV[1], '1')
 redis.call('PUBLISH', ARGV[7], 'c:' .. redis.call('HINCRBY', KEYS[2], 'v', 1) .. ':' .. ARGV[2])
-return v
+return {v, 1}
 """
 
 _DELETE = """
@@ -143,6 +143,27 @@ class RedisStore:
     # -- writes ---------------------------------------------------------------------------
 
     async def put_subscription(self, subscription: ResolvedSubscription) -> int:
+        keys, args = self._put_call(subscription)
+        try:
+            version, _ = await self._put(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return int(version)
+
+    async def put_subscriptions(self, subscriptions: Sequence[ResolvedSubscription]) -> list[tuple[int, bool]]:
+        if not subscriptions:
+            return []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for subscription in subscriptions:
+                    keys, args = self._put_call(subscription)
+                    await self._put(keys=keys, args=args, client=pipe)
+                replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return [(int(version), bool(changed)) for version, changed in replies]
+
+    def _put_call(self, subscription: ResolvedSubscription) -> tuple[list[str], list[str | bytes | int]]:
         body = codec.encode(subscription)
         keys = [
             self._sub_key(subscription.external_id),
@@ -158,10 +179,7 @@ class RedisStore:
             self._prefix,
             self._channel,
         ]
-        try:
-            return int(await self._put(keys=keys, args=args))
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from exc
+        return keys, args
 
     async def delete_subscription(self, external_id: str) -> int | None:
         keys = [self._sub_key(external_id), f"{self._prefix}subs"]

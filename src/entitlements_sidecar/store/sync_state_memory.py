@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition, SubscriptionDefinition
 
@@ -29,6 +29,9 @@ class MemorySyncState:
 
     async def definition(self, external_id: str) -> SubscriptionDefinition | None:
         return self._definitions.get(external_id)
+
+    async def definitions(self, external_ids: Sequence[str]) -> dict[str, SubscriptionDefinition]:
+        return {i: self._definitions[i] for i in external_ids if i in self._definitions}
 
     async def put_definition(self, definition: SubscriptionDefinition, observed_ms: int) -> bool:
         if self._observed.get(definition.external_id, -1) > observed_ms:

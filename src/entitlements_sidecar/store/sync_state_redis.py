@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -67,6 +67,18 @@ class RedisSyncState:
     async def definition(self, external_id: str) -> SubscriptionDefinition | None:
         raw = await self._call(self._redis.hget(self._key(external_id), "b"))
         return codec.decode_definition(raw) if raw else None
+
+    async def definitions(self, external_ids: Sequence[str]) -> dict[str, SubscriptionDefinition]:
+        if not external_ids:
+            return {}
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for external_id in external_ids:
+                    pipe.hget(self._key(external_id), "b")
+                bodies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return {i: codec.decode_definition(b) for i, b in zip(external_ids, bodies, strict=True) if b}
 
     async def put_definition(self, definition: SubscriptionDefinition, observed_ms: int) -> bool:
         body = codec.encode_definition(definition)

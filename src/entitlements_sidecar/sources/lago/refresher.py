@@ -17,7 +17,6 @@ from entitlements_sidecar.domain.model import (
     FeatureDefinition,
     PlanDefinition,
     ResolvedSubscription,
-    SubscriptionDefinition,
 )
 from entitlements_sidecar.domain.ports import LATEST, EntitlementStore, SyncStateStore
 from entitlements_sidecar.domain.resolution import resolve_subscription
@@ -25,6 +24,7 @@ from entitlements_sidecar.sources.lago import mapping
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
+_CHUNK = 500  # subscriptions re-resolved per pipelined read and write
 _INACTIVE_PREFERENCE = ("pending", "incomplete", "terminated", "canceled")
 
 
@@ -169,20 +169,23 @@ class Refresher:
         features = await self._state.features()
         plans: dict[str, PlanDefinition | None] = {}
         writes = 0
-        for external_id in sorted(external_ids):
-            definition: SubscriptionDefinition | None = await self._state.definition(external_id)
-            if definition is None:
-                continue
-            if definition.plan_code not in plans:
-                plans[definition.plan_code] = await self._state.plan(definition.plan_code)
-            resolved = resolve_subscription(definition, plans[definition.plan_code], features)
-            before = await self._store.get_subscription(external_id, min_version=LATEST)
-            version = await self._store.put_subscription(resolved)
-            if before is None or before.version != version:
-                writes += 1
-                log.info(
-                    "subscription applied", extra={"subscription": external_id, "event": reason, "version": version}
-                )
+        ordered = sorted(external_ids)
+        for start in range(0, len(ordered), _CHUNK):  # a few round trips per chunk, not per subscription
+            definitions = await self._state.definitions(ordered[start : start + _CHUNK])
+            resolved = []
+            for definition in definitions.values():
+                if definition.plan_code not in plans:
+                    plans[definition.plan_code] = await self._state.plan(definition.plan_code)
+                resolved.append(resolve_subscription(definition, plans[definition.plan_code], features))
+            for subscription, (version, changed) in zip(
+                resolved, await self._store.put_subscriptions(resolved), strict=True
+            ):
+                if changed:
+                    writes += 1
+                    log.info(
+                        "subscription applied",
+                        extra={"subscription": subscription.external_id, "event": reason, "version": version},
+                    )
         return writes
 
     async def _learn_features(self, seen: list[FeatureDefinition]) -> None:
