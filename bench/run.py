@@ -25,7 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import sync_bench
+from bench import memory_bench, sync_bench
 from entitlements_sidecar.client import EntitlementsClient
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.support.processes import REPO, free_port, start_redis
@@ -255,6 +255,12 @@ def main() -> int:
         print(f"  webhook -> two sidecars: p50 {1000 * statistics.median(changes):.1f} ms, p99 {p6_p99_ms:.1f} ms")
         p7_seconds, p7_requests = sync_bench.plan_fan_out(redis)
         print(f"  plan.updated for 10,000 subscriptions: {p7_seconds:.2f} s, {p7_requests} Lago requests")
+        memory = memory_bench.measure(redis)
+        print(
+            f"  memory: {memory['redis_bytes_per_subscription']:.0f} Redis bytes per 10-feature subscription; "
+            f"sidecar RSS {memory['sidecar_rss_idle_mib']:.0f} MiB idle, "
+            f"{memory['sidecar_rss_with_l1_mib']:.0f} MiB with 100,000 subscriptions in L1"
+        )
     finally:
         redis.stop()
     served_echo = int(re.search(r"served (\d+)", echo_log).group(1))  # type: ignore[union-attr]
@@ -268,7 +274,7 @@ def main() -> int:
         6,
         ("P7", f"plan.updated, 10,000 subscriptions consistent (s; {p7_requests} Lago requests)", p7_seconds, 5.0, ok7),
     )
-    _write(runs, report, counts_ok, args)
+    _write(runs, report, counts_ok, args, memory)
     return 0
 
 
@@ -344,7 +350,11 @@ def _targets(runs: list[Run], redis_reads: int, local_us: float) -> list[tuple[s
 
 
 def _write(
-    runs: list[Run], report: list[tuple[str, str, float, float, bool | None]], counts_ok: bool, args: argparse.Namespace
+    runs: list[Run],
+    report: list[tuple[str, str, float, float, bool | None]],
+    counts_ok: bool,
+    args: argparse.Namespace,
+    memory: dict[str, float],
 ) -> None:
     print("\nTargets (medians of the rounds):")
     for key, text, value, limit, passed in report:
@@ -382,6 +392,7 @@ def _write(
         "runs": [asdict(r) for r in runs],
         "targets": [{"id": k, "what": t, "value": v, "limit": lim, "pass": p} for k, t, v, lim, p in report],
         "counts_verified": counts_ok,
+        "memory": memory,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{result['date'][:10]}-{result['commit']}.json"

@@ -42,6 +42,13 @@ def table(path: Path) -> str:
         f"Python {machine['python']}, grpcio {machine['grpcio']}, "
         + ("server pinned to one CPU and h2load to another." if machine["pinned"] else "no CPU pinning.")
     )
+    memory = data.get("memory")
+    if memory:
+        lines.append(
+            f"- memory: {memory['redis_bytes_per_subscription']:,.0f} Redis bytes per subscription with 10 features; "
+            f"sidecar RSS {memory['sidecar_rss_idle_mib']:.0f} MiB idle, {memory['sidecar_rss_with_l1_mib']:,.0f} MiB "
+            f"with {memory['subscriptions']:,.0f} such subscriptions in L1"
+        )
     for target in data["targets"]:
         lines.append(
             f"- {target['id']}: {target['what']}: {target['value']:.3f} (limit {target['limit']:g}) "

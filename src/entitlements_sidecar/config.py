@@ -103,7 +103,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "l1_max_entries",
         "ENTITLEMENTS_L1_MAX_ENTRIES",
-        "100000",
+        "10000",
         "in-process cache size in entries (subscriptions + customers); 0 disables it",
         _positive_int,
     ),

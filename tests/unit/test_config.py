@@ -11,7 +11,7 @@ from entitlements_sidecar.domain.errors import ConfigError
 def test_defaults() -> None:
     settings = load_settings(environ={})
     assert settings.grpc_address == "127.0.0.1:50051"
-    assert (settings.store, settings.l1_max_entries, settings.redis_key_prefix) == ("memory", 100_000, "ent:")
+    assert (settings.store, settings.l1_max_entries, settings.redis_key_prefix) == ("memory", 10_000, "ent:")
     assert settings.catalog_path == Path("examples/catalog.yaml")
 
 

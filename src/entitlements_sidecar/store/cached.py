@@ -32,7 +32,7 @@ _R = TypeVar("_R", StoredSubscription, StoredCustomer)
 
 
 class CachedStore:
-    def __init__(self, inner: EntitlementStore, max_entries: int = 100_000) -> None:
+    def __init__(self, inner: EntitlementStore, max_entries: int = 10_000) -> None:
         self._inner = inner
         self._max_entries = max_entries
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()

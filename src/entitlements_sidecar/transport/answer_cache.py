@@ -23,7 +23,7 @@ _SOURCE_MEMORY = pb.SOURCE_MEMORY
 
 
 class AnswerCache:
-    def __init__(self, servicer: EntitlementServicer, store: EntitlementStore, max_entries: int = 100_000) -> None:
+    def __init__(self, servicer: EntitlementServicer, store: EntitlementStore, max_entries: int = 10_000) -> None:
         self._servicer = servicer
         self._answers: dict[bytes, bytes] = {}
         self._max_entries = max_entries
