@@ -98,8 +98,8 @@ class RedisStore:
     async def close(self) -> None:
         if self._follower is not None:
             self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+            # Bounded: redis-py does not always honour a cancel promptly in the middle of a read.
+            await asyncio.wait({self._follower}, timeout=2)
         await self._redis.aclose()
 
     # -- reads ----------------------------------------------------------------------------
