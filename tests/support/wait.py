@@ -34,6 +34,18 @@ def eventually(probe: Callable[[], T], timeout: float = 10.0, interval: float = 
         time.sleep(interval)
 
 
+def holds_for(probe: Callable[[], object], seconds: float, interval: float = 0.05, what: str = "condition") -> None:
+    """Check that `probe` stays truthy for `seconds` (for "this must not happen" assertions)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = probe()
+        if not result:
+            raise AssertionError(f"{what} stopped holding; last: {result!r}")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
 async def eventually_async(
     probe: Callable[[], Awaitable[T]],
     timeout: float = 10.0,  # noqa: ASYNC109 - a polling deadline, not a cancel scope
