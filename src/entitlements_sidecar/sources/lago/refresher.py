@@ -18,7 +18,7 @@ from entitlements_sidecar.domain.model import (
     PlanDefinition,
     ResolvedSubscription,
 )
-from entitlements_sidecar.domain.ports import LATEST, EntitlementStore, SyncStateStore
+from entitlements_sidecar.domain.ports import EntitlementStore, SyncStateStore
 from entitlements_sidecar.domain.resolution import resolve_subscription
 from entitlements_sidecar.sources.lago import mapping
 
@@ -105,9 +105,7 @@ class Refresher:
             log.info("older read ignored", extra={"subscription": definition.external_id, "event": reason})
             return False
         await self._learn_features(mapping.features_in(raw.get("entitlements") or []))
-        before = await self._store.get_subscription(definition.external_id, min_version=LATEST)
-        version = await self._store.put_subscription(mapping.resolved_subscription(raw))
-        changed = before is None or before.version != version
+        [(version, changed)] = await self._store.put_subscriptions([mapping.resolved_subscription(raw)])
         if changed:
             log.info(
                 "subscription applied",
