@@ -6,19 +6,20 @@ BIN := $(VENV)/bin
 BUF_VERSION := 1.75.0
 BUF := .tools/npm/node_modules/.bin/buf
 PYTEST_ARGS ?=
+BASELINE := .tools/grpcio-1.85
 
-.PHONY: run test lint gen check-gen buf-lint redis bench clean
+.PHONY: run test lint gen check-gen buf-lint redis bench bench-stacks clean
 
-$(VENV)/.runtime: pyproject.toml
+$(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml
+$(VENV)/.dev: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,dev]'
 	touch $(VENV)/.runtime $@
 
 ## Start the sidecar on the embedded default: in-memory store, examples/catalog.yaml, 127.0.0.1:50051.
@@ -54,9 +55,19 @@ buf-lint:
 	fi
 
 ## Benchmarks (not part of `make test`): h2load against the sidecar and bare echo servers.
-bench: $(VENV)/.dev redis
+bench: $(VENV)/.dev redis $(BASELINE)/bin/python
 	@command -v h2load >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --baseline-python $(BASELINE)/bin/python
+
+# The reference the performance targets are stated against: a bare grpcio 1.85 aio echo (bench/README.md).
+$(BASELINE)/bin/python: constraints.txt
+	$(PYTHON) -m venv $(BASELINE)
+	$(BASELINE)/bin/pip install --quiet grpcio==1.85.1 protobuf==6.33.6
+
+## The floor of each candidate serving stack (grpcio versions, aio vs threads, pyvoy): docs/adr/0004.
+bench-stacks: $(VENV)/.dev
+	@command -v h2load >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
+	$(BIN)/python -m bench.stack_survey
 
 redis: $(VENV)/.dev
 	VENV=$(VENV) sh scripts/ensure-redis.sh

@@ -39,6 +39,7 @@ from entitlements_sidecar.sync.worker import SyncWorker
 from entitlements_sidecar.transport.answer_cache import AnswerCache
 from entitlements_sidecar.transport.grpc_server import GrpcServer
 from entitlements_sidecar.transport.http_server import HttpServer
+from entitlements_sidecar.transport.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 from entitlements_sidecar.transport.webhook_intake import WebhookIntake
 
@@ -102,8 +103,13 @@ class App:
             servicer = EntitlementServicer(
                 ReadService(self.store, source), self.store, settings.max_batch_size, settings.max_watch_subjects
             )
-            answers = AnswerCache(servicer, self.store, settings.l1_max_entries) if settings.l1_max_entries else None
-            self.grpc = GrpcServer(servicer, settings.grpc_address, answers)
+            bridge = LoopBridge()
+            answers = (
+                AnswerCache(servicer, self.store, bridge, settings.l1_max_entries) if settings.l1_max_entries else None
+            )
+            self.grpc = GrpcServer(
+                servicer, settings.grpc_address, bridge, answers, settings.grpc_threads, settings.max_watch_streams
+            )
 
     def _build_syncer(self, lago: LagoParts) -> None:
         settings = self.settings

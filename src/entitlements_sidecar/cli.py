@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.json_format import MessageToJson
 
 from entitlements_sidecar import logs
+from entitlements_sidecar.client import CHANNEL_OPTIONS
 from entitlements_sidecar.config import OPTIONS, load_settings
 from entitlements_sidecar.domain.errors import EntitlementsError
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     target = _target(args.target or settings.grpc_address)
     try:
-        with grpc.insecure_channel(target) as channel:
+        with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
             stub = pb_grpc.EntitlementServiceStub(channel)
             if args.command == "check":
                 return _check(stub, args)

@@ -21,6 +21,10 @@ import grpc
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 
+# The sidecar is next door and restarts in about a second; grpc's default reconnect backoff grows
+# to two minutes, which would keep an application failing long after its sidecar is back.
+CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000))
+
 PrivilegeValue = bool | int | str | None
 
 
@@ -158,7 +162,7 @@ class EntitlementsClient:
     """Blocking client. One channel for the client's lifetime; `timeout` is each call's deadline."""
 
     def __init__(self, target: str, timeout: float = 0.25, channel: grpc.Channel | None = None) -> None:
-        self._channel = channel or grpc.insecure_channel(target)
+        self._channel = channel or grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.EntitlementServiceStub(self._channel)
         self._timeout = timeout
         self._local = _LocalCache()
@@ -222,7 +226,7 @@ class AsyncEntitlementsClient:
     """The asyncio flavour of EntitlementsClient (no local cache)."""
 
     def __init__(self, target: str, timeout: float = 0.25) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.EntitlementServiceStub(self._channel)
         self._timeout = timeout
 

@@ -36,6 +36,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -134,6 +141,20 @@ OPTIONS: tuple[Option, ...] = (
         "100",
         "most subjects in one WatchEntitlements call",
         _positive_int,
+    ),
+    Option(
+        "max_watch_streams",
+        "ENTITLEMENTS_MAX_WATCH_STREAMS",
+        "100",
+        "most WatchEntitlements streams open at once (each holds a server thread); more get RESOURCE_EXHAUSTED",
+        _positive_int,
+    ),
+    Option(
+        "grpc_threads",
+        "ENTITLEMENTS_GRPC_THREADS",
+        "4",
+        "server threads for unary calls (cache hits are answered on them; see docs/adr/0004)",
+        _at_least_one,
     ),
     Option(
         "shutdown_grace_seconds",
@@ -260,6 +281,8 @@ class Settings:
     catalog_poll_seconds: float
     max_batch_size: int
     max_watch_subjects: int
+    max_watch_streams: int
+    grpc_threads: int
     shutdown_grace_seconds: float
     log_level: str
     source: str

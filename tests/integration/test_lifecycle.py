@@ -62,7 +62,7 @@ def test_sigterm_ends_watch_streams_and_exits_cleanly(tmp_path: Path, example_ca
         pb.WatchEntitlementsRequest(subjects=[pb.Subject(customer_id="acme")]), timeout=30
     )
     assert next(stream).initial
-    assert sidecar.terminate(timeout=15) == 0
+    assert sidecar.terminate(timeout=15, keep_channel=True) == 0
     code, details = rpc_error(lambda: next(stream))
     assert code is grpc.StatusCode.UNAVAILABLE, details
     assert "stopped" in sidecar.log()

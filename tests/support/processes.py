@@ -18,6 +18,7 @@ import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from entitlements_sidecar.client import CHANNEL_OPTIONS
 from tests.support.wait import GiveUp, eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,17 +105,22 @@ class Sidecar:
     channel: grpc.Channel = field(init=False)
 
     def __post_init__(self) -> None:
-        self.channel = grpc.insecure_channel(self.address)
+        self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def health(self, service: str = "") -> int:
-        stub = health_pb2_grpc.HealthStub(self.channel)
-        return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status)
+        # A channel of its own: one that failed while the server was starting keeps backing off.
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status)
 
-    def terminate(self, timeout: float = 15) -> int:
+    def terminate(self, timeout: float = 15, keep_channel: bool = False) -> int:
         """SIGTERM and wait: the exit code of a graceful shutdown."""
+        if not keep_channel:
+            # Our channel first: grpcio 1.78's server waits (up to the grace period) for open connections.
+            self.channel.close()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 
 from entitlements_sidecar.domain.ports import Change, EntitlementStore
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.transport.loop_bridge import AbortContext, LoopBridge
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 
 _FIELD_1_BYTES = 0x0A  # protobuf tag: field 1, length-delimited
@@ -23,8 +24,17 @@ _SOURCE_MEMORY = pb.SOURCE_MEMORY
 
 
 class AnswerCache:
-    def __init__(self, servicer: EntitlementServicer, store: EntitlementStore, max_entries: int = 10_000) -> None:
+    """Hits are answered on the gRPC thread that received the call; misses run on the event loop.
+
+    The dictionary is only written on the loop (by misses and the change listener); threads only
+    read it, and a single dict read or write is atomic in CPython.
+    """
+
+    def __init__(
+        self, servicer: EntitlementServicer, store: EntitlementStore, bridge: LoopBridge, max_entries: int = 10_000
+    ) -> None:
         self._servicer = servicer
+        self._bridge = bridge
         self._answers: dict[bytes, bytes] = {}
         self._max_entries = max_entries
         store.add_listener(self._on_change)
@@ -39,11 +49,23 @@ class AnswerCache:
     def __len__(self) -> int:
         return len(self._answers)
 
-    async def check(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    def check(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
         answer = self._answers.get(raw)
         if answer is not None:
-            self._servicer.served["CheckEntitlement"] += 1
+            self._servicer.served.add("CheckEntitlement")
             return answer
+        return self._bridge.call(self._check_on_loop, raw, context)
+
+    def check_many(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
+        items = _split(raw)
+        if items is not None and len(items) <= self._servicer.max_batch_size:
+            parts = [self._answers.get(item) for item in items]
+            if None not in parts:
+                self._servicer.served.add("CheckEntitlements")
+                return b"".join(_field_1(_field_1(answer)) for answer in parts if answer is not None)
+        return self._bridge.call(self._check_many_on_loop, raw, context)
+
+    async def _check_on_loop(self, raw: bytes, context: AbortContext) -> bytes:
         try:
             request = pb.CheckEntitlementRequest.FromString(raw)
         except DecodeError:
@@ -51,7 +73,7 @@ class AnswerCache:
         response = await self._servicer.CheckEntitlement(request, context)
         return self._keep(raw, request, response)
 
-    async def check_many(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def _check_many_on_loop(self, raw: bytes, context: AbortContext) -> bytes:
         items = _split(raw)
         if items is None or len(items) > self._servicer.max_batch_size:
             # Not plain repeated items (or too many): the servicer parses it and says what is wrong.
@@ -81,7 +103,7 @@ class AnswerCache:
                 if result.WhichOneof("outcome") == "response":
                     self._keep(item, check, result.response)
             parts.append(_field_1(result.SerializeToString()))
-        self._servicer.served["CheckEntitlements"] += 1
+        self._servicer.served.add("CheckEntitlements")
         return b"".join(parts)
 
     def _keep(self, raw: bytes, request: pb.CheckEntitlementRequest, response: pb.CheckEntitlementResponse) -> bytes:

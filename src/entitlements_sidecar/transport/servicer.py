@@ -1,9 +1,10 @@
-"""The EntitlementService gRPC servicer (grpc.aio)."""
+"""The EntitlementService servicer: coroutines run on the event loop (see `loop_bridge`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 
 import grpc
@@ -13,12 +14,29 @@ from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementSto
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
-from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 from entitlements_sidecar.transport import mapping
+from entitlements_sidecar.transport.loop_bridge import AbortContext, RpcAbort
 from entitlements_sidecar.transport.status import status_for
 
 
-class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
+class CallCounts:
+    """Successful calls per method, counted from any thread: logged at shutdown, and what benchmarks
+    check load generators against (h2load counts a failed call as done)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = {"CheckEntitlement": 0, "CheckEntitlements": 0, "GetEntitlements": 0, "WatchEntitlements": 0}
+
+    def add(self, method: str) -> None:
+        with self._lock:
+            self._counts[method] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+class EntitlementServicer:
     def __init__(
         self,
         service: ReadService,
@@ -31,8 +49,7 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
         self.max_batch_size = max_batch_size
         self._max_watch_subjects = max_watch_subjects
         self._closing = asyncio.Event()
-        # Successful calls per method: logged at shutdown, and what benchmarks check load generators against.
-        self.served = {"CheckEntitlement": 0, "CheckEntitlements": 0, "GetEntitlements": 0, "WatchEntitlements": 0}
+        self.served = CallCounts()
 
     def begin_shutdown(self) -> None:
         """End open Watch streams (with UNAVAILABLE, so clients reconnect elsewhere or later)."""
@@ -41,12 +58,12 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
     async def CheckEntitlement(
         self,
         request: pb.CheckEntitlementRequest,
-        context: grpc.aio.ServicerContext[pb.CheckEntitlementRequest, pb.CheckEntitlementResponse],
+        context: AbortContext,
     ) -> pb.CheckEntitlementResponse:
         try:
             answer = await self._service.check(mapping.check_query_from_proto(request))
             response = mapping.check_answer_to_proto(answer)
-            self.served["CheckEntitlement"] += 1
+            self.served.add("CheckEntitlement")
             return response
         except Exception as exc:
             await context.abort(*status_for(exc))
@@ -54,7 +71,7 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
     async def CheckEntitlements(
         self,
         request: pb.CheckEntitlementsRequest,
-        context: grpc.aio.ServicerContext[pb.CheckEntitlementsRequest, pb.CheckEntitlementsResponse],
+        context: AbortContext,
     ) -> pb.CheckEntitlementsResponse:
         if len(request.checks) > self.max_batch_size:
             await context.abort(
@@ -64,7 +81,7 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
         response = pb.CheckEntitlementsResponse()
         for index, check in enumerate(request.checks):
             response.results.append(await self.check_item(check, index))
-        self.served["CheckEntitlements"] += 1
+        self.served.add("CheckEntitlements")
         return response
 
     async def check_item(self, check: pb.CheckEntitlementRequest, index: int) -> pb.CheckEntitlementsResult:
@@ -81,14 +98,14 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
     async def GetEntitlements(
         self,
         request: pb.GetEntitlementsRequest,
-        context: grpc.aio.ServicerContext[pb.GetEntitlementsRequest, pb.GetEntitlementsResponse],
+        context: AbortContext,
     ) -> pb.GetEntitlementsResponse:
         try:
             subject = Subject.of(request.subscription_id, request.customer_id)
             consistency = mapping.consistency_from_proto(request.consistency)
             view = await self._service.get(subject, consistency)
             got = pb.GetEntitlementsResponse(entitlements=mapping.view_to_proto(view))
-            self.served["GetEntitlements"] += 1
+            self.served.add("GetEntitlements")
             return got
         except Exception as exc:
             await context.abort(*status_for(exc))
@@ -96,7 +113,7 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
     async def WatchEntitlements(
         self,
         request: pb.WatchEntitlementsRequest,
-        context: grpc.aio.ServicerContext[pb.WatchEntitlementsRequest, pb.WatchEntitlementsResponse],
+        context: AbortContext,
     ) -> AsyncIterator[pb.WatchEntitlementsResponse]:
         try:
             subjects = self._watch_subjects(request)
@@ -112,7 +129,7 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
                     pending.add(subject)
                     changed.put_nowait(subject)
 
-        self.served["WatchEntitlements"] += 1
+        self.served.add("WatchEntitlements")
         remove = self._store.add_listener(on_change)  # before the first read, so no change is missed
         try:
             seen: dict[Subject, tuple[bool, int]] = {}
@@ -133,7 +150,7 @@ class EntitlementServicer(pb_grpc.EntitlementServiceServicer):
                     continue  # coalesced or repeated notification: nothing new to tell
                 seen[subject] = state
                 yield pb.WatchEntitlementsResponse(entitlements=mapping.view_to_proto(view), initial=False)
-        except grpc.aio.AbortError:
+        except RpcAbort:
             raise
         except asyncio.CancelledError:
             raise

@@ -1,4 +1,4 @@
-"""The pre-serialized answer cache, on a real in-process grpc.aio server over loopback."""
+"""The pre-serialized answer cache, on a real in-process gRPC server over loopback."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.transport.answer_cache import AnswerCache, _split
 from entitlements_sidecar.transport.grpc_server import GrpcServer
+from entitlements_sidecar.transport.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 from tests.unit.domain.builders import STARTER, subscription
 
@@ -46,8 +47,9 @@ async def served(example_catalog: Path) -> AsyncIterator[Served]:
     source = CatalogSource(example_catalog)
     await CatalogSync(source, store).initial_load()
     servicer = EntitlementServicer(ReadService(store, source), store, max_batch_size=10)
-    answers = AnswerCache(servicer, store)
-    server = GrpcServer(servicer, "127.0.0.1:0", answers)
+    bridge = LoopBridge()
+    answers = AnswerCache(servicer, store, bridge)
+    server = GrpcServer(servicer, "127.0.0.1:0", bridge, answers)
     await server.start()
     await server.set_serving(True)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

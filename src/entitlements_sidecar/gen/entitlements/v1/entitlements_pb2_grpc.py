@@ -5,7 +5,7 @@ import warnings
 
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as entitlements_dot_v1_dot_entitlements__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.2'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class EntitlementServiceStub:
+class EntitlementServiceStub(object):
     """EntitlementService answers "may this subject use this feature, and with which values?".
     """
 
@@ -57,7 +57,7 @@ class EntitlementServiceStub:
                 _registered_method=True)
 
 
-class EntitlementServiceServicer:
+class EntitlementServiceServicer(object):
     """EntitlementService answers "may this subject use this feature, and with which values?".
     """
 
@@ -121,7 +121,7 @@ def add_EntitlementServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class EntitlementService:
+class EntitlementService(object):
     """EntitlementService answers "may this subject use this feature, and with which values?".
     """
 
