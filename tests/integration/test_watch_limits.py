@@ -18,7 +18,7 @@ WATCH_ACME = pb.WatchEntitlementsRequest(subjects=[pb.Subject(customer_id="acme"
 
 
 def test_watch_streams_over_the_limit_are_refused_until_one_ends(tmp_path: Path, example_catalog: Path) -> None:
-    sidecar = start_sidecar(tmp_path, example_catalog, ["--max-watch-streams", "1"])
+    sidecar = start_sidecar(tmp_path, example_catalog, ["--max-watch-streams", "1", "--grpc-threads", "1"])
     try:
         first = stub(sidecar).WatchEntitlements(WATCH_ACME, timeout=30)
         assert next(first).initial
@@ -26,7 +26,7 @@ def test_watch_streams_over_the_limit_are_refused_until_one_ends(tmp_path: Path,
         code, details = rpc_error(lambda: next(second))
         assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "Watch streams (limit 1)" in details
-        # Checks still have their own threads while the Watch slot is taken.
+        # With one unary thread, a check is answered only if the open stream is not holding it.
         answer = stub(sidecar).CheckEntitlement(
             pb.CheckEntitlementRequest(subscription_id="sub_acme_main", feature_code="sso"), timeout=5
         )

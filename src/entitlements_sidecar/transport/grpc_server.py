@@ -3,8 +3,8 @@
 Why threads and not grpc.aio: a thread-pool server answers a unary call for about half the CPU of
 grpc.aio (docs/adr/0004), and the hot path (an answer-cache hit) needs nothing from the event loop.
 Everything else runs on the loop through `LoopBridge`. A Watch stream holds one thread while open,
-so the pool is the unary threads plus the Watch stream limit, and Watch calls over the limit are
-refused rather than starving checks.
+so streams run on a pool of their own (`RoutingExecutor`), sized by the Watch stream limit, and
+Watch calls over the limit are refused rather than queued.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -24,6 +23,7 @@ from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.transport.answer_cache import AnswerCache
 from entitlements_sidecar.transport.loop_bridge import LoopBridge
+from entitlements_sidecar.transport.routing_executor import RoutingExecutor
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,10 @@ class GrpcServer:
         self._bridge = bridge
         self._watch_slots = threading.BoundedSemaphore(max_watch_streams)
         self._max_watch_streams = max_watch_streams
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads + max_watch_streams))
+        self._watch_behaviour = self._watch  # one bound-method object: grpcio passes this very object to submit
+        # Health Watch streams hold a thread too; a few beyond ours, refused past that by grpc's own queueing.
+        executor = RoutingExecutor(threads, max_watch_streams + 4, (self._watch_behaviour, self.health.Watch))
+        self.server = grpc.server(executor)
         handlers = self._servicer_handlers()
         if answers is not None:
             handlers.update(answers.handlers())  # the hot RPCs, on raw bytes
@@ -104,7 +107,7 @@ class GrpcServer:
                 pb.GetEntitlementsResponse.SerializeToString,
             ),
             "WatchEntitlements": grpc.unary_stream_rpc_method_handler(
-                self._watch,
+                self._watch_behaviour,
                 pb.WatchEntitlementsRequest.FromString,
                 pb.WatchEntitlementsResponse.SerializeToString,
             ),

@@ -1,0 +1,36 @@
+"""Two thread pools behind the one executor grpcio's thread-pool server accepts.
+
+A stream (Watch) holds its thread for as long as it is open, so it cannot share a small pool with
+unary calls; and a large pool makes unary calls slower, because under load Python's executor
+starts a thread per waiting call and they all fight for the GIL (measured: docs/adr/0004). grpcio
+hands each call's behaviour to `submit` among the arguments, so calls of the stream behaviours
+named here go to their own pool. If a grpcio upgrade changed that, streams would fall back to the
+unary pool; tests/integration/test_watch_limits.py would catch it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class RoutingExecutor(futures.ThreadPoolExecutor):
+    """The unary pool itself, with a second pool for streams."""
+
+    def __init__(self, unary_threads: int, stream_threads: int, stream_behaviours: Sequence[object]) -> None:
+        super().__init__(unary_threads, thread_name_prefix="grpc-unary")
+        self._streams = futures.ThreadPoolExecutor(max(1, stream_threads), thread_name_prefix="grpc-stream")
+        self._stream_behaviours = tuple(stream_behaviours)
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> futures.Future[T]:
+        for arg in args:
+            if any(arg == behaviour for behaviour in self._stream_behaviours):
+                return self._streams.submit(fn, *args, **kwargs)
+        return super().submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait, cancel_futures=cancel_futures)
+        self._streams.shutdown(wait, cancel_futures=cancel_futures)
