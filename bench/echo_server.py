@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stack", choices=["aio", "sync"], required=True)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)  # as the sidecar's default
     args = parser.parse_args()
     if args.stack == "sync":
         serve_sync(args.port, args.threads)

@@ -11,8 +11,8 @@ ROWS = [
     ("sidecar", "CheckEntitlement", 1, "CheckEntitlement"),
     ("sidecar", "CheckEntitlement", 64, "CheckEntitlement"),
     ("sidecar", "CheckEntitlements", 4, "CheckEntitlements, 100 checks per call"),
-    ("echo-aio", "CheckEntitlement", 64, "bare grpc.aio echo (the floor of the stack we ship)"),
-    ("echo-sync", "CheckEntitlement", 64, "bare grpcio thread-pool echo (a candidate stack)"),
+    ("echo-sync", "CheckEntitlement", 64, "bare echo on the stack we ship (grpcio thread-pool server)"),
+    ("echo-aio", "CheckEntitlement", 64, "bare grpcio 1.85 aio echo (the reference of P2)"),
 ]
 
 
@@ -39,7 +39,7 @@ def table(path: Path) -> str:
     lines.append("")
     lines.append(
         f"`{path.as_posix()}` (commit {data['commit']}): {machine['cpus']} CPUs ({machine['cpu']}), "
-        f"Python {machine['python']}, grpcio {machine['grpcio']}, "
+        f"Python {machine['python']}, grpcio {machine['grpcio']} (reference {machine.get('baseline_grpcio', '-')}), "
         + ("server pinned to one CPU and h2load to another." if machine["pinned"] else "no CPU pinning.")
     )
     memory = data.get("memory")

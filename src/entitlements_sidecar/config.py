@@ -152,7 +152,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "grpc_threads",
         "ENTITLEMENTS_GRPC_THREADS",
-        "4",
+        "2",
         "server threads for unary calls (cache hits are answered on them; see docs/adr/0004)",
         _at_least_one,
     ),

@@ -38,7 +38,7 @@ class GrpcServer:
         address: str,
         bridge: LoopBridge,
         answers: AnswerCache | None = None,
-        threads: int = 4,
+        threads: int = 2,
         max_watch_streams: int = 100,
     ) -> None:
         self.servicer = servicer
