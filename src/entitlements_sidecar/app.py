@@ -2,7 +2,10 @@
 
 - source=catalog: every process loads the catalog file and polls it (writes are idempotent).
 - source=lago: the `syncer` role runs the webhook intake, the queue worker and reconciliation; the
-  `reader` role serves gRPC and becomes ready once a full load is recorded in the store.
+  `reader` role serves gRPC (ours and flagd's) and OFREP, and has loaded once a full load is
+  recorded in the store.
+- Every process serves /healthz, /readyz and /metrics on the HTTP port; readiness (and gRPC
+  health) follow HealthMonitor, never latched.
 """
 
 from __future__ import annotations
@@ -37,9 +40,15 @@ from entitlements_sidecar.sync.full_sync import FullSync, Progress, SyncReport
 from entitlements_sidecar.sync.memory_queue import MemoryQueue
 from entitlements_sidecar.sync.worker import SyncWorker
 from entitlements_sidecar.transport.answer_cache import AnswerCache
+from entitlements_sidecar.transport.flag_events import FlagChangeFeed
+from entitlements_sidecar.transport.flagd_service import FlagdService
 from entitlements_sidecar.transport.grpc_server import GrpcServer
-from entitlements_sidecar.transport.http_server import HttpServer
+from entitlements_sidecar.transport.health import HealthMonitor
+from entitlements_sidecar.transport.http_server import HttpServer, Routes
 from entitlements_sidecar.transport.loop_bridge import LoopBridge
+from entitlements_sidecar.transport.metrics import Metrics
+from entitlements_sidecar.transport.ofrep import OfrepEndpoints
+from entitlements_sidecar.transport.routing_executor import StreamSlots
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 from entitlements_sidecar.transport.webhook_intake import WebhookIntake
 
@@ -82,12 +91,16 @@ class App:
         self.settings = settings
         self._redis = redis_client(settings) if settings.store == "redis" else None
         self.store = build_store(settings, self._redis)
+        self.metrics = Metrics()
+        if isinstance(self.store, CachedStore):
+            cached = self.store
+            self.metrics.watch_l1(lambda: (cached.hits, cached.misses))
         self._tasks: list[asyncio.Task[None]] = []
         self.catalog_sync: CatalogSync | None = None
         self.lago: LagoParts | None = None
         self.queue: EventQueue | None = None
         self.worker: SyncWorker | None = None
-        self.http: HttpServer | None = None
+        routes: list[Routes] = [self.metrics]
         source: EntitlementSource
         if settings.source == "catalog":
             catalog = CatalogSource(settings.catalog_path)
@@ -97,21 +110,40 @@ class App:
             self.lago = LagoParts(settings, self.store, self._redis)
             source = LagoSource(self.lago.client, self.lago.refresher)
             if "syncer" in settings.roles:
-                self._build_syncer(self.lago)
+                routes.append(self._build_syncer(self.lago))
         self.grpc: GrpcServer | None = None
         if settings.source == "catalog" or "reader" in settings.roles:
-            servicer = EntitlementServicer(
-                ReadService(self.store, source), self.store, settings.max_batch_size, settings.max_watch_subjects
-            )
-            bridge = LoopBridge()
-            answers = (
-                AnswerCache(servicer, self.store, bridge, settings.l1_max_entries) if settings.l1_max_entries else None
-            )
-            self.grpc = GrpcServer(
-                servicer, settings.grpc_address, bridge, answers, settings.grpc_threads, settings.max_watch_streams
-            )
+            routes.append(self._build_reader(ReadService(self.store, source)))
+        self.health = HealthMonitor(
+            self.metrics,
+            settings.staleness_budget_seconds,
+            self._confirmed_at,
+            ping=self._ping if self._redis is not None else None,
+            queue_depth=self.queue.depth if self.queue is not None else None,
+            on_change=self.grpc.set_serving if self.grpc is not None else None,
+            snapshot_at=self._snapshot_at,
+        )
+        routes.append(self.health)
+        self.http = HttpServer(settings.http_address, routes)
 
-    def _build_syncer(self, lago: LagoParts) -> None:
+    def _build_reader(self, service: ReadService) -> OfrepEndpoints:
+        settings = self.settings
+        servicer = EntitlementServicer(
+            service, self.store, settings.max_batch_size, settings.max_watch_subjects, self.metrics
+        )
+        bridge = LoopBridge()
+        answers = (
+            AnswerCache(servicer, self.store, bridge, self.metrics, settings.l1_max_entries)
+            if settings.l1_max_entries
+            else None
+        )
+        slots = StreamSlots(settings.max_watch_streams)
+        feed = FlagChangeFeed(service, self.store)
+        flagd = FlagdService(service, feed, bridge, slots, settings.openfeature_keepalive_seconds)
+        self.grpc = GrpcServer(servicer, settings.grpc_address, bridge, answers, settings.grpc_threads, slots, flagd)
+        return OfrepEndpoints(service, feed)
+
+    def _build_syncer(self, lago: LagoParts) -> WebhookIntake:
         settings = self.settings
         if self._redis is not None:
             claim_ms = int(settings.queue_claim_idle_seconds * 1000)
@@ -121,30 +153,30 @@ class App:
         verifier = SignatureVerifier(
             settings.lago_hmac_key or None, lago.client.get_webhook_public_key, settings.lago_jwt_issuer or None
         )
-        intake = WebhookIntake(verifier, self.queue, settings.webhook_max_body_bytes)
-        self.http = HttpServer(intake, settings.http_address)
-        self.worker = SyncWorker(self.queue, lago.refresher)
+        self.worker = SyncWorker(self.queue, lago.refresher, lago.state)
+        return WebhookIntake(verifier, self.queue, settings.webhook_max_body_bytes, self.metrics)
 
     async def start(self) -> None:
         if self.grpc is not None:
             await self.grpc.start()  # health answers NOT_SERVING while we load
+        await self.http.start()  # /healthz at once; /readyz says what is missing
+        self._spawn(self.health.run(), "health")
         await self.store.start()
         if self.catalog_sync is not None:
             result = await self.catalog_sync.initial_load()
             self._spawn(self.catalog_sync.run(), "catalog-sync")
-            await self._ready(f"catalog {self.settings.catalog_path}, {result.written} subscriptions written")
+            self._loaded(f"catalog {self.settings.catalog_path}, {result.written} subscriptions written")
             return
         assert self.lago is not None
         if self.worker is not None:
             await self._start_syncer(self.lago)
-            await self._ready("syncer loaded")
+            self._loaded("syncer loaded")
         else:
-            self._spawn(self._ready_when_loaded(self.lago.state), "await-first-load")
+            self._spawn(self._loaded_when_synced(self.lago.state), "await-first-load")
 
     async def _start_syncer(self, lago: LagoParts) -> None:
-        assert self.queue is not None and self.http is not None and self.worker is not None
-        await self.queue.start()
-        await self.http.start()  # webhooks are queued (and acknowledged) even during the first load
+        assert self.queue is not None and self.worker is not None
+        await self.queue.start()  # webhooks are queued (and acknowledged) even during the first load
         if await lago.state.loaded_at() is None:
             await lago.full_sync.run()
         self._spawn(self.worker.run(), "sync-worker")
@@ -155,11 +187,12 @@ class App:
             await asyncio.sleep(self.settings.reconcile_interval_seconds)
             try:
                 report = await full_sync.run()
+                self.metrics.reconciliation_repairs.inc(report.repaired)
                 log.info("reconciled", extra={"repaired": report.repaired, "subscriptions": report.subscriptions})
             except Exception:
                 log.exception("reconciliation failed; trying again next interval")
 
-    async def _ready_when_loaded(self, state: SyncStateStore) -> None:
+    async def _loaded_when_synced(self, state: SyncStateStore) -> None:
         while True:
             try:
                 if await state.loaded_at() is not None:
@@ -167,21 +200,45 @@ class App:
             except Exception:
                 log.warning("waiting for the store", exc_info=True)
             await asyncio.sleep(1.0)
-        await self._ready("the syncer's first load is in the store")
+        self._loaded("the syncer's first load is in the store")
 
-    async def _ready(self, detail: str) -> None:
+    def _loaded(self, detail: str) -> None:
+        self.health.loaded = True
+        self._spawn(self._announce_ready(detail), "announce-ready")
+
+    async def _announce_ready(self, detail: str) -> None:
+        readiness = await self.health.evaluate()
         if self.grpc is not None:
-            await self.grpc.set_serving(True)
+            await self.grpc.set_serving(readiness.ready)
         log.info(
             "serving",
             extra={
                 "grpc": self.settings.grpc_address if self.grpc else "-",
                 "grpc_port": self.grpc.port if self.grpc else "-",
-                "http_port": self.http.port if self.http else "-",
+                "http_port": self.http.port,
                 "store": self.settings.store,
+                "ready": readiness.ready,
                 "detail": detail,
             },
         )
+
+    async def _confirmed_at(self) -> float | None:
+        if self.catalog_sync is not None:
+            return self.catalog_sync.confirmed_at
+        assert self.lago is not None
+        at_ms = await self.lago.state.confirmed_at()
+        return None if at_ms is None else at_ms / 1000
+
+    async def _snapshot_at(self) -> float | None:
+        if self.catalog_sync is not None:
+            return self.catalog_sync.applied_at
+        assert self.lago is not None
+        at_ms = await self.lago.state.loaded_at()
+        return None if at_ms is None else at_ms / 1000
+
+    async def _ping(self) -> None:
+        assert self._redis is not None
+        await self._redis.ping()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
@@ -190,8 +247,7 @@ class App:
         log.info("shutting down", extra={"grace_seconds": self.settings.shutdown_grace_seconds})
         if self.grpc is not None:
             await self.grpc.stop(self.settings.shutdown_grace_seconds)
-        if self.http is not None:
-            await self.http.stop()
+        await self.http.stop()
         if self.worker is not None:
             # Let the worker finish its step: cancelling a Redis read mid-reply is not always
             # prompt in redis-py, and an applied batch should be acknowledged.

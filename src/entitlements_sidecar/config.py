@@ -157,6 +157,20 @@ OPTIONS: tuple[Option, ...] = (
         _at_least_one,
     ),
     Option(
+        "staleness_budget_seconds",
+        "ENTITLEMENTS_STALENESS_BUDGET_SECONDS",
+        "300",
+        "/readyz and gRPC health turn not-ready when the source last confirmed the map longer ago than this",
+        _positive_float,
+    ),
+    Option(
+        "openfeature_keepalive_seconds",
+        "ENTITLEMENTS_OPENFEATURE_KEEPALIVE_SECONDS",
+        "20",
+        "how often flagd event streams send keep_alive",
+        _positive_float,
+    ),
+    Option(
         "shutdown_grace_seconds",
         "ENTITLEMENTS_SHUTDOWN_GRACE_SECONDS",
         "5.0",
@@ -188,7 +202,7 @@ OPTIONS: tuple[Option, ...] = (
         "http_address",
         "ENTITLEMENTS_HTTP_ADDRESS",
         "127.0.0.1:8080",
-        "HTTP listen address of the syncer (POST /webhooks/lago)",
+        "HTTP listen address: /healthz, /readyz, /metrics; OFREP (readers); POST /webhooks/lago (syncers)",
         _tcp_address,
     ),
     Option(
@@ -283,6 +297,8 @@ class Settings:
     max_watch_subjects: int
     max_watch_streams: int
     grpc_threads: int
+    staleness_budget_seconds: float
+    openfeature_keepalive_seconds: float
     shutdown_grace_seconds: float
     log_level: str
     source: str

@@ -102,6 +102,7 @@ class Sidecar:
     address: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    http_url: str = ""
     channel: grpc.Channel = field(init=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +147,10 @@ def start_sidecar(
     """Start `serve` and wait until `ready` (default: gRPC health says SERVING)."""
     address = address or f"127.0.0.1:{free_port()}"
     log_path = tmp_path / f"{name}.log"
+    extra_args = list(extra_args)
+    if "--http-address" not in extra_args:
+        extra_args += ["--http-address", f"127.0.0.1:{free_port()}"]
+    http = extra_args[extra_args.index("--http-address") + 1]
     args = [
         sys.executable,
         "-m",
@@ -165,7 +170,7 @@ def start_sidecar(
     child_env.update(env or {})
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=child_env, cwd=REPO)
-    sidecar = Sidecar(address, process, log_path)
+    sidecar = Sidecar(address, process, log_path, f"http://{http}")
 
     def serving() -> bool:
         if process.poll() is not None:

@@ -3,6 +3,8 @@ them to status codes in one table (transport/status.py)."""
 
 from __future__ import annotations
 
+import enum
+
 
 class EntitlementsError(Exception):
     """Base of every error the sidecar raises on purpose."""
@@ -19,6 +21,13 @@ class InvalidArgumentError(EntitlementsError):
 
 class StoreUnavailableError(EntitlementsError):
     """The shared store (Redis) could not be reached or answered with an error."""
+
+    # Every Redis adapter raises this on any Redis failure, so counting here counts them all (/metrics).
+    raised = 0
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        StoreUnavailableError.raised += 1
 
 
 class SourceUnavailableError(EntitlementsError):
@@ -42,3 +51,22 @@ class CatalogError(EntitlementsError):
 
 class ConfigError(EntitlementsError):
     """A configuration value is invalid; the message names the variable or flag."""
+
+
+class FlagErrorCode(enum.Enum):
+    """OpenFeature's error codes, the ones the flag mapping can produce (domain/flags.py)."""
+
+    FLAG_NOT_FOUND = "FLAG_NOT_FOUND"
+    TYPE_MISMATCH = "TYPE_MISMATCH"
+    TARGETING_KEY_MISSING = "TARGETING_KEY_MISSING"
+    INVALID_CONTEXT = "INVALID_CONTEXT"
+    PARSE_ERROR = "PARSE_ERROR"
+
+
+class FlagError(EntitlementsError):
+    """An OpenFeature evaluation that cannot give a value; each protocol maps `code` to its own status."""
+
+    def __init__(self, code: FlagErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

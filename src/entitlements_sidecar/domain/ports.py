@@ -141,3 +141,11 @@ class SyncStateStore(Protocol):
     async def loaded_at(self) -> int | None:
         """When a full load last completed (ms since the epoch), or None if it never did."""
         ...
+
+    async def mark_confirmed(self, at_ms: int) -> None:
+        """The syncer's heartbeat: at `at_ms` the map held everything Lago had told us (queue drained)."""
+        ...
+
+    async def confirmed_at(self) -> int | None:
+        """The last heartbeat (ms since the epoch): readiness measures sync lag from it."""
+        ...

@@ -14,6 +14,7 @@ class MemorySyncState:
         self._definitions: dict[str, SubscriptionDefinition] = {}
         self._observed: dict[str, int] = {}  # kept after a delete, so an older read cannot resurrect it
         self._loaded_at: int | None = None
+        self._confirmed_at: int | None = None
 
     async def features(self) -> dict[str, FeatureDefinition]:
         return dict(self._features)
@@ -58,3 +59,9 @@ class MemorySyncState:
 
     async def loaded_at(self) -> int | None:
         return self._loaded_at
+
+    async def mark_confirmed(self, at_ms: int) -> None:
+        self._confirmed_at = max(at_ms, self._confirmed_at or 0)
+
+    async def confirmed_at(self) -> int | None:
+        return self._confirmed_at

@@ -102,6 +102,14 @@ class RedisSyncState:
         raw = await self._call(self._redis.hget(f"{self._prefix}meta", "loaded_at"))
         return int(raw) if raw else None
 
+    async def mark_confirmed(self, at_ms: int) -> None:
+        # Several syncers may beat; a plain HSET is enough, since any recent beat means "current".
+        await self._call(self._redis.hset(f"{self._prefix}meta", "confirmed_at", str(at_ms)))
+
+    async def confirmed_at(self) -> int | None:
+        raw = await self._call(self._redis.hget(f"{self._prefix}meta", "confirmed_at"))
+        return int(raw) if raw else None
+
     async def _write_definition(self, external_id: str, observed_ms: int, body: bytes, plan: str) -> bool:
         keys = [self._key(external_id), f"{self._prefix}d:ids"]
         args: list[str | bytes | int] = [external_id, observed_ms, body, plan, self._prefix]

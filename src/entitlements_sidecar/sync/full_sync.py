@@ -80,7 +80,9 @@ class FullSync:
         for gone in sorted((known_before | await self._state.definition_ids()) - set(rows)):
             # Not active or pending any more: re-read it, so a terminated row is stored as such.
             removed += await self._refresher.refresh_subscription(gone, "full_sync")
-        await self._state.mark_loaded(now_ms())
+        at = now_ms()
+        await self._state.mark_loaded(at)
+        await self._state.mark_confirmed(at)
         # Rows that were new to an empty store are loads, not repairs.
         repairs = repaired - len(set(rows) - known_before)
         report = SyncReport(len(rows), max(0, repairs) + removed, removed, loop.time() - started)

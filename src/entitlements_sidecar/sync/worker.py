@@ -8,17 +8,28 @@ import logging
 
 from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
 from entitlements_sidecar.domain.events import EventQueue, QueuedEvent
-from entitlements_sidecar.sources.lago.refresher import Refresher
+from entitlements_sidecar.domain.ports import SyncStateStore
+from entitlements_sidecar.sources.lago.refresher import Refresher, now_ms
 
 log = logging.getLogger(__name__)
 _RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # while Lago or Redis is down; capped at the last
 
 
 class SyncWorker:
-    def __init__(self, queue: EventQueue, refresher: Refresher, batch_size: int = 100) -> None:
+    def __init__(
+        self,
+        queue: EventQueue,
+        refresher: Refresher,
+        state: SyncStateStore | None = None,
+        batch_size: int = 100,
+        beat_every_ms: int = 1000,
+    ) -> None:
         self._queue = queue
         self._refresher = refresher
+        self._state = state
         self._batch_size = batch_size
+        self._beat_every_ms = beat_every_ms
+        self._last_beat = 0
         self._stopping = asyncio.Event()
         self.applied_batches = 0
 
@@ -38,6 +49,18 @@ class SyncWorker:
             attempt = 0
             if batch:
                 await self._apply(batch)
+            else:
+                await self._beat()  # the queue is drained: the map holds everything we were told
+
+    async def _beat(self) -> None:
+        now = now_ms()
+        if self._state is None or now - self._last_beat < self._beat_every_ms:
+            return
+        try:
+            await self._state.mark_confirmed(now)
+            self._last_beat = now
+        except StoreUnavailableError:
+            log.warning("could not record the sync heartbeat", exc_info=True)
 
     async def _pause(self, seconds: float) -> None:
         # Sleeps end early on stop(), so shutdown never waits out a backoff.

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 from entitlements_sidecar.domain.ports import Change, EntitlementStore
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.transport.loop_bridge import AbortContext, LoopBridge
+from entitlements_sidecar.transport.metrics import CheckLabel, Metrics
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 
 _FIELD_1_BYTES = 0x0A  # protobuf tag: field 1, length-delimited
@@ -31,11 +32,18 @@ class AnswerCache:
     """
 
     def __init__(
-        self, servicer: EntitlementServicer, store: EntitlementStore, bridge: LoopBridge, max_entries: int = 10_000
+        self,
+        servicer: EntitlementServicer,
+        store: EntitlementStore,
+        bridge: LoopBridge,
+        metrics: Metrics,
+        max_entries: int = 10_000,
     ) -> None:
         self._servicer = servicer
         self._bridge = bridge
+        self._metrics = metrics.checks
         self._answers: dict[bytes, bytes] = {}
+        self._labels: dict[bytes, CheckLabel] = {}  # each answer's (result, reason), for /metrics
         self._as_items: dict[bytes, bytes] = {}  # the same answers, framed as a batch's results[i].response
         self._max_entries = max_entries
         store.add_listener(self._on_change)
@@ -52,18 +60,22 @@ class AnswerCache:
 
     def check(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
         answer = self._answers.get(raw)
-        if answer is not None:
+        label = self._labels.get(raw)
+        if answer is not None and label is not None:
             self._servicer.served.add("CheckEntitlement")
+            self._metrics.add_hits([label])
             return answer
         return self._bridge.call(self._check_on_loop, raw, context)
 
     def check_many(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
         items = _split(raw)
         if items is not None and len(items) <= self._servicer.max_batch_size:
-            as_items = self._as_items
+            as_items, labels = self._as_items, self._labels
             parts = [as_items.get(item) for item in items]
-            if None not in parts:
+            hit_labels = [labels.get(item) for item in items]
+            if None not in parts and None not in hit_labels:
                 self._servicer.served.add("CheckEntitlements")
+                self._metrics.add_hits(hit_labels)  # type: ignore[arg-type]  # no None: checked above
                 return b"".join(parts)  # type: ignore[arg-type]  # no None: checked above
         return self._bridge.call(self._check_many_on_loop, raw, context)
 
@@ -86,9 +98,10 @@ class AnswerCache:
             return (await self._servicer.CheckEntitlements(request, context)).SerializeToString()
         parts: list[bytes] = []
         for index, item in enumerate(items):
-            answer = self._answers.get(item)
-            if answer is not None:
+            answer, label = self._answers.get(item), self._labels.get(item)
+            if answer is not None and label is not None:
                 parts.append(_field_1(_field_1(answer)))  # results[index].response
+                self._metrics.add_hits([label])
                 continue
             try:
                 check = pb.CheckEntitlementRequest.FromString(item)
@@ -114,6 +127,7 @@ class AnswerCache:
         if freshness.source == _SOURCE_MEMORY and not freshness.stale and not request.HasField("consistency"):
             if len(self._answers) >= self._max_entries:
                 self._clear()  # a cheap bound: refilling costs one normal check per question
+            self._labels[raw] = ("allowed" if response.allowed else "denied", pb.Reason.Name(response.reason))
             self._answers[raw] = answer
             self._as_items[raw] = _field_1(_field_1(answer))
         return answer
@@ -125,6 +139,7 @@ class AnswerCache:
         # Items first: a thread that finds an answer in one dict but not the other takes the slow path.
         self._as_items.clear()
         self._answers.clear()
+        self._labels.clear()
 
 
 def _field_1(payload: bytes) -> bytes:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,8 +21,9 @@ from grpc_reflection.v1alpha import reflection
 from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.transport.answer_cache import AnswerCache
+from entitlements_sidecar.transport.flagd_service import FlagdService
 from entitlements_sidecar.transport.loop_bridge import LoopBridge
-from entitlements_sidecar.transport.routing_executor import RoutingExecutor
+from entitlements_sidecar.transport.routing_executor import RoutingExecutor, StreamSlots
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 
 log = logging.getLogger(__name__)
@@ -39,25 +39,28 @@ class GrpcServer:
         bridge: LoopBridge,
         answers: AnswerCache | None = None,
         threads: int = 2,
-        max_watch_streams: int = 100,
+        slots: StreamSlots | None = None,
+        flagd: FlagdService | None = None,
     ) -> None:
         self.servicer = servicer
         self.health = health.HealthServicer()
         self._bridge = bridge
-        self._watch_slots = threading.BoundedSemaphore(max_watch_streams)
-        self._max_watch_streams = max_watch_streams
+        self._slots = slots or StreamSlots(100)
+        self._flagd = flagd
         self._watch_behaviour = self._watch  # one bound-method object: grpcio passes this very object to submit
-        # Health Watch streams hold a thread too; a few beyond ours, refused past that by grpc's own queueing.
-        executor = RoutingExecutor(threads, max_watch_streams + 4, (self._watch_behaviour, self.health.Watch))
-        self.server = grpc.server(executor)
+        streams = [self._watch_behaviour, self.health.Watch, *(flagd.stream_behaviours() if flagd else [])]
+        # Health Watch streams hold a thread too: a few beyond the limit on ours.
+        self.server = grpc.server(RoutingExecutor(threads, self._slots.limit + 4, streams))
         handlers = self._servicer_handlers()
         if answers is not None:
             handlers.update(answers.handlers())  # the hot RPCs, on raw bytes
-        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-        self.server.add_registered_method_handlers(SERVICE_NAME, handlers)
+        services = {SERVICE_NAME: handlers, **(flagd.handlers() if flagd else {})}
+        for name, methods in services.items():
+            self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
+            self.server.add_registered_method_handlers(name, methods)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
         try:
@@ -79,6 +82,8 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         self.health.enter_graceful_shutdown()
         self.servicer.begin_shutdown()  # open Watch streams end with UNAVAILABLE
+        if self._flagd is not None:
+            self._flagd.close()  # and so do OpenFeature event streams
         stopped = self.server.stop(grace)
         # Wait off the loop: calls still in flight need the loop to finish.
         await asyncio.to_thread(stopped.wait, grace + 5)
@@ -116,12 +121,5 @@ class GrpcServer:
     def _watch(
         self, request: pb.WatchEntitlementsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchEntitlementsResponse]:
-        if not self._watch_slots.acquire(blocking=False):
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"too many open Watch streams (limit {self._max_watch_streams}); retry later",
-            )
-        try:
+        with self._slots.hold(context):
             yield from self._bridge.stream(self.servicer.WatchEntitlements, request, context)
-        finally:
-            self._watch_slots.release()

@@ -1,4 +1,4 @@
-"""The HTTP port (aiohttp): Lago's webhook endpoint.
+"""The HTTP port (aiohttp): health, metrics, OFREP (readers) and Lago's webhook endpoint (syncers).
 
 Lago's JWT signature carries the whole payload in a header, so header limits are raised well past
 aiohttp's 8 KiB default.
@@ -6,18 +6,25 @@ aiohttp's 8 KiB default.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from aiohttp import web
 
 from entitlements_sidecar.domain.errors import ConfigError
-from entitlements_sidecar.transport.webhook_intake import WebhookIntake
 
 MAX_HEADER_BYTES = 256 * 1024
 
 
+class Routes(Protocol):
+    def add_routes(self, app: web.Application) -> None: ...
+
+
 class HttpServer:
-    def __init__(self, intake: WebhookIntake, address: str, shutdown_timeout: float = 5.0) -> None:
-        app = web.Application(client_max_size=0)  # the intake enforces its own body limit
-        app.router.add_post("/webhooks/lago", intake.handle)
+    def __init__(self, address: str, routes: Sequence[Routes], shutdown_timeout: float = 5.0) -> None:
+        app = web.Application(client_max_size=0)  # each endpoint enforces its own body limit
+        for part in routes:
+            part.add_routes(app)
         self._runner = web.AppRunner(
             app,
             max_line_size=MAX_HEADER_BYTES,

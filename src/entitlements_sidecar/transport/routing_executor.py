@@ -10,9 +10,13 @@ unary pool; tests/integration/test_watch_limits.py would catch it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any, TypeVar
+
+import grpc
 
 T = TypeVar("T")
 
@@ -34,3 +38,23 @@ class RoutingExecutor(futures.ThreadPoolExecutor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         super().shutdown(wait, cancel_futures=cancel_futures)
         self._streams.shutdown(wait, cancel_futures=cancel_futures)
+
+
+class StreamSlots:
+    """The limit on open streams (Watch and OpenFeature event streams): each holds a thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = threading.BoundedSemaphore(limit) if limit > 0 else None
+
+    @contextlib.contextmanager
+    def hold(self, context: grpc.ServicerContext) -> Iterator[None]:
+        if self._free is None or not self._free.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many open Watch or event streams (limit {self.limit}); retry later",
+            )
+        try:
+            yield
+        finally:
+            self._free.release()

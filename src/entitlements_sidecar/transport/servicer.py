@@ -16,6 +16,7 @@ from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.transport import mapping
 from entitlements_sidecar.transport.loop_bridge import AbortContext, RpcAbort
+from entitlements_sidecar.transport.metrics import Metrics
 from entitlements_sidecar.transport.status import status_for
 
 
@@ -43,7 +44,9 @@ class EntitlementServicer:
         store: EntitlementStore,
         max_batch_size: int = 1000,
         max_watch_subjects: int = 100,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._service = service
         self._store = store
         self.max_batch_size = max_batch_size
@@ -61,8 +64,10 @@ class EntitlementServicer:
         context: AbortContext,
     ) -> pb.CheckEntitlementResponse:
         try:
-            answer = await self._service.check(mapping.check_query_from_proto(request))
+            with self._metrics.timer():
+                answer = await self._service.check(mapping.check_query_from_proto(request))
             response = mapping.check_answer_to_proto(answer)
+            self._count(response)
             self.served.add("CheckEntitlement")
             return response
         except Exception as exc:
@@ -88,8 +93,11 @@ class EntitlementServicer:
         """One batch item: its answer, or its own error (a bad item never fails the batch)."""
         try:
             query = mapping.check_query_from_proto(check, f"checks[{index}].")
-            answer = await self._service.check(query)
-            return pb.CheckEntitlementsResult(response=mapping.check_answer_to_proto(answer))
+            with self._metrics.timer():
+                answer = await self._service.check(query)
+            response = mapping.check_answer_to_proto(answer)
+            self._count(response)
+            return pb.CheckEntitlementsResult(response=response)
         except Exception as exc:
             code, message = status_for(exc)
             field = exc.field if isinstance(exc, InvalidArgumentError) else ""
@@ -158,6 +166,9 @@ class EntitlementServicer:
             await context.abort(*status_for(exc))
         finally:
             remove()
+
+    def _count(self, response: pb.CheckEntitlementResponse) -> None:
+        self._metrics.count_check(response.allowed, pb.Reason.Name(response.reason))
 
     def _watch_subjects(self, request: pb.WatchEntitlementsRequest) -> list[Subject]:
         if not request.subjects:

@@ -14,6 +14,8 @@ import grpc
 from entitlements_sidecar.domain.errors import (
     CatalogError,
     ConfigError,
+    FlagError,
+    FlagErrorCode,
     InvalidArgumentError,
     NotReadyError,
     SourceUnavailableError,
@@ -32,7 +34,21 @@ STATUS_TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
 )
 
 
+# flagd's own mapping (flag_evaluator.go errFormat), which its providers read back. It has no code for
+# a missing targeting key or a bad context: FAILED_PRECONDITION, which providers report as a general
+# error carrying our message (which starts with the OpenFeature error code).
+FLAG_STATUS_TABLE: dict[FlagErrorCode, grpc.StatusCode] = {
+    FlagErrorCode.FLAG_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    FlagErrorCode.TYPE_MISMATCH: grpc.StatusCode.INVALID_ARGUMENT,
+    FlagErrorCode.PARSE_ERROR: grpc.StatusCode.DATA_LOSS,
+    FlagErrorCode.TARGETING_KEY_MISSING: grpc.StatusCode.FAILED_PRECONDITION,
+    FlagErrorCode.INVALID_CONTEXT: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, FlagError):
+        return FLAG_STATUS_TABLE[exc.code], f"{exc.code.value}: {exc.message}"
     for error_type, code in STATUS_TABLE:
         if isinstance(exc, error_type):
             return code, str(exc)

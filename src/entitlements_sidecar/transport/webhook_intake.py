@@ -17,6 +17,7 @@ from aiohttp import web
 from entitlements_sidecar.domain.errors import EntitlementsError
 from entitlements_sidecar.domain.events import EventQueue, SyncEvent, Target
 from entitlements_sidecar.sources.lago.signatures import SignatureError, SignatureVerifier
+from entitlements_sidecar.transport.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +30,32 @@ def problem(status: int, message: str, **extra: Any) -> web.Response:
 
 
 class WebhookIntake:
-    def __init__(self, verifier: SignatureVerifier, queue: EventQueue, max_body_bytes: int) -> None:
+    def __init__(
+        self, verifier: SignatureVerifier, queue: EventQueue, max_body_bytes: int, metrics: Metrics | None = None
+    ) -> None:
         self._verifier = verifier
         self._queue = queue
         self._max_body = max_body_bytes
+        self._metrics = metrics or Metrics()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/webhooks/lago", self.handle)
 
     async def handle(self, request: web.Request) -> web.Response:
+        webhook_type, outcome, response = await self._handle(request)
+        self._metrics.webhooks.labels(webhook_type, outcome).inc()
+        return response
+
+    async def _handle(self, request: web.Request) -> tuple[str, str, web.Response]:
+        """(webhook type or "unknown", outcome, response)."""
         if request.content_length is not None and request.content_length > self._max_body:
-            return problem(413, f"body larger than {self._max_body} bytes")
+            return "unknown", "too_large", problem(413, f"body larger than {self._max_body} bytes")
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.content.iter_chunked(64 * 1024):  # read() may return only part
             size += len(chunk)
             if size > self._max_body:
-                return problem(413, f"body larger than {self._max_body} bytes")
+                return "unknown", "too_large", problem(413, f"body larger than {self._max_body} bytes")
             chunks.append(chunk)
         body = b"".join(chunks)
         try:
@@ -50,25 +63,25 @@ class WebhookIntake:
                 request.headers.get("X-Lago-Signature-Algorithm"), request.headers.get("X-Lago-Signature"), body
             )
         except SignatureError as exc:
-            return problem(401, str(exc))
+            return "unknown", "bad_signature", problem(401, str(exc))
         except EntitlementsError as exc:
-            return problem(503, f"cannot verify now: {exc}")
+            return "unknown", "unavailable", problem(503, f"cannot verify now: {exc}")
         try:
             webhook_type, event = _parse(body)
         except ValueError as exc:
-            return problem(400, str(exc))
+            return "unknown", "bad_request", problem(400, str(exc))
         unique_key = request.headers.get("X-Lago-Unique-Key", "").strip()
         if not unique_key or len(unique_key) > 255:
-            return problem(400, "missing or invalid X-Lago-Unique-Key header")
+            return webhook_type, "bad_request", problem(400, "missing or invalid X-Lago-Unique-Key header")
         if event is None:  # a type that does not change entitlements
-            return web.json_response({"status": "ignored"})
+            return webhook_type, "ignored", web.json_response({"status": "ignored"})
         try:
             queued = await self._queue.publish(event, unique_key)
         except EntitlementsError as exc:
-            return problem(503, f"queue unavailable: {exc}")
+            return webhook_type, "unavailable", problem(503, f"queue unavailable: {exc}")
         outcome = "queued" if queued else "duplicate"
         log.info("webhook accepted", extra={"type": webhook_type, "key": event.key, "outcome": outcome})
-        return web.json_response({"status": outcome})
+        return webhook_type, outcome, web.json_response({"status": outcome})
 
 
 def _parse(body: bytes) -> tuple[str, SyncEvent | None]:

@@ -18,6 +18,7 @@ from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.transport.answer_cache import AnswerCache, _split
 from entitlements_sidecar.transport.grpc_server import GrpcServer
 from entitlements_sidecar.transport.loop_bridge import LoopBridge
+from entitlements_sidecar.transport.metrics import Metrics
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 from tests.unit.domain.builders import STARTER, subscription
 
@@ -48,7 +49,7 @@ async def served(example_catalog: Path) -> AsyncIterator[Served]:
     await CatalogSync(source, store).initial_load()
     servicer = EntitlementServicer(ReadService(store, source), store, max_batch_size=10)
     bridge = LoopBridge()
-    answers = AnswerCache(servicer, store, bridge)
+    answers = AnswerCache(servicer, store, bridge, Metrics())
     server = GrpcServer(servicer, "127.0.0.1:0", bridge, answers)
     await server.start()
     await server.set_serving(True)

@@ -1,0 +1,143 @@
+"""Prometheus metrics, served at GET /metrics on the HTTP port.
+
+The hot path (an answer-cache hit, on a gRPC thread) only adds one to a plain counter under a lock;
+everything else is read when Prometheus scrapes (`_Collector`), so metrics cost the hot path little
+(`make bench` runs with them on). Computed checks (answer-cache misses) are also timed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from entitlements_sidecar.domain.errors import StoreUnavailableError
+
+CheckLabel = tuple[str, str]  # (result: allowed|denied, reason)
+
+
+class CheckCounts:
+    """Checks by result and reason, counted from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[CheckLabel, int] = {}
+        self.answer_cache_hits = 0
+
+    def add(self, label: CheckLabel) -> None:
+        with self._lock:
+            self._counts[label] = self._counts.get(label, 0) + 1
+
+    def add_hits(self, labels: list[CheckLabel]) -> None:
+        """Checks answered from the answer cache (one call's worth, under one lock)."""
+        with self._lock:
+            counts = self._counts
+            for label in labels:
+                counts[label] = counts.get(label, 0) + 1
+            self.answer_cache_hits += len(labels)
+
+    def snapshot(self) -> dict[CheckLabel, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.checks = CheckCounts()
+        self.check_seconds = Histogram(
+            "entitlements_check_duration_seconds",
+            "Time to compute a check that was not answered from the answer cache (L1 or Redis read included)",
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "entitlements_webhooks_total",
+            "Lago webhooks received, by type and outcome",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.reconciliation_repairs = Counter(
+            "entitlements_reconciliation_repairs_total",
+            "Subscriptions that periodic reconciliation found wrong and repaired",
+            registry=self.registry,
+        )
+        self.sync_lag = Gauge(
+            "entitlements_sync_lag_seconds",
+            "Seconds since the source of truth last confirmed the map (see /readyz)",
+            registry=self.registry,
+        )
+        self.snapshot_age = Gauge(
+            "entitlements_snapshot_version_age_seconds",
+            "Seconds since the map was last loaded or reconciled in full",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "entitlements_queue_depth",
+            "Webhook events queued or being applied (syncer role)",
+            registry=self.registry,
+        )
+        self._l1: Callable[[], tuple[int, int]] | None = None
+        self.registry.register(_Collector(self))
+
+    def count_check(self, allowed: bool, reason: str) -> None:
+        self.checks.add(("allowed" if allowed else "denied", reason))
+
+    def watch_l1(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """`counts` returns the in-process cache's (hits, misses) so far."""
+        self._l1 = counts
+
+    def timer(self) -> _Timer:
+        return _Timer(self.check_seconds)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/metrics", self.handle)
+
+
+class _Timer:
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._histogram.observe(time.perf_counter() - self._started)
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        checks = CounterMetricFamily(
+            "entitlements_checks", "Checks answered, by result and reason", labels=["result", "reason"]
+        )
+        for (result, reason), count in sorted(self._metrics.checks.snapshot().items()):
+            checks.add_metric([result, reason], count)
+        yield checks
+        yield CounterMetricFamily(
+            "entitlements_answer_cache_hits",
+            "Checks answered from pre-serialized answers (also counted in entitlements_checks)",
+            value=self._metrics.checks.answer_cache_hits,
+        )
+        yield CounterMetricFamily(
+            "entitlements_redis_errors", "Redis commands that failed or timed out", value=StoreUnavailableError.raised
+        )
+        if self._metrics._l1 is not None:
+            hits, misses = self._metrics._l1()
+            yield CounterMetricFamily("entitlements_l1_hits", "In-process cache hits", value=hits)
+            yield CounterMetricFamily("entitlements_l1_misses", "In-process cache misses", value=misses)
+            ratio = GaugeMetricFamily("entitlements_l1_hit_ratio", "L1 hits ÷ (hits + misses) since start")
+            ratio.add_metric([], hits / (hits + misses) if hits + misses else 0.0)
+            yield ratio

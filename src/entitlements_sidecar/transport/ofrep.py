@@ -1,0 +1,97 @@
+"""OFREP, OpenFeature's remote evaluation protocol over HTTP, on the HTTP port.
+
+POST /ofrep/v1/evaluate/flags/{key} evaluates one flag; POST /ofrep/v1/evaluate/flags evaluates all
+of the subject's flags (entitled features and their privileges) with an ETag computed from the
+answer, so a client's If-None-Match gets 304 only when its own answer is unchanged. The flag
+mapping is domain/flags.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from entitlements_sidecar.domain.errors import EntitlementsError, FlagError, FlagErrorCode
+from entitlements_sidecar.domain.flags import FlagResult, evaluate, evaluate_all, subject_from_context
+from entitlements_sidecar.domain.service import EntitlementView, ReadService
+from entitlements_sidecar.transport.flag_events import FlagChangeFeed
+
+MAX_BODY_BYTES = 64 * 1024
+_STATUS = {FlagErrorCode.FLAG_NOT_FOUND: 404}  # the other codes are 400
+
+
+class OfrepEndpoints:
+    def __init__(self, service: ReadService, feed: FlagChangeFeed) -> None:
+        self._service = service
+        self._feed = feed
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/ofrep/v1/evaluate/flags", self.evaluate_all)
+        app.router.add_post("/ofrep/v1/evaluate/flags/{key:.+}", self.evaluate_one)
+
+    async def evaluate_one(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        try:
+            view = await self._view(request)
+            result = evaluate(view, key)
+        except FlagError as exc:
+            return _json(
+                {"key": key, "errorCode": exc.code.value, "errorDetails": exc.message}, _STATUS.get(exc.code, 400)
+            )
+        except _TooLarge as exc:
+            return _json({"key": key, "errorCode": "GENERAL", "errorDetails": str(exc)}, 413)
+        except EntitlementsError as exc:
+            return _json({"key": key, "errorCode": "GENERAL", "errorDetails": str(exc)}, 500)
+        return _json(_success(result), 200)
+
+    async def evaluate_all(self, request: web.Request) -> web.Response:
+        try:
+            view = await self._view(request)
+        except FlagError as exc:
+            return _json({"errorCode": exc.code.value, "errorDetails": exc.message}, 400)
+        except _TooLarge as exc:
+            return _json({"errorCode": "GENERAL", "errorDetails": str(exc)}, 413)
+        except EntitlementsError as exc:
+            return _json({"errorCode": "GENERAL", "errorDetails": str(exc)}, 500)
+        body = orjson.dumps({"flags": [_success(r) for r in evaluate_all(view).values()]})
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
+
+    async def _view(self, request: web.Request) -> EntitlementView:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise _TooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise _TooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+        try:
+            body = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            raise FlagError(FlagErrorCode.PARSE_ERROR, f"body is not JSON: {exc}") from exc
+        context = body.get("context", {}) if isinstance(body, dict) else None
+        if not isinstance(context, dict):
+            raise FlagError(FlagErrorCode.INVALID_CONTEXT, "context must be a JSON object")
+        view = await self._service.get(subject_from_context(context))
+        self._feed.remember(view)
+        return view
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _success(result: FlagResult) -> dict[str, Any]:
+    answer: dict[str, Any] = {"key": result.key, "reason": result.reason}
+    if result.value is not None:
+        answer["value"] = result.value
+    if result.variant is not None:
+        answer["variant"] = result.variant
+    return answer
+
+
+def _json(body: dict[str, Any], status: int) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
