@@ -7,8 +7,10 @@ BUF_VERSION := 1.75.0
 BUF := .tools/npm/node_modules/.bin/buf
 PYTEST_ARGS ?=
 BASELINE := .tools/grpcio-1.85
+INTEROP_PY := .tools/openfeature-py
+INTEROP_NODE := .tools/interop-node
 
-.PHONY: run test lint gen check-gen buf-lint redis bench bench-stacks clean
+.PHONY: run test lint gen check-gen buf-lint redis interop bench bench-stacks clean
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +29,7 @@ run: $(VENV)/.runtime
 	$(BIN)/entitlements-sidecar serve --catalog-path examples/catalog.yaml
 
 ## Lint, then the whole test suite against a real redis-server.
-test: lint redis
+test: lint redis interop
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev check-gen buf-lint
@@ -68,6 +70,22 @@ $(BASELINE)/bin/python: constraints.txt
 bench-stacks: $(VENV)/.dev
 	@command -v h2load >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
 	$(BIN)/python -m bench.stack_survey
+
+## What the interop tests run: the real OpenFeature Python SDK and providers in their own venv (they
+## need a newer grpcio and protobuf than the sidecar pins), and, where node is installed, npm packages.
+interop: $(INTEROP_PY)/.installed $(INTEROP_NODE)/.installed
+
+$(INTEROP_PY)/.installed: Makefile
+	$(PYTHON) -m venv $(INTEROP_PY)
+	$(INTEROP_PY)/bin/pip install --quiet openfeature-sdk==0.10.0 openfeature-provider-flagd==0.6.1 openfeature-provider-ofrep==0.3.0
+	touch $@
+
+$(INTEROP_NODE)/.installed: Makefile
+	@if command -v npm >/dev/null 2>&1; then \
+		mkdir -p $(INTEROP_NODE) && cd $(INTEROP_NODE) && npm init -y >/dev/null && \
+		npm install --silent --no-audit --no-fund @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1 \
+			@openfeature/server-sdk@1.23.0 @openfeature/flagd-provider@0.16.1 && touch .installed; \
+	else echo "npm not found: Node interop tests will be skipped"; fi
 
 redis: $(VENV)/.dev
 	VENV=$(VENV) sh scripts/ensure-redis.sh
