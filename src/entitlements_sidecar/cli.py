@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToJson
@@ -45,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"synced {report.subscriptions} subscriptions in {report.seconds:.1f}s, {report.repaired} repaired")
         return 0
     target = _target(args.target or settings.grpc_address)
+    if args.command == "status":
+        return _status(target, _target(args.http or settings.http_address), args.json)
     try:
         with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
             stub = pb_grpc.EntitlementServiceStub(channel)
@@ -71,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
                     metavar=option.field.upper(),
                     help=f"{option.help} (env {option.env}, default {option.default!r})",
                 )
+    status = commands.add_parser("status", help="gRPC health, /readyz and the freshness figures")
+    status.add_argument("--target", help="sidecar gRPC address (default: ENTITLEMENTS_GRPC_ADDRESS)")
+    status.add_argument("--http", help="sidecar HTTP address (default: ENTITLEMENTS_HTTP_ADDRESS)")
+    status.add_argument("--json", action="store_true", help="print both answers as JSON")
     for name, text in (("check", "check one feature for a subject"), ("get", "list a subject's entitlements")):
         command = commands.add_parser(name, help=text)
         command.add_argument("--target", help="sidecar address (default: ENTITLEMENTS_GRPC_ADDRESS)")
@@ -169,6 +177,42 @@ def _freshness(freshness: pb.Freshness) -> str:
     source = pb.Source.Name(freshness.source).removeprefix("SOURCE_").lower()
     stale = ", STALE" if freshness.stale else ""
     return f"version {freshness.version}, source {source}, synced {freshness.synced_at.ToJsonString()}{stale}"
+
+
+def _status(target: str, http_address: str, as_json: bool) -> int:
+    """Exit 0 when gRPC health and /readyz both say ready, 1 when either does not, 2 when unreachable."""
+    import httpx
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
+            grpc_status = health_pb2.HealthCheckResponse.ServingStatus.Name(check.status)
+    except grpc.RpcError as exc:
+        grpc_status = f"unreachable ({exc.code().name})"
+    try:
+        readyz = httpx.get(f"http://{http_address}/readyz", timeout=3)
+        ready: dict[str, Any] | None = readyz.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        ready = None
+        http_error = f"unreachable ({type(exc).__name__})"
+    if as_json:
+        print(json.dumps({"grpc_health": grpc_status, "readyz": ready}, indent=2))
+    else:
+        print(f"gRPC health ({target}): {grpc_status}")
+        if ready is None:
+            print(f"/readyz (http://{http_address}): {http_error}")
+        else:
+            print(f"/readyz (http://{http_address}): {'ready' if ready['ready'] else 'NOT READY'}")
+            for name, result in ready["checks"].items():
+                detail = result.get("detail", "")
+                print(f"  {name}: {'ok' if result['ok'] else 'FAILING'}{f' ({detail})' if detail else ''}")
+            lag = ready.get("sync_lag_seconds")
+            shown = "unknown (never confirmed)" if lag is None else f"{lag:.1f} s"
+            print(f"freshness: sync lag {shown}, budget {ready['staleness_budget_seconds']:g} s")
+    if ready is None or grpc_status.startswith("unreachable"):
+        return 2
+    return 0 if ready["ready"] and grpc_status == "SERVING" else 1
 
 
 if __name__ == "__main__":

@@ -90,6 +90,15 @@ async def test_loaded_marker(state: SyncStateStore) -> None:
     assert await state.loaded_at() == 1234
 
 
+async def test_sync_heartbeat(state: SyncStateStore) -> None:
+    assert await state.confirmed_at() is None
+    await state.mark_confirmed(1000)
+    assert await state.confirmed_at() == 1000
+    await state.mark_confirmed(2000)
+    assert await state.confirmed_at() == 2000
+    assert await state.loaded_at() is None  # a heartbeat is not a full load
+
+
 async def test_bulk_definition_reads(state: SyncStateStore) -> None:
     for name in ("a", "b"):
         await state.put_definition(definition(name), observed_ms=1)

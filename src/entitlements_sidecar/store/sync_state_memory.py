@@ -61,7 +61,7 @@ class MemorySyncState:
         return self._loaded_at
 
     async def mark_confirmed(self, at_ms: int) -> None:
-        self._confirmed_at = max(at_ms, self._confirmed_at or 0)
+        self._confirmed_at = at_ms
 
     async def confirmed_at(self) -> int | None:
         return self._confirmed_at

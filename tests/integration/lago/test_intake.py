@@ -38,6 +38,10 @@ def test_the_same_webhook_delivered_100_times_refreshes_once(lago: LagoEmulator,
     eventually(lambda: sidecar_view(syncer.sidecar, "sub_0")[1]["seats"]["max"] == 30, what="applied")
     # Any further refresh would have been queued before the one we saw; watch the worker drain for a second.
     holds_for(lambda: reads_of(lago, "sub_0") - before == 1, seconds=1.0, what="exactly one refresh")
+    metrics = httpx.get(f"http://127.0.0.1:{syncer.http_port}/metrics", timeout=5).text
+    assert 'entitlements_webhooks_total{outcome="queued",type="subscription.updated"} 1.0' in metrics
+    assert 'entitlements_webhooks_total{outcome="duplicate",type="subscription.updated"} 99.0' in metrics
+    assert "entitlements_queue_depth " in metrics and "entitlements_reconciliation_repairs_total 0.0" in metrics
 
 
 def test_rejected_deliveries_change_nothing(lago: LagoEmulator, start_syncer: SyncerFactory) -> None:

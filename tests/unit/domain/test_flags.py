@@ -1,0 +1,128 @@
+"""Entitlements as OpenFeature flags: the key scheme, subjects from contexts, and typed values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from entitlements_sidecar.domain.errors import FlagError, FlagErrorCode
+from entitlements_sidecar.domain.flags import (
+    FlagKey,
+    FlagType,
+    changed_keys,
+    evaluate,
+    evaluate_all,
+    flag_values,
+    parse_flag_key,
+    subject_from_context,
+)
+from entitlements_sidecar.domain.merge import GrantedFeature, GrantedPrivilege
+from entitlements_sidecar.domain.model import ResolvedPrivilege, ValueType
+from entitlements_sidecar.domain.ports import Origin
+from entitlements_sidecar.domain.queries import Subject, SubjectKind
+from entitlements_sidecar.domain.service import EntitlementView, Freshness
+
+
+def _view(**features: dict[str, tuple[ValueType, bool | int | str]]) -> EntitlementView:
+    granted = {
+        code: GrantedFeature(
+            code,
+            None,
+            None,
+            "sub_1",
+            {
+                p: GrantedPrivilege(ResolvedPrivilege(p, value_type, value), "sub_1")
+                for p, (value_type, value) in privileges.items()
+            },
+        )
+        for code, privileges in features.items()
+    }
+    freshness = Freshness(1, datetime(2026, 1, 1, tzinfo=UTC), Origin.MEMORY, False)
+    return EntitlementView(Subject(SubjectKind.SUBSCRIPTION, "sub_1"), True, (), granted, freshness)
+
+
+VIEW = _view(
+    seats={"max": (ValueType.INTEGER, 25), "root": (ValueType.BOOLEAN, False)},
+    sso={"provider": (ValueType.SELECT, "okta"), "domain": (ValueType.STRING, "a.io")},
+    **{"audit.log": {"retention:days": (ValueType.INTEGER, 30)}},
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "parsed"),
+    [
+        ("seats", FlagKey("seats")),
+        ("seats:max", FlagKey("seats", "max")),
+        ("audit.log:retention\\:days", FlagKey("audit.log", "retention:days")),
+        ("a\\\\b:c", FlagKey("a\\b", "c")),
+    ],
+)
+def test_keys_round_trip_even_when_codes_contain_the_separator(key: str, parsed: FlagKey) -> None:
+    assert parse_flag_key(key) == parsed
+    assert str(parsed) == key
+
+
+@pytest.mark.parametrize("key", ["", "a:", ":b", "a:b:c", "a\\x", "a\\"])
+def test_malformed_keys_are_flag_not_found(key: str) -> None:
+    with pytest.raises(FlagError) as caught:
+        parse_flag_key(key)
+    assert caught.value.code is FlagErrorCode.FLAG_NOT_FOUND
+
+
+def test_subject_from_targeting_key_or_customer_attribute() -> None:
+    assert subject_from_context({"targetingKey": "sub_1"}) == Subject(SubjectKind.SUBSCRIPTION, "sub_1")
+    assert subject_from_context({"targetingKey": "x", "customerId": "acme"}) == Subject(SubjectKind.CUSTOMER, "acme")
+    for context, code in (
+        ({}, FlagErrorCode.TARGETING_KEY_MISSING),
+        ({"targetingKey": None}, FlagErrorCode.TARGETING_KEY_MISSING),
+        ({"targetingKey": 3}, FlagErrorCode.INVALID_CONTEXT),
+        ({"customerId": ""}, FlagErrorCode.INVALID_CONTEXT),
+    ):
+        with pytest.raises(FlagError) as caught:
+            subject_from_context(context)
+        assert caught.value.code is code
+
+
+def test_feature_flags_are_booleans_and_privileges_typed() -> None:
+    assert evaluate(VIEW, "seats", FlagType.BOOLEAN).value is True
+    assert evaluate(VIEW, "analytics", FlagType.BOOLEAN).value is False  # not entitled: false, not an error
+    assert evaluate(VIEW, "seats:max", FlagType.INTEGER).value == 25
+    assert evaluate(VIEW, "seats:max", FlagType.FLOAT).value == 25.0  # JS "number" asks for a float
+    assert evaluate(VIEW, "seats:root", FlagType.BOOLEAN).value is False
+    assert evaluate(VIEW, "sso:provider", FlagType.STRING).value == "okta"
+    assert evaluate(VIEW, "audit.log:retention\\:days").value == 30
+    assert evaluate(VIEW, "seats", FlagType.OBJECT).value == {
+        "entitled": True,
+        "privileges": {"max": 25, "root": False},
+    }
+
+
+def test_privileges_of_a_feature_not_entitled_have_no_value() -> None:
+    result = evaluate(VIEW, "analytics:limit", FlagType.INTEGER)
+    assert result.value is None and result.reason == "DISABLED"
+
+
+@pytest.mark.parametrize(
+    ("key", "wanted", "code"),
+    [
+        ("seats:max", FlagType.STRING, FlagErrorCode.TYPE_MISMATCH),
+        ("sso:provider", FlagType.INTEGER, FlagErrorCode.TYPE_MISMATCH),
+        ("seats", FlagType.INTEGER, FlagErrorCode.TYPE_MISMATCH),
+        ("seats:nope", FlagType.INTEGER, FlagErrorCode.FLAG_NOT_FOUND),
+    ],
+)
+def test_errors(key: str, wanted: FlagType, code: FlagErrorCode) -> None:
+    with pytest.raises(FlagError) as caught:
+        evaluate(VIEW, key, wanted)
+    assert caught.value.code is code
+
+
+def test_all_flags_and_what_changed() -> None:
+    flags = evaluate_all(VIEW)
+    assert set(flags) == {"seats", "seats:max", "seats:root", "sso", "sso:provider", "sso:domain", "audit.log",
+                          "audit.log:retention\\:days"}  # fmt: skip
+    after = _view(seats={"max": (ValueType.INTEGER, 26), "root": (ValueType.BOOLEAN, False)})
+    assert changed_keys(flag_values(VIEW), flag_values(after)) == {
+        "seats:max", "sso", "sso:provider", "sso:domain", "audit.log", "audit.log:retention\\:days"
+    }  # fmt: skip
