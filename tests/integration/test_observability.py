@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,7 +66,7 @@ def test_readiness_follows_sync_lag_and_recovers(sidecar: Sidecar, example_catal
     good = example_catalog.read_text()
 
     _write(example_catalog, good + "\nnot: [valid\n")  # the catalog can no longer be read
-    broken = eventually(
+    broken: dict[str, Any] = eventually(
         lambda: (r := httpx.get(f"{sidecar.http_url}/readyz", timeout=5)).status_code == 503 and r.json(),
         timeout=10,
         what="/readyz to report the sync lag over budget",
