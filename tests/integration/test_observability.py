@@ -66,11 +66,13 @@ def test_readiness_follows_sync_lag_and_recovers(sidecar: Sidecar, example_catal
     good = example_catalog.read_text()
 
     _write(example_catalog, good + "\nnot: [valid\n")  # the catalog can no longer be read
-    broken: dict[str, Any] = eventually(
-        lambda: (r := httpx.get(f"{sidecar.http_url}/readyz", timeout=5)).status_code == 503 and r.json(),
-        timeout=10,
-        what="/readyz to report the sync lag over budget",
-    )
+
+    def not_ready() -> dict[str, Any] | None:
+        response = httpx.get(f"{sidecar.http_url}/readyz", timeout=5)
+        return response.json() if response.status_code == 503 else None
+
+    broken = eventually(not_ready, timeout=10, what="/readyz to report the sync lag over budget")
+    assert broken is not None
     assert broken["checks"]["sync_lag"]["ok"] is False and broken["sync_lag_seconds"] > 1
     assert broken["checks"]["store"]["ok"] and broken["checks"]["first_load"]["ok"]
     eventually(lambda: sidecar.health() == NOT_SERVING, timeout=5, what="gRPC health to follow /readyz")

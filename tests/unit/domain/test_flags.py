@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from entitlements_sidecar.domain.queries import Subject, SubjectKind
 from entitlements_sidecar.domain.service import EntitlementView, Freshness
 
 
-def _view(**features: dict[str, tuple[ValueType, bool | int | str]]) -> EntitlementView:
+def _view(**features: dict[str, tuple[ValueType, Any]]) -> EntitlementView:
     granted = {
         code: GrantedFeature(
             code,
