@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("serve", "sync"):
         from entitlements_sidecar import app  # the server stack is not needed by client commands
 
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
         try:
             if args.command == "serve":
                 asyncio.run(app.serve(settings))

@@ -185,6 +185,13 @@ OPTIONS: tuple[Option, ...] = (
         _choice("debug", "info", "warning", "error"),
     ),
     Option(
+        "log_format",
+        "ENTITLEMENTS_LOG_FORMAT",
+        "text",
+        "text (one line, key=value extras) or json (one object per line, with request_id)",
+        _choice("text", "json"),
+    ),
+    Option(
         "source",
         "ENTITLEMENTS_SOURCE",
         "catalog",
@@ -301,6 +308,7 @@ class Settings:
     openfeature_keepalive_seconds: float
     shutdown_grace_seconds: float
     log_level: str
+    log_format: str
     source: str
     roles: frozenset[str]
     http_address: str

@@ -97,3 +97,10 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+
+def test_http_requests_carry_a_request_id(sidecar: Sidecar) -> None:
+    given = httpx.get(f"{sidecar.http_url}/healthz", headers={"X-Request-Id": "req-123"}, timeout=5)
+    assert given.headers["X-Request-Id"] == "req-123"
+    fresh = httpx.get(f"{sidecar.http_url}/healthz", timeout=5)
+    assert len(fresh.headers["X-Request-Id"]) == 16

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from entitlements_sidecar import logs
 from entitlements_sidecar.domain.errors import ConfigError
 
 MAX_HEADER_BYTES = 256 * 1024
@@ -22,7 +24,8 @@ class Routes(Protocol):
 
 class HttpServer:
     def __init__(self, address: str, routes: Sequence[Routes], shutdown_timeout: float = 5.0) -> None:
-        app = web.Application(client_max_size=0)  # each endpoint enforces its own body limit
+        # Each endpoint enforces its own body limit.
+        app = web.Application(client_max_size=0, middlewares=[_request_id])
         for part in routes:
             part.add_routes(app)
         self._runner = web.AppRunner(
@@ -50,3 +53,11 @@ class HttpServer:
 
     async def stop(self) -> None:
         await self._runner.cleanup()
+
+
+@web.middleware
+async def _request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = logs.new_request_id(request.headers.get("X-Request-Id"))
+    response = await handler(request)
+    response.headers["X-Request-Id"] = rid
+    return response

@@ -16,6 +16,8 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 
+from entitlements_sidecar import logs
+
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
@@ -63,7 +65,7 @@ class LoopBridge:
         request: Request,
         context: grpc.ServicerContext,
     ) -> Response:
-        future = asyncio.run_coroutine_threadsafe(_run(method, request), self.loop)
+        future = asyncio.run_coroutine_threadsafe(_run(method, request, _caller_request_id(context)), self.loop)
         try:
             return future.result(timeout=_remaining(context))
         except concurrent.futures.TimeoutError:
@@ -106,8 +108,18 @@ class LoopBridge:
             asyncio.run_coroutine_threadsafe(_close(stream), self.loop)
 
 
-async def _run(method: Callable[[Any, AbortContext], Awaitable[Response]], request: Any) -> Response:
+async def _run(
+    method: Callable[[Any, AbortContext], Awaitable[Response]], request: Any, caller_id: str | None
+) -> Response:
+    logs.new_request_id(caller_id)  # this task's context: every log line of this call carries it
     return await method(request, _CONTEXT)
+
+
+def _caller_request_id(context: grpc.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str):
+            return value
+    return None
 
 
 async def _next(stream: AsyncIterator[Response]) -> Response:

@@ -11,6 +11,7 @@ import uuid
 
 import grpc
 
+from entitlements_sidecar import logs
 from entitlements_sidecar.domain.errors import (
     CatalogError,
     ConfigError,
@@ -52,6 +53,6 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     for error_type, code in STATUS_TABLE:
         if isinstance(exc, error_type):
             return code, str(exc)
-    request_id = uuid.uuid4().hex[:16]
+    request_id = logs.request_id.get() or uuid.uuid4().hex[:16]
     log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error (request_id={request_id})"
