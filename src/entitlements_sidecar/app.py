@@ -18,6 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from entitlements_sidecar import tracing
 from entitlements_sidecar.config import Settings
 from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.domain.events import EventQueue
@@ -89,6 +90,8 @@ class LagoParts:
 class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        if settings.otel_endpoint:
+            tracing.configure(settings.otel_endpoint)
         self._redis = redis_client(settings) if settings.store == "redis" else None
         self.store = build_store(settings, self._redis)
         self.metrics = Metrics()
@@ -262,6 +265,7 @@ class App:
         if self.lago is not None:
             await self.lago.client.close()
         await self.store.close()
+        tracing.shutdown()
         log.info("stopped")
 
 

@@ -185,6 +185,13 @@ OPTIONS: tuple[Option, ...] = (
         _choice("debug", "info", "warning", "error"),
     ),
     Option(
+        "otel_endpoint",
+        "ENTITLEMENTS_OTEL_ENDPOINT",
+        "",
+        "OpenTelemetry OTLP/HTTP endpoint (e.g. http://otel-collector:4318); empty: no tracing",
+        str,
+    ),
+    Option(
         "log_format",
         "ENTITLEMENTS_LOG_FORMAT",
         "text",
@@ -309,6 +316,7 @@ class Settings:
     shutdown_grace_seconds: float
     log_level: str
     log_format: str
+    otel_endpoint: str
     source: str
     roles: frozenset[str]
     http_address: str

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
 from entitlements_sidecar.domain.events import EventQueue, QueuedEvent
 from entitlements_sidecar.domain.ports import SyncStateStore
@@ -71,7 +72,8 @@ class SyncWorker:
         attempt = 0
         while True:
             try:
-                await self._refresher.apply([q.event for q in batch])
+                with tracing.span("apply queued events", events=len(batch)):
+                    await self._refresher.apply([q.event for q in batch])
                 break
             except (SourceUnavailableError, StoreUnavailableError) as exc:
                 # Keep the entries: they stay pending and are retried here (or claimed by another

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
+from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.flags import FlagResult, FlagType, evaluate, evaluate_all, subject_from_context
 from entitlements_sidecar.domain.service import EntitlementView, ReadService
 from entitlements_sidecar.gen.flagd.evaluation.v1 import evaluation_pb2 as v1
@@ -85,8 +86,9 @@ class FlagdService:
 
         async def resolve(request: Any, context: AbortContext) -> Any:
             try:
-                view = await self._view(request.context)
-                result = evaluate(view, request.flag_key, flag_type)
+                with tracing.span(f"flagd {method}", flag=request.flag_key):
+                    view = await self._view(request.context)
+                    result = evaluate(view, request.flag_key, flag_type)
             except Exception as exc:
                 await context.abort(*status_for(exc))
             if result.value is None and module is v1:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import EntitlementsError, FlagError, FlagErrorCode
 from entitlements_sidecar.domain.flags import FlagResult, evaluate, evaluate_all, subject_from_context
 from entitlements_sidecar.domain.service import EntitlementView, ReadService
@@ -35,8 +36,9 @@ class OfrepEndpoints:
     async def evaluate_one(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
         try:
-            view = await self._view(request)
-            result = evaluate(view, key)
+            with tracing.span("OFREP evaluate", flag=key):
+                view = await self._view(request)
+                result = evaluate(view, key)
         except FlagError as exc:
             return _json(
                 {"key": key, "errorCode": exc.code.value, "errorDetails": exc.message}, _STATUS.get(exc.code, 400)

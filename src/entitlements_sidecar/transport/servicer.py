@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
@@ -64,7 +65,7 @@ class EntitlementServicer:
         context: AbortContext,
     ) -> pb.CheckEntitlementResponse:
         try:
-            with self._metrics.timer():
+            with self._metrics.timer(), tracing.span("CheckEntitlement", feature=request.feature_code):
                 answer = await self._service.check(mapping.check_query_from_proto(request))
             response = mapping.check_answer_to_proto(answer)
             self._count(response)
@@ -93,7 +94,7 @@ class EntitlementServicer:
         """One batch item: its answer, or its own error (a bad item never fails the batch)."""
         try:
             query = mapping.check_query_from_proto(check, f"checks[{index}].")
-            with self._metrics.timer():
+            with self._metrics.timer(), tracing.span("CheckEntitlements item", feature=check.feature_code):
                 answer = await self._service.check(query)
             response = mapping.check_answer_to_proto(answer)
             self._count(response)
@@ -111,7 +112,8 @@ class EntitlementServicer:
         try:
             subject = Subject.of(request.subscription_id, request.customer_id)
             consistency = mapping.consistency_from_proto(request.consistency)
-            view = await self._service.get(subject, consistency)
+            with tracing.span("GetEntitlements"):
+                view = await self._service.get(subject, consistency)
             got = pb.GetEntitlementsResponse(entitlements=mapping.view_to_proto(view))
             self.served.add("GetEntitlements")
             return got

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import EntitlementsError
 from entitlements_sidecar.domain.events import EventQueue, SyncEvent, Target
 from entitlements_sidecar.sources.lago.signatures import SignatureError, SignatureVerifier
@@ -42,7 +43,8 @@ class WebhookIntake:
         app.router.add_post("/webhooks/lago", self.handle)
 
     async def handle(self, request: web.Request) -> web.Response:
-        webhook_type, outcome, response = await self._handle(request)
+        with tracing.span("webhook"):
+            webhook_type, outcome, response = await self._handle(request)
         self._metrics.webhooks.labels(webhook_type, outcome).inc()
         return response
 

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from entitlements_sidecar import tracing
 from entitlements_sidecar.sources.lago.errors import (
     LagoError,
     LagoNotFoundError,
@@ -129,7 +130,8 @@ class LagoClient:
             await self._limiter.acquire()
             self.requests += 1
             try:
-                response = await self._http.get(path, params=params)
+                with tracing.span("lago GET", path=path.split("?")[0], attempt=attempt):
+                    response = await self._http.get(path, params=params)
             except httpx.TransportError as exc:  # timeouts, refused and reset connections
                 failure: LagoError = LagoUnavailableError(f"lago unreachable on {path}: {type(exc).__name__}")
             else:
