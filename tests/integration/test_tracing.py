@@ -58,7 +58,9 @@ def collector() -> Iterator[Collector]:
     server.server_close()
 
 
-def test_computed_checks_are_traced_to_the_collector(tmp_path: Path, example_catalog: Path, collector: Collector) -> None:
+def test_computed_checks_are_traced_to_the_collector(
+    tmp_path: Path, example_catalog: Path, collector: Collector
+) -> None:
     endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
     sidecar = start_sidecar(tmp_path, example_catalog, ["--otel-endpoint", endpoint])
     try:

@@ -34,7 +34,8 @@ async def test_json_lines_carry_extras_and_each_tasks_own_request_id() -> None:
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert {line["request_id"] for line in lines} == {first, second}
     assert first == "abc" and len(second) == 16
-    assert all(line["message"] == "answered" and line["feature"] == "seats" and line["level"] == "INFO" for line in lines)
+    for line in lines:
+        assert line["message"] == "answered" and line["feature"] == "seats" and line["level"] == "INFO"
 
 
 def test_unusable_caller_ids_are_replaced() -> None:
