@@ -315,8 +315,8 @@ class Settings:
     openfeature_keepalive_seconds: float
     shutdown_grace_seconds: float
     log_level: str
-    log_format: str
     otel_endpoint: str
+    log_format: str
     source: str
     roles: frozenset[str]
     http_address: str
