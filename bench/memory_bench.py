@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +52,9 @@ async def fill(redis: RedisServer, prefix: str, count: int) -> float:
     for start in range(0, count, 1000):
         await store.put_subscriptions([ten_features(i) for i in range(start, min(count, start + 1000))])
     after = int((await client.info("memory"))["used_memory"])
-    await RedisSyncState(client, prefix).mark_loaded(1)  # lets a reader-only sidecar report ready
+    state = RedisSyncState(client, prefix)  # what a syncer would record: lets a reader-only sidecar be ready
+    await state.mark_loaded(1)
+    await state.mark_confirmed(int(time.time() * 1000))
     await client.aclose()
     return (after - before) / count
 

@@ -166,6 +166,8 @@ def _sidecar_cmd(redis_url: str, catalog_path: Path) -> list[str]:
         redis_url,
         "--catalog-path",
         str(catalog_path),
+        "--http-address",
+        "127.0.0.1:0",  # several sidecars run at once; nothing here reads their HTTP port
         "--grpc-address",
     ]
 
