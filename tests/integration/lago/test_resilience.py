@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
@@ -33,6 +34,24 @@ def test_lago_503_for_a_while_loses_nothing(lago: LagoEmulator, start_syncer: Sy
     lago.controls.fail_status = None
     for index in range(3):
         eventually(lambda i=index: matches(lago, syncer.sidecar, f"sub_{i}"), what="applied after recovery")  # type: ignore[misc]
+
+
+def test_readiness_turns_while_lago_is_down_and_back_after(lago: LagoEmulator, start_syncer: SyncerFactory) -> None:
+    seed(lago, subscriptions=2)
+    syncer = start_syncer("--staleness-budget-seconds", "1")
+    reader = start_syncer("--staleness-budget-seconds", "1", roles="reader", name="reader")
+    readyz = [f"http://127.0.0.1:{s.http_port}/readyz" for s in (syncer, reader)]
+    assert [httpx.get(url, timeout=5).status_code for url in readyz] == [200, 200]
+    lago.controls.fail_status = 503
+    lago.state.patch_subscription_entitlements("sub_0", {"seats": {"max": 71}})
+    assert lago.flush() == [200]  # queued; the worker cannot apply it, so the map is no longer known current
+    for url in readyz:  # the reader learns it from the syncer's heartbeat in Redis
+        eventually(lambda u=url: httpx.get(u, timeout=5).status_code == 503, timeout=10, what="not ready")  # type: ignore[misc]
+    assert httpx.get(readyz[1], timeout=5).json()["checks"]["sync_lag"]["ok"] is False
+    lago.controls.fail_status = None
+    eventually(lambda: matches(lago, reader.sidecar, "sub_0"), what="applied after recovery")
+    for url in readyz:
+        eventually(lambda u=url: httpx.get(u, timeout=5).status_code == 200, timeout=10, what="ready again")  # type: ignore[misc]
 
 
 def test_a_syncer_killed_before_acknowledging_is_covered_by_another(

@@ -1,0 +1,83 @@
+"""flagd v1/v2 and OFREP details the provider interop tests do not reach: ResolveAll (the browser
+provider's call), DISABLED privileges, ETag / If-None-Match, and bad requests."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+import pytest
+from google.protobuf import struct_pb2
+
+from entitlements_sidecar.gen.flagd.evaluation.v1 import evaluation_pb2 as v1
+from entitlements_sidecar.gen.flagd.evaluation.v1 import evaluation_pb2_grpc as v1_grpc
+from entitlements_sidecar.gen.flagd.evaluation.v2 import evaluation_pb2 as v2
+from entitlements_sidecar.gen.flagd.evaluation.v2 import evaluation_pb2_grpc as v2_grpc
+from tests.support.processes import Sidecar, rpc_error
+
+pytestmark = pytest.mark.integration
+
+
+def context(**fields: str) -> struct_pb2.Struct:
+    value = struct_pb2.Struct()
+    value.update(fields)
+    return value
+
+
+def test_v1_resolve_all_lists_the_subjects_flags(memory_sidecar: Sidecar) -> None:
+    stub = v1_grpc.ServiceStub(memory_sidecar.channel)
+    flags = stub.ResolveAll(v1.ResolveAllRequest(context=context(targetingKey="sub_acme_main")), timeout=5).flags
+    assert flags["sso"].bool_value is True and flags["sso"].reason == "TARGETING_MATCH"
+    assert flags["seats:max"].double_value == 25  # v1's AnyFlag carries numbers as doubles
+    assert flags["sso:provider"].string_value == "okta"
+    assert "analytics_api" not in flags  # removed for this subscription: absent, so the caller's default applies
+
+
+def test_privilege_of_a_feature_not_held_v2_no_value_v1_not_found(memory_sidecar: Sidecar) -> None:
+    request_v2 = v2.ResolveIntRequest(flag_key="audit.log:retention.days", context=context(targetingKey="sub_globex"))
+    answer = v2_grpc.ServiceStub(memory_sidecar.channel).ResolveInt(request_v2, timeout=5)
+    assert answer.reason == "DISABLED" and not answer.HasField("value") and not answer.HasField("variant")
+    request_v1 = v1.ResolveIntRequest(flag_key="audit.log:retention.days", context=context(targetingKey="sub_globex"))
+    code, details = rpc_error(lambda: v1_grpc.ServiceStub(memory_sidecar.channel).ResolveInt(request_v1, timeout=5))
+    assert code is grpc.StatusCode.NOT_FOUND and "disabled" in details
+
+
+def test_v2_errors_use_flagds_status_codes(memory_sidecar: Sidecar) -> None:
+    stub = v2_grpc.ServiceStub(memory_sidecar.channel)
+    acme = context(targetingKey="sub_acme_main")
+    cases = [
+        (lambda: stub.ResolveString(v2.ResolveStringRequest(flag_key="seats:max", context=acme), timeout=5),
+         grpc.StatusCode.INVALID_ARGUMENT, "TYPE_MISMATCH"),
+        (lambda: stub.ResolveInt(v2.ResolveIntRequest(flag_key="seats:nope", context=acme), timeout=5),
+         grpc.StatusCode.NOT_FOUND, "FLAG_NOT_FOUND"),
+        (lambda: stub.ResolveBoolean(v2.ResolveBooleanRequest(flag_key="sso", context=context()), timeout=5),
+         grpc.StatusCode.FAILED_PRECONDITION, "TARGETING_KEY_MISSING"),
+    ]  # fmt: skip
+    for call, expected, prefix in cases:
+        code, details = rpc_error(call)
+        assert (code, details.split(":")[0]) == (expected, prefix)
+
+
+def test_ofrep_bulk_etag_and_bad_requests(memory_sidecar: Sidecar) -> None:
+    url = f"{memory_sidecar.http_url}/ofrep/v1/evaluate/flags"
+    first = httpx.post(url, json={"context": {"targetingKey": "sub_acme_main"}}, timeout=5)
+    assert first.status_code == 200
+    flags = {flag["key"]: flag for flag in first.json()["flags"]}
+    assert flags["seats:max"]["value"] == 25 and flags["sso"]["value"] is True
+    etag = first.headers["ETag"]
+    again = httpx.post(url, json={"context": {"targetingKey": "sub_acme_main"}}, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    other = httpx.post(url, json={"context": {"targetingKey": "sub_globex"}}, headers={"If-None-Match": etag})
+    assert other.status_code == 200  # the ETag is this subject's answer, not a global version
+
+    bad_json = httpx.post(f"{url}/sso", content=b"{not json", timeout=5)
+    assert bad_json.status_code == 400 and bad_json.json()["errorCode"] == "PARSE_ERROR"
+    no_key = httpx.post(f"{url}/sso", json={"context": {}}, timeout=5)
+    assert no_key.status_code == 400 and no_key.json() == {
+        "key": "sso",
+        "errorCode": "TARGETING_KEY_MISSING",
+        "errorDetails": "targetingKey (a subscription external id) or customerId is required",
+    }
+    missing = httpx.post(f"{url}/seats:nope", json={"context": {"targetingKey": "sub_globex"}}, timeout=5)
+    assert missing.status_code == 404 and missing.json()["errorCode"] == "FLAG_NOT_FOUND"
+    too_large = httpx.post(f"{url}/sso", content=b" " * (65 * 1024), timeout=5)
+    assert too_large.status_code == 413
