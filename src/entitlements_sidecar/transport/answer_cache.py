@@ -41,10 +41,10 @@ class AnswerCache:
     ) -> None:
         self._servicer = servicer
         self._bridge = bridge
-        self._metrics = metrics.checks
-        self._answers: dict[bytes, bytes] = {}
-        self._labels: dict[bytes, CheckLabel] = {}  # each answer's (result, reason), for /metrics
-        self._as_items: dict[bytes, bytes] = {}  # the same answers, framed as a batch's results[i].response
+        self._calls = metrics.calls
+        # Request bytes -> (response bytes, (result, reason) for /metrics).
+        self._answers: dict[bytes, tuple[bytes, CheckLabel]] = {}
+        self._as_items: dict[bytes, tuple[bytes, CheckLabel]] = {}  # framed as a batch's results[i].response
         self._max_entries = max_entries
         store.add_listener(self._on_change)
 
@@ -59,24 +59,21 @@ class AnswerCache:
         return len(self._answers)
 
     def check(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
-        answer = self._answers.get(raw)
-        label = self._labels.get(raw)
-        if answer is not None and label is not None:
-            self._servicer.served.add("CheckEntitlement")
-            self._metrics.add_hits([label])
-            return answer
+        entry = self._answers.get(raw)
+        if entry is not None:
+            self._calls.hit("CheckEntitlement", entry[1])
+            return entry[0]
         return self._bridge.call(self._check_on_loop, raw, context)
 
     def check_many(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
         items = _split(raw)
         if items is not None and len(items) <= self._servicer.max_batch_size:
-            as_items, labels = self._as_items, self._labels
+            as_items = self._as_items
             parts = [as_items.get(item) for item in items]
-            hit_labels = [labels.get(item) for item in items]
-            if None not in parts and None not in hit_labels:
-                self._servicer.served.add("CheckEntitlements")
-                self._metrics.add_hits(hit_labels)  # type: ignore[arg-type]  # no None: checked above
-                return b"".join(parts)  # type: ignore[arg-type]  # no None: checked above
+            if None not in parts:
+                self._calls.hits([part[1] for part in parts])  # type: ignore[index]  # no None: checked above
+                self._calls.served("CheckEntitlements")
+                return b"".join(part[0] for part in parts)  # type: ignore[index]  # no None: checked above
         return self._bridge.call(self._check_many_on_loop, raw, context)
 
     async def _check_on_loop(self, raw: bytes, context: AbortContext) -> bytes:
@@ -98,10 +95,10 @@ class AnswerCache:
             return (await self._servicer.CheckEntitlements(request, context)).SerializeToString()
         parts: list[bytes] = []
         for index, item in enumerate(items):
-            answer, label = self._answers.get(item), self._labels.get(item)
-            if answer is not None and label is not None:
-                parts.append(_field_1(_field_1(answer)))  # results[index].response
-                self._metrics.add_hits([label])
+            entry = self._answers.get(item)
+            if entry is not None:
+                parts.append(_field_1(_field_1(entry[0])))  # results[index].response
+                self._calls.hits([entry[1]])
                 continue
             try:
                 check = pb.CheckEntitlementRequest.FromString(item)
@@ -118,7 +115,7 @@ class AnswerCache:
                 if result.WhichOneof("outcome") == "response":
                     self._keep(item, check, result.response)
             parts.append(_field_1(result.SerializeToString()))
-        self._servicer.served.add("CheckEntitlements")
+        self._calls.served("CheckEntitlements")
         return b"".join(parts)
 
     def _keep(self, raw: bytes, request: pb.CheckEntitlementRequest, response: pb.CheckEntitlementResponse) -> bytes:
@@ -127,9 +124,9 @@ class AnswerCache:
         if freshness.source == _SOURCE_MEMORY and not freshness.stale and not request.HasField("consistency"):
             if len(self._answers) >= self._max_entries:
                 self._clear()  # a cheap bound: refilling costs one normal check per question
-            self._labels[raw] = ("allowed" if response.allowed else "denied", pb.Reason.Name(response.reason))
-            self._answers[raw] = answer
-            self._as_items[raw] = _field_1(_field_1(answer))
+            label = ("allowed" if response.allowed else "denied", pb.Reason.Name(response.reason))
+            self._answers[raw] = (answer, label)
+            self._as_items[raw] = (_field_1(_field_1(answer)), label)
         return answer
 
     def _on_change(self, change: Change) -> None:
@@ -139,7 +136,6 @@ class AnswerCache:
         # Items first: a thread that finds an answer in one dict but not the other takes the slow path.
         self._as_items.clear()
         self._answers.clear()
-        self._labels.clear()
 
 
 def _field_1(payload: bytes) -> bytes:

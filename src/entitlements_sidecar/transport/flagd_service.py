@@ -48,10 +48,6 @@ class FlagdService:
         self._bridge = bridge
         self._slots = slots
         self._keepalive = keepalive_seconds
-        self._streams = {module: self._stream_behaviour(module) for module in (v1, v2)}
-
-    def stream_behaviours(self) -> list[object]:
-        return list(self._streams.values())
 
     def handlers(self) -> dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]:
         """Method handlers by full service name."""
@@ -71,7 +67,7 @@ class FlagdService:
                     v1.ResolveAllResponse.SerializeToString,
                 )
             methods["EventStream"] = grpc.unary_stream_rpc_method_handler(
-                self._streams[module],
+                self._stream_behaviour(module),
                 module.EventStreamRequest.FromString,
                 module.EventStreamResponse.SerializeToString,
             )

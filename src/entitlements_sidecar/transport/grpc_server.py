@@ -47,10 +47,8 @@ class GrpcServer:
         self._bridge = bridge
         self._slots = slots or StreamSlots(100)
         self._flagd = flagd
-        self._watch_behaviour = self._watch  # one bound-method object: grpcio passes this very object to submit
-        streams = [self._watch_behaviour, self.health.Watch, *(flagd.stream_behaviours() if flagd else [])]
-        # Health Watch streams hold a thread too: a few beyond the limit on ours.
-        self.server = grpc.server(RoutingExecutor(threads, self._slots.limit + 4, streams))
+        # Streams (ours, flagd's, health and reflection) hold a thread each: a few beyond our limit.
+        self.server = grpc.server(RoutingExecutor(threads, self._slots.limit + 4))
         handlers = self._servicer_handlers()
         if answers is not None:
             handlers.update(answers.handlers())  # the hot RPCs, on raw bytes
@@ -87,7 +85,7 @@ class GrpcServer:
         stopped = self.server.stop(grace)
         # Wait off the loop: calls still in flight need the loop to finish.
         await asyncio.to_thread(stopped.wait, grace + 5)
-        log.info("calls served", extra=self.servicer.served.snapshot())
+        log.info("calls served", extra=self.servicer.calls.served_snapshot())
 
     def _servicer_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         servicer, bridge = self.servicer, self._bridge
@@ -112,7 +110,7 @@ class GrpcServer:
                 pb.GetEntitlementsResponse.SerializeToString,
             ),
             "WatchEntitlements": grpc.unary_stream_rpc_method_handler(
-                self._watch_behaviour,
+                self._watch,
                 pb.WatchEntitlementsRequest.FromString,
                 pb.WatchEntitlementsResponse.SerializeToString,
             ),

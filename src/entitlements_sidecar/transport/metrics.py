@@ -22,35 +22,54 @@ from entitlements_sidecar.domain.errors import StoreUnavailableError
 CheckLabel = tuple[str, str]  # (result: allowed|denied, reason)
 
 
-class CheckCounts:
-    """Checks by result and reason, counted from any thread."""
+class CallCounts:
+    """Calls answered OK per method, and checks by result and reason, under one lock (any thread).
+
+    Calls served are logged at shutdown and are what benchmarks check load generators against
+    (h2load counts a failed call as done)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[CheckLabel, int] = {}
+        self._served = {"CheckEntitlement": 0, "CheckEntitlements": 0, "GetEntitlements": 0, "WatchEntitlements": 0}
+        self._checks: dict[CheckLabel, int] = {}
         self.answer_cache_hits = 0
 
-    def add(self, label: CheckLabel) -> None:
+    def served(self, method: str) -> None:
         with self._lock:
-            self._counts[label] = self._counts.get(label, 0) + 1
+            self._served[method] += 1
 
-    def add_hits(self, labels: list[CheckLabel]) -> None:
-        """Checks answered from the answer cache (one call's worth, under one lock)."""
+    def check(self, label: CheckLabel) -> None:
         with self._lock:
-            counts = self._counts
+            self._checks[label] = self._checks.get(label, 0) + 1
+
+    def hit(self, method: str, label: CheckLabel) -> None:
+        """One check answered from the answer cache, as its own call (the hot path: one lock)."""
+        with self._lock:
+            self._served[method] += 1
+            self._checks[label] = self._checks.get(label, 0) + 1
+            self.answer_cache_hits += 1
+
+    def hits(self, labels: list[CheckLabel]) -> None:
+        """Checks of a batch answered from the answer cache."""
+        with self._lock:
+            checks = self._checks
             for label in labels:
-                counts[label] = counts.get(label, 0) + 1
+                checks[label] = checks.get(label, 0) + 1
             self.answer_cache_hits += len(labels)
 
-    def snapshot(self) -> dict[CheckLabel, int]:
+    def served_snapshot(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._counts)
+            return dict(self._served)
+
+    def checks_snapshot(self) -> dict[CheckLabel, int]:
+        with self._lock:
+            return dict(self._checks)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.checks = CheckCounts()
+        self.calls = CallCounts()
         self.check_seconds = Histogram(
             "entitlements_check_duration_seconds",
             "Time to compute a check that was not answered from the answer cache (L1 or Redis read included)",
@@ -87,7 +106,7 @@ class Metrics:
         self.registry.register(_Collector(self))
 
     def count_check(self, allowed: bool, reason: str) -> None:
-        self.checks.add(("allowed" if allowed else "denied", reason))
+        self.calls.check(("allowed" if allowed else "denied", reason))
 
     def watch_l1(self, counts: Callable[[], tuple[int, int]]) -> None:
         """`counts` returns the in-process cache's (hits, misses) so far."""
@@ -123,13 +142,13 @@ class _Collector(Collector):
         checks = CounterMetricFamily(
             "entitlements_checks", "Checks answered, by result and reason", labels=["result", "reason"]
         )
-        for (result, reason), count in sorted(self._metrics.checks.snapshot().items()):
+        for (result, reason), count in sorted(self._metrics.calls.checks_snapshot().items()):
             checks.add_metric([result, reason], count)
         yield checks
         yield CounterMetricFamily(
             "entitlements_answer_cache_hits",
             "Checks answered from pre-serialized answers (also counted in entitlements_checks)",
-            value=self._metrics.checks.answer_cache_hits,
+            value=self._metrics.calls.answer_cache_hits,
         )
         yield CounterMetricFamily(
             "entitlements_redis_errors", "Redis commands that failed or timed out", value=StoreUnavailableError.raised

@@ -1,38 +1,39 @@
 """Two thread pools behind the one executor grpcio's thread-pool server accepts.
 
-A stream (Watch) holds its thread for as long as it is open, so it cannot share a small pool with
-unary calls; and a large pool makes unary calls slower, because under load Python's executor
-starts a thread per waiting call and they all fight for the GIL (measured: docs/adr/0004). grpcio
-hands each call's behaviour to `submit` among the arguments, so calls of the stream behaviours
-named here go to their own pool. If a grpcio upgrade changed that, streams would fall back to the
-unary pool; tests/integration/test_watch_limits.py would catch it.
+A stream (Watch, flagd EventStream, health Watch, reflection) holds its thread for as long as it is
+open, so it cannot share a small pool with unary calls; and a large pool makes unary calls dearer,
+because under load Python's executor starts a thread per waiting call and they all contend for the
+GIL (docs/adr/0004). grpcio submits every response-streaming call as
+`submit(context.run, _stream_response_in_pool, ...)`; those go to the stream pool. The check is one
+identity comparison, since it runs on every call. If a grpcio upgrade changed that shape, streams
+would fall back to the unary pool; tests/integration/test_watch_limits.py would catch it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any, TypeVar
 
 import grpc
+from grpc import _server as grpc_server_internals
 
 T = TypeVar("T")
+_STREAMING = getattr(grpc_server_internals, "_stream_response_in_pool", None)
 
 
 class RoutingExecutor(futures.ThreadPoolExecutor):
     """The unary pool itself, with a second pool for streams."""
 
-    def __init__(self, unary_threads: int, stream_threads: int, stream_behaviours: Sequence[object]) -> None:
+    def __init__(self, unary_threads: int, stream_threads: int) -> None:
         super().__init__(unary_threads, thread_name_prefix="grpc-unary")
         self._streams = futures.ThreadPoolExecutor(max(1, stream_threads), thread_name_prefix="grpc-stream")
-        self._stream_behaviours = tuple(stream_behaviours)
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> futures.Future[T]:
-        for arg in args:
-            if any(arg == behaviour for behaviour in self._stream_behaviours):
-                return self._streams.submit(fn, *args, **kwargs)
+        if args and args[0] is _STREAMING:
+            return self._streams.submit(fn, *args, **kwargs)
         return super().submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

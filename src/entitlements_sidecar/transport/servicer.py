@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import AsyncIterator
 
 import grpc
@@ -19,23 +18,6 @@ from entitlements_sidecar.transport import mapping
 from entitlements_sidecar.transport.loop_bridge import AbortContext, RpcAbort
 from entitlements_sidecar.transport.metrics import Metrics
 from entitlements_sidecar.transport.status import status_for
-
-
-class CallCounts:
-    """Successful calls per method, counted from any thread: logged at shutdown, and what benchmarks
-    check load generators against (h2load counts a failed call as done)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = {"CheckEntitlement": 0, "CheckEntitlements": 0, "GetEntitlements": 0, "WatchEntitlements": 0}
-
-    def add(self, method: str) -> None:
-        with self._lock:
-            self._counts[method] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
 
 
 class EntitlementServicer:
@@ -53,7 +35,7 @@ class EntitlementServicer:
         self.max_batch_size = max_batch_size
         self._max_watch_subjects = max_watch_subjects
         self._closing = asyncio.Event()
-        self.served = CallCounts()
+        self.calls = self._metrics.calls  # calls served (logged at shutdown) and checks by reason
 
     def begin_shutdown(self) -> None:
         """End open Watch streams (with UNAVAILABLE, so clients reconnect elsewhere or later)."""
@@ -69,7 +51,7 @@ class EntitlementServicer:
                 answer = await self._service.check(mapping.check_query_from_proto(request))
             response = mapping.check_answer_to_proto(answer)
             self._count(response)
-            self.served.add("CheckEntitlement")
+            self.calls.served("CheckEntitlement")
             return response
         except Exception as exc:
             await context.abort(*status_for(exc))
@@ -87,7 +69,7 @@ class EntitlementServicer:
         response = pb.CheckEntitlementsResponse()
         for index, check in enumerate(request.checks):
             response.results.append(await self.check_item(check, index))
-        self.served.add("CheckEntitlements")
+        self.calls.served("CheckEntitlements")
         return response
 
     async def check_item(self, check: pb.CheckEntitlementRequest, index: int) -> pb.CheckEntitlementsResult:
@@ -115,7 +97,7 @@ class EntitlementServicer:
             with tracing.span("GetEntitlements"):
                 view = await self._service.get(subject, consistency)
             got = pb.GetEntitlementsResponse(entitlements=mapping.view_to_proto(view))
-            self.served.add("GetEntitlements")
+            self.calls.served("GetEntitlements")
             return got
         except Exception as exc:
             await context.abort(*status_for(exc))
@@ -139,7 +121,7 @@ class EntitlementServicer:
                     pending.add(subject)
                     changed.put_nowait(subject)
 
-        self.served.add("WatchEntitlements")
+        self.calls.served("WatchEntitlements")
         remove = self._store.add_listener(on_change)  # before the first read, so no change is missed
         try:
             seen: dict[Subject, tuple[bool, int]] = {}
