@@ -3,6 +3,8 @@ provider's call), DISABLED privileges, ETag / If-None-Match, and bad requests.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import httpx
 import pytest
@@ -12,7 +14,7 @@ from entitlements_sidecar.gen.flagd.evaluation.v1 import evaluation_pb2 as v1
 from entitlements_sidecar.gen.flagd.evaluation.v1 import evaluation_pb2_grpc as v1_grpc
 from entitlements_sidecar.gen.flagd.evaluation.v2 import evaluation_pb2 as v2
 from entitlements_sidecar.gen.flagd.evaluation.v2 import evaluation_pb2_grpc as v2_grpc
-from tests.support.processes import Sidecar, rpc_error
+from tests.support.processes import Sidecar, rpc_error, start_sidecar
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +83,15 @@ def test_ofrep_bulk_etag_and_bad_requests(memory_sidecar: Sidecar) -> None:
     assert missing.status_code == 404 and missing.json()["errorCode"] == "FLAG_NOT_FOUND"
     too_large = httpx.post(f"{url}/sso", content=b" " * (65 * 1024), timeout=5)
     assert too_large.status_code == 413
+
+
+def test_event_stream_ready_keep_alive_then_unavailable_on_shutdown(tmp_path: Path, example_catalog: Path) -> None:
+    sidecar = start_sidecar(tmp_path, example_catalog, ["--openfeature-keepalive-seconds", "0.2"])
+    stream = v2_grpc.ServiceStub(sidecar.channel).EventStream(v2.EventStreamRequest(), timeout=30)
+    try:
+        assert next(stream).type == "provider_ready"
+        assert next(stream).type == "keep_alive"
+    finally:
+        assert sidecar.terminate(keep_channel=True) == 0
+    code, _ = rpc_error(lambda: [message for message in stream if message.type != "keep_alive"])
+    assert code is grpc.StatusCode.UNAVAILABLE  # providers reconnect
