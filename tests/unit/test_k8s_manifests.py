@@ -186,7 +186,7 @@ def test_the_sidecar_is_injected_as_a_native_sidecar(objects: list[Obj]) -> None
 
 
 def _port(container: Obj, name: str) -> int:
-    return next(p["containerPort"] for p in container["ports"] if p["name"] == name)
+    return int(next(p["containerPort"] for p in container["ports"] if p["name"] == name))
 
 
 def test_dev_has_its_redis_and_production_does_not() -> None:
