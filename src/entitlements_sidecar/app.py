@@ -141,6 +141,7 @@ class App:
             else None
         )
         slots = StreamSlots(settings.max_watch_streams)
+        self.metrics.watch_streams(lambda: slots.open)
         feed = FlagChangeFeed(service, self.store)
         flagd = FlagdService(service, feed, bridge, slots, settings.openfeature_keepalive_seconds)
         self.grpc = GrpcServer(servicer, settings.grpc_address, bridge, answers, settings.grpc_threads, slots, flagd)

@@ -167,8 +167,10 @@ class EntitlementsClient:
         self._timeout = timeout
         self._local = _LocalCache()
         self._watch: Any = None
+        self._closed = threading.Event()
 
     def close(self) -> None:
+        self._closed.set()
         if self._watch is not None:
             self._watch.cancel()
         self._channel.close()
@@ -205,21 +207,38 @@ class EntitlementsClient:
         return self._stub.GetEntitlements(request, timeout=self._timeout).entitlements
 
     def watch(self, subscription_ids: Iterable[str] = (), customer_ids: Iterable[str] = ()) -> None:
-        """Keep the named subjects locally; returns once their current state has arrived."""
+        """Keep the named subjects locally; returns once their current state has arrived.
+
+        If the stream ends (the sidecar restarts), checks go to the sidecar again at once, and the
+        stream is re-opened in the background (backoff 0.1 s doubling to 2 s), which brings the local
+        copy back to the sidecar's current state."""
         subjects = [pb.Subject(subscription_id=s) for s in subscription_ids]
         subjects += [pb.Subject(customer_id=c) for c in customer_ids]
-        self._watch = self._stub.WatchEntitlements(pb.WatchEntitlementsRequest(subjects=subjects))
-        for _ in subjects:
-            self._local.update(next(self._watch).entitlements)
-        threading.Thread(target=self._follow, args=(self._watch,), name="entitlements-watch", daemon=True).start()
+        self._watch = self._open(subjects)
+        threading.Thread(target=self._follow, args=(subjects,), name="entitlements-watch", daemon=True).start()
 
-    def _follow(self, stream: Any) -> None:
-        try:
-            for message in stream:
-                self._local.update(message.entitlements)
-        except grpc.RpcError:
-            pass
-        self._local.clear()  # the stream ended: answers could go stale, so ask the sidecar again
+    def _open(self, subjects: list[pb.Subject]) -> Any:
+        stream = self._stub.WatchEntitlements(pb.WatchEntitlementsRequest(subjects=subjects))
+        for _ in subjects:
+            self._local.update(next(stream).entitlements)
+        return stream
+
+    def _follow(self, subjects: list[pb.Subject]) -> None:
+        while not self._closed.is_set():
+            try:
+                for message in self._watch:
+                    self._local.update(message.entitlements)
+            except grpc.RpcError:
+                pass
+            self._local.clear()  # the stream ended: answers could go stale, so ask the sidecar again
+            delay = 0.1
+            while not self._closed.wait(delay):
+                try:
+                    self._watch = self._open(subjects)
+                    break
+                except (grpc.RpcError, ValueError):  # ValueError: the channel was closed meanwhile
+                    self._local.clear()
+                    delay = min(2.0, delay * 2)
 
 
 class AsyncEntitlementsClient:

@@ -57,6 +57,19 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=5)
 
+    def wait_ready(self) -> None:
+        eventually(lambda: self.client().ping(), timeout=15, what="redis-server to answer PING")
+
+    def kill(self) -> None:
+        """SIGKILL, keeping its directory (and any dump.rdb) for `restart`."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """The same port and directory: it loads dump.rdb if a SAVE wrote one."""
+        self.process = _spawn_redis(self.port, self.directory)
+        self.wait_ready()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -71,30 +84,23 @@ class RedisServer:
 def start_redis() -> RedisServer:
     directory = Path(tempfile.mkdtemp(prefix="ent-redis-"))
     port = free_port()
-    process = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = RedisServer(port, process, directory)
+    server = RedisServer(port, _spawn_redis(port, directory), directory)
     try:
-        eventually(lambda: server.client().ping(), timeout=15, what="redis-server to answer PING")
+        server.wait_ready()
     except AssertionError:
         server.stop()
         raise
     return server
+
+
+def _spawn_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    # No automatic persistence; a test that restarts Redis SAVEs first (dump.rdb in `directory`).
+    return subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 @dataclass

@@ -103,6 +103,7 @@ class Metrics:
             registry=self.registry,
         )
         self._l1: Callable[[], tuple[int, int]] | None = None
+        self._open_streams: Callable[[], int] | None = None
         self.registry.register(_Collector(self))
 
     def count_check(self, allowed: bool, reason: str) -> None:
@@ -111,6 +112,10 @@ class Metrics:
     def watch_l1(self, counts: Callable[[], tuple[int, int]]) -> None:
         """`counts` returns the in-process cache's (hits, misses) so far."""
         self._l1 = counts
+
+    def watch_streams(self, open_streams: Callable[[], int]) -> None:
+        """`open_streams` returns how many Watch and OpenFeature event streams are open."""
+        self._open_streams = open_streams
 
     def timer(self) -> _Timer:
         return _Timer(self.check_seconds)
@@ -153,6 +158,10 @@ class _Collector(Collector):
         yield CounterMetricFamily(
             "entitlements_redis_errors", "Redis commands that failed or timed out", value=StoreUnavailableError.raised
         )
+        if self._metrics._open_streams is not None:
+            streams = GaugeMetricFamily("entitlements_open_streams", "Open Watch and OpenFeature event streams")
+            streams.add_metric([], self._metrics._open_streams())
+            yield streams
         if self._metrics._l1 is not None:
             hits, misses = self._metrics._l1()
             yield CounterMetricFamily("entitlements_l1_hits", "In-process cache hits", value=hits)

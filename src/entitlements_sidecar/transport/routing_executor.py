@@ -47,6 +47,8 @@ class StreamSlots:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._free = threading.BoundedSemaphore(limit) if limit > 0 else None
+        self._lock = threading.Lock()
+        self.open = 0
 
     @contextlib.contextmanager
     def hold(self, context: grpc.ServicerContext) -> Iterator[None]:
@@ -55,7 +57,11 @@ class StreamSlots:
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"too many open Watch or event streams (limit {self.limit}); retry later",
             )
+        with self._lock:
+            self.open += 1
         try:
             yield
         finally:
+            with self._lock:
+                self.open -= 1
             self._free.release()

@@ -1,0 +1,155 @@
+"""Faults with real processes: Redis killed under load, and a sidecar restarted under open streams.
+(Lago returning 503, a syncer killed before acknowledging, and duplicate webhooks are in lago/.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from entitlements_sidecar.client import EntitlementsClient
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from tests.integration.conftest import stub
+from tests.support.processes import REPO, RedisServer, Sidecar, free_port, start_redis, start_sidecar
+from tests.support.wait import eventually
+
+pytestmark = pytest.mark.integration
+
+MAX_SEATS = pb.CheckEntitlementRequest(subscription_id="sub_acme_main", feature_code="seats", privilege_code="max")
+GLOBEX = pb.CheckEntitlementRequest(subscription_id="sub_globex", feature_code="sso")
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = start_redis()  # this test kills it, so not the session's
+    yield server
+    server.stop()
+
+
+def _bump(catalog: Path, old: str, new: str) -> None:
+    catalog.write_text(catalog.read_text().replace(old, new))
+    stat = catalog.stat()
+    os.utime(catalog, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+
+
+class Load:
+    """Checks of L1-warm subjects in a loop; every failure and every stale answer is recorded."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self._stub = stub(sidecar)
+        self.failures: list[str] = []
+        self.stale = 0
+        self.answers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for request in (MAX_SEATS, GLOBEX):
+                try:
+                    answer = self._stub.CheckEntitlement(request, timeout=2)
+                except grpc.RpcError as error:
+                    self.failures.append(f"{error.code().name}: {error.details()}")
+                    continue
+                self.answers += 1
+                self.stale += answer.freshness.stale
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_redis_killed_while_checks_run(tmp_path: Path, example_catalog: Path, own_redis: RedisServer) -> None:
+    args = ["--store", "redis", "--redis-url", own_redis.url, "--redis-timeout-seconds", "0.5"]
+    writer = start_sidecar(tmp_path, example_catalog, args, name="writer")
+    reader = start_sidecar(tmp_path, example_catalog, args, name="reader")
+    try:
+        for request in (MAX_SEATS, GLOBEX):  # into the reader's L1
+            source = lambda r=request: stub(reader).CheckEntitlement(r, timeout=5).freshness.source  # noqa: E731
+            eventually(lambda s=source: s() == pb.SOURCE_MEMORY, what="an L1 hit")  # type: ignore[misc]
+        own_redis.client().save()  # so the restarted Redis has the map (as a persistent Redis would)
+        load = Load(reader)
+        own_redis.kill()
+        eventually(lambda: load.stale > 0, timeout=10, what="answers marked stale while Redis is down")
+        _bump(example_catalog, "seats: {max: 25}", "seats: {max: 27}")  # cannot be written yet
+        time.sleep(0.5)
+        own_redis.restart()
+        eventually(
+            lambda: stub(reader).CheckEntitlement(MAX_SEATS, timeout=5).value.int_value == 27,
+            timeout=20,
+            what="the reader caught up without a restart",
+        )
+        eventually(
+            lambda: not stub(reader).CheckEntitlement(MAX_SEATS, timeout=5).freshness.stale,
+            what="fresh answers again",
+        )
+        load.stop()
+        assert load.failures == [] and load.answers > 100
+        assert reader.process.poll() is None and writer.process.poll() is None
+    finally:
+        reader.terminate()
+        writer.terminate()
+
+
+def test_sidecar_restarted_under_open_watch_and_event_streams(tmp_path: Path, example_catalog: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    sidecar = start_sidecar(tmp_path, example_catalog, address=address)
+    client = EntitlementsClient(address, timeout=1)
+    interop = REPO / ".tools" / "openfeature-py" / "bin" / "python"
+    provider = subprocess.Popen(
+        [str(interop), str(REPO / "tests" / "interop" / "openfeature_reconnect.py"), *address.rsplit(":", 1)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
+    )  # fmt: skip
+    assert provider.stdout is not None
+    try:
+        client.watch(subscription_ids=["sub_acme_main"])
+        assert client.check("seats", subscription_id="sub_acme_main", privilege="max").source == "local"
+        first = json.loads(_next_json(provider))
+        assert first == {"phase": "ready", "max": 25}
+
+        assert sidecar.terminate() == 0
+        _bump(example_catalog, "seats: {max: 25}", "seats: {max: 28}")  # changed while it was down
+        sidecar = start_sidecar(tmp_path, example_catalog, address=address, name="restarted")
+
+        def local_max() -> object:
+            result = client.check("seats", subscription_id="sub_acme_main", privilege="max")
+            return result.value if result.source == "local" else None
+
+        eventually(lambda: local_max() == 28, timeout=20, what="the client's Watch re-opened and resynchronised")
+        # Both streams re-opened on the new process (the client's Watch and the provider's EventStream) ...
+        eventually(lambda: _open_streams(sidecar) == 2, timeout=20, what="the provider's event stream back")
+        _bump(example_catalog, "seats: {max: 28}", "seats: {max: 29}")  # ... so this reaches both
+        assert json.loads(_next_json(provider)) == {"phase": "changed", "max": 29}
+        eventually(lambda: local_max() == 29, what="the change through the re-opened Watch")
+        assert provider.wait(timeout=20) == 0
+    finally:
+        client.close()
+        if provider.poll() is None:
+            provider.kill()
+        provider.communicate(timeout=10)
+        sidecar.terminate()
+
+
+def _open_streams(sidecar: Sidecar) -> float:
+    metrics = httpx.get(f"{sidecar.http_url}/metrics", timeout=5).text
+    return float(metrics.split("\nentitlements_open_streams ")[1].split()[0])
+
+
+def _next_json(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("{"):
+            return line
+        print("provider:", line.rstrip())
+    raise AssertionError(f"the provider exited with {process.wait()}")
