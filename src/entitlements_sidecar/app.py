@@ -144,7 +144,16 @@ class App:
         self.metrics.watch_streams(lambda: slots.open)
         feed = FlagChangeFeed(service, self.store)
         flagd = FlagdService(service, feed, bridge, slots, settings.openfeature_keepalive_seconds)
-        self.grpc = GrpcServer(servicer, settings.grpc_address, bridge, answers, settings.grpc_threads, slots, flagd)
+        self.grpc = GrpcServer(
+            servicer,
+            settings.grpc_address,
+            bridge,
+            answers,
+            settings.grpc_threads,
+            slots,
+            flagd,
+            settings.max_request_bytes,
+        )
         return OfrepEndpoints(service, feed)
 
     def _build_syncer(self, lago: LagoParts) -> WebhookIntake:

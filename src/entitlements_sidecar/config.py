@@ -136,6 +136,13 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
     ),
     Option(
+        "max_request_bytes",
+        "ENTITLEMENTS_MAX_REQUEST_BYTES",
+        "1048576",
+        "largest gRPC request accepted; larger ones get RESOURCE_EXHAUSTED",
+        _at_least_one,
+    ),
+    Option(
         "max_watch_subjects",
         "ENTITLEMENTS_MAX_WATCH_SUBJECTS",
         "100",
@@ -308,6 +315,7 @@ class Settings:
     catalog_path: Path
     catalog_poll_seconds: float
     max_batch_size: int
+    max_request_bytes: int
     max_watch_subjects: int
     max_watch_streams: int
     grpc_threads: int

@@ -48,3 +48,15 @@ def test_watch_streams_over_the_limit_are_refused_until_one_ends(tmp_path: Path,
         eventually(third_is_accepted, timeout=10, what="the cancelled stream's slot to be reused")
     finally:
         sidecar.terminate()
+
+
+def test_requests_over_the_size_limit_are_refused_and_change_nothing(tmp_path: Path, example_catalog: Path) -> None:
+    sidecar = start_sidecar(tmp_path, example_catalog, ["--max-request-bytes", "4096"])
+    try:
+        check = pb.CheckEntitlementRequest(subscription_id="sub_acme_main", feature_code="sso")
+        huge = pb.CheckEntitlementsRequest(checks=[check] * 300)  # about 9 KiB
+        code, details = rpc_error(lambda: stub(sidecar).CheckEntitlements(huge, timeout=5))
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "4096" in details
+        assert stub(sidecar).CheckEntitlement(check, timeout=5).allowed  # still serving, same answers
+    finally:
+        sidecar.terminate()

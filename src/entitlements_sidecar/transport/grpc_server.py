@@ -41,6 +41,7 @@ class GrpcServer:
         threads: int = 2,
         slots: StreamSlots | None = None,
         flagd: FlagdService | None = None,
+        max_request_bytes: int = 1024 * 1024,
     ) -> None:
         self.servicer = servicer
         self.health = health.HealthServicer()
@@ -48,7 +49,10 @@ class GrpcServer:
         self._slots = slots or StreamSlots(100)
         self._flagd = flagd
         # Streams (ours, flagd's, health and reflection) hold a thread each: a few beyond our limit.
-        self.server = grpc.server(RoutingExecutor(threads, self._slots.limit + 4))
+        self.server = grpc.server(
+            RoutingExecutor(threads, self._slots.limit + 4),
+            options=[("grpc.max_receive_message_length", max_request_bytes)],
+        )
         handlers = self._servicer_handlers()
         if answers is not None:
             handlers.update(answers.handlers())  # the hot RPCs, on raw bytes
