@@ -51,6 +51,7 @@ from entitlements_sidecar.transport.metrics import Metrics
 from entitlements_sidecar.transport.ofrep import OfrepEndpoints
 from entitlements_sidecar.transport.routing_executor import StreamSlots
 from entitlements_sidecar.transport.servicer import EntitlementServicer
+from entitlements_sidecar.transport.tls import grpc_server_credentials, http_ssl_context
 from entitlements_sidecar.transport.webhook_intake import WebhookIntake
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,13 @@ class App:
             snapshot_at=self._snapshot_at,
         )
         routes.append(self.health)
-        self.http = HttpServer(settings.http_address, routes)
+        self.http = HttpServer(
+            settings.http_address,
+            routes,
+            ssl_context=http_ssl_context(
+                settings.http_tls_cert_file, settings.http_tls_key_file, settings.http_tls_client_ca_file
+            ),
+        )
 
     def _build_reader(self, service: ReadService) -> OfrepEndpoints:
         settings = self.settings
@@ -153,6 +160,7 @@ class App:
             slots,
             flagd,
             settings.max_request_bytes,
+            grpc_server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
         )
         return OfrepEndpoints(service, feed)
 

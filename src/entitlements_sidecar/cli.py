@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -47,10 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"synced {report.subscriptions} subscriptions in {report.seconds:.1f}s, {report.repaired} repaired")
         return 0
     target = _target(args.target or settings.grpc_address)
+    tls = _tls(args)
     if args.command == "status":
-        return _status(target, _target(args.http or settings.http_address), args.json)
+        return _status(target, _target(args.http or settings.http_address), args.json, tls)
     try:
-        with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+        with _channel(target, tls) as channel:
             stub = pb_grpc.EntitlementServiceStub(channel)
             if args.command == "check":
                 return _check(stub, args)
@@ -76,11 +78,13 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"{option.help} (env {option.env}, default {option.default!r})",
                 )
     status = commands.add_parser("status", help="gRPC health, /readyz and the freshness figures")
+    client_commands = [status]
     status.add_argument("--target", help="sidecar gRPC address (default: ENTITLEMENTS_GRPC_ADDRESS)")
     status.add_argument("--http", help="sidecar HTTP address (default: ENTITLEMENTS_HTTP_ADDRESS)")
     status.add_argument("--json", action="store_true", help="print both answers as JSON")
     for name, text in (("check", "check one feature for a subject"), ("get", "list a subject's entitlements")):
         command = commands.add_parser(name, help=text)
+        client_commands.append(command)
         command.add_argument("--target", help="sidecar address (default: ENTITLEMENTS_GRPC_ADDRESS)")
         subject = command.add_mutually_exclusive_group(required=True)
         subject.add_argument("--subscription", help="subscription external id")
@@ -94,7 +98,26 @@ def _parser() -> argparse.ArgumentParser:
             requested = command.add_mutually_exclusive_group()
             requested.add_argument("--quantity", type=int, help="requested quantity (integer privilege)")
             requested.add_argument("--value", help="requested value (string or select privilege)")
+    for command in client_commands:
+        command.add_argument("--ca-file", help="PEM CA that signed the sidecar's certificate: connect over TLS")
+        command.add_argument("--cert-file", help="PEM client certificate, for a sidecar that requires mutual TLS")
+        command.add_argument("--key-file", help="PEM key of --cert-file")
     return parser
+
+
+Tls = tuple[str, str | None, str | None] | None  # paths: (CA, client certificate, client key), or plaintext
+
+
+def _tls(args: argparse.Namespace) -> Tls:
+    return (args.ca_file, args.cert_file, args.key_file) if args.ca_file else None
+
+
+def _channel(target: str, tls: Tls) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    ca, cert, key = (Path(p).read_bytes() if p else None for p in tls)
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+    return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
 
 
 def _target(address: str) -> str:
@@ -179,19 +202,19 @@ def _freshness(freshness: pb.Freshness) -> str:
     return f"version {freshness.version}, source {source}, synced {freshness.synced_at.ToJsonString()}{stale}"
 
 
-def _status(target: str, http_address: str, as_json: bool) -> int:
+def _status(target: str, http_address: str, as_json: bool, tls: Tls = None) -> int:
     """Exit 0 when gRPC health and /readyz both say ready, 1 when either does not, 2 when unreachable."""
     import httpx
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     try:
-        with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+        with _channel(target, tls) as channel:
             check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
             grpc_status = health_pb2.HealthCheckResponse.ServingStatus.Name(check.status)
     except grpc.RpcError as exc:
         grpc_status = f"unreachable ({exc.code().name})"
     try:
-        readyz = httpx.get(f"http://{http_address}/readyz", timeout=3)
+        readyz = _http_get(f"{http_address}/readyz", tls)
         ready: dict[str, Any] | None = readyz.json()
     except (httpx.HTTPError, ValueError) as exc:
         ready = None
@@ -201,9 +224,9 @@ def _status(target: str, http_address: str, as_json: bool) -> int:
     else:
         print(f"gRPC health ({target}): {grpc_status}")
         if ready is None:
-            print(f"/readyz (http://{http_address}): {http_error}")
+            print(f"/readyz ({http_address}): {http_error}")
         else:
-            print(f"/readyz (http://{http_address}): {'ready' if ready['ready'] else 'NOT READY'}")
+            print(f"/readyz ({http_address}): {'ready' if ready['ready'] else 'NOT READY'}")
             for name, result in ready["checks"].items():
                 detail = result.get("detail", "")
                 print(f"  {name}: {'ok' if result['ok'] else 'FAILING'}{f' ({detail})' if detail else ''}")
@@ -213,6 +236,21 @@ def _status(target: str, http_address: str, as_json: bool) -> int:
     if ready is None or grpc_status.startswith("unreachable"):
         return 2
     return 0 if ready["ready"] and grpc_status == "SERVING" else 1
+
+
+def _http_get(address: str, tls: Tls) -> Any:
+    """GET over HTTPS with the same CA (and client certificate) as gRPC when TLS is on."""
+    import ssl
+
+    import httpx
+
+    if tls is None:
+        return httpx.get(f"http://{address}", timeout=3)
+    ca, cert, key = tls
+    context = ssl.create_default_context(cafile=ca)
+    if cert:
+        context.load_cert_chain(cert, key)
+    return httpx.get(f"https://{address}", timeout=3, verify=context)
 
 
 if __name__ == "__main__":

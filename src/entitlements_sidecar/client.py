@@ -161,8 +161,15 @@ class _LocalCache:
 class EntitlementsClient:
     """Blocking client. One channel for the client's lifetime; `timeout` is each call's deadline."""
 
-    def __init__(self, target: str, timeout: float = 0.25, channel: grpc.Channel | None = None) -> None:
-        self._channel = channel or grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 0.25,
+        channel: grpc.Channel | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        """`credentials`: grpc.ssl_channel_credentials(...) for a sidecar serving TLS (or mutual TLS)."""
+        self._channel = channel or _channel(target, credentials)
         self._stub = pb_grpc.EntitlementServiceStub(self._channel)
         self._timeout = timeout
         self._local = _LocalCache()
@@ -244,8 +251,11 @@ class EntitlementsClient:
 class AsyncEntitlementsClient:
     """The asyncio flavour of EntitlementsClient (no local cache)."""
 
-    def __init__(self, target: str, timeout: float = 0.25) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    def __init__(self, target: str, timeout: float = 0.25, credentials: grpc.ChannelCredentials | None = None) -> None:
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.EntitlementServiceStub(self._channel)
         self._timeout = timeout
 
@@ -272,6 +282,12 @@ class AsyncEntitlementsClient:
     async def get(self, subscription_id: str = "", customer_id: str = "") -> pb.EntitlementSet:
         request = pb.GetEntitlementsRequest(subscription_id=subscription_id, customer_id=customer_id)
         return (await self._stub.GetEntitlements(request, timeout=self._timeout)).entitlements
+
+
+def _channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+    if credentials is None:
+        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
 
 
 def _item(result: pb.CheckEntitlementsResult) -> CheckResult | CheckError:

@@ -7,81 +7,22 @@ variable, which wins over the default. The README's option table is checked agai
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from entitlements_sidecar.domain.errors import ConfigError
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    field: str
-    env: str
-    default: str
-    help: str
-    parse: Callable[[str], Any] = str
-    secret: bool = False  # no flag (flags show in `ps`), never logged; also read from `<env>_FILE`
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.field.replace("_", "-")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError("must be greater than zero")
-    return value
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
-        return text
-
-    return parse
-
-
-def _roles(text: str) -> frozenset[str]:
-    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
-    if not roles or roles - {"reader", "syncer"}:
-        raise ValueError("a comma-separated list of reader and syncer")
-    return roles
-
-
-def _tcp_address(text: str) -> str:
-    if text.startswith("unix:"):
-        raise ValueError("expected host:port")
-    return _address(text)
-
-
-def _address(text: str) -> str:
-    if text.startswith("unix:"):
-        if not text.removeprefix("unix:").lstrip("/"):
-            raise ValueError("unix socket address needs a path, e.g. unix:/run/entitlements.sock")
-        return text
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("expected host:port or unix:/path")
-    return text
-
+from entitlements_sidecar.options import (
+    Option,
+    address,
+    at_least_one,
+    choice,
+    positive_float,
+    positive_int,
+    roles,
+    tcp_address,
+)
 
 OPTIONS: tuple[Option, ...] = (
     Option(
@@ -89,14 +30,14 @@ OPTIONS: tuple[Option, ...] = (
         "ENTITLEMENTS_GRPC_ADDRESS",
         "127.0.0.1:50051",
         "gRPC listen address (host:port, or unix:/path for a unix socket); clients use it as their target",
-        _address,
+        address,
     ),
     Option(
         "store",
         "ENTITLEMENTS_STORE",
         "memory",
         "where the resolved map lives: memory (embedded, one process) or redis (shared)",
-        _choice("memory", "redis"),
+        choice("memory", "redis"),
     ),
     Option("redis_url", "ENTITLEMENTS_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL when store=redis"),
     Option("redis_key_prefix", "ENTITLEMENTS_REDIS_KEY_PREFIX", "ent:", "prefix of every Redis key and channel"),
@@ -105,14 +46,14 @@ OPTIONS: tuple[Option, ...] = (
         "ENTITLEMENTS_REDIS_TIMEOUT_SECONDS",
         "2.0",
         "Redis connect and command timeout",
-        _positive_float,
+        positive_float,
     ),
     Option(
         "l1_max_entries",
         "ENTITLEMENTS_L1_MAX_ENTRIES",
         "10000",
         "in-process cache size in entries (subscriptions + customers); 0 disables it",
-        _positive_int,
+        positive_int,
     ),
     Option(
         "catalog_path",
@@ -126,70 +67,100 @@ OPTIONS: tuple[Option, ...] = (
         "ENTITLEMENTS_CATALOG_POLL_SECONDS",
         "1.0",
         "how often the catalog file is checked for changes",
-        _positive_float,
+        positive_float,
     ),
     Option(
         "max_batch_size",
         "ENTITLEMENTS_MAX_BATCH_SIZE",
         "1000",
         "most checks accepted in one CheckEntitlements call",
-        _positive_int,
+        positive_int,
     ),
     Option(
         "max_request_bytes",
         "ENTITLEMENTS_MAX_REQUEST_BYTES",
         "1048576",
         "largest gRPC request accepted; larger ones get RESOURCE_EXHAUSTED",
-        _at_least_one,
+        at_least_one,
     ),
     Option(
         "max_watch_subjects",
         "ENTITLEMENTS_MAX_WATCH_SUBJECTS",
         "100",
         "most subjects in one WatchEntitlements call",
-        _positive_int,
+        positive_int,
+    ),
+    Option(
+        "tls_cert_file",
+        "ENTITLEMENTS_TLS_CERT_FILE",
+        "",
+        "PEM certificate (chain) for the gRPC port; with ENTITLEMENTS_TLS_KEY_FILE, gRPC is served over TLS",
+        str,
+    ),
+    Option("tls_key_file", "ENTITLEMENTS_TLS_KEY_FILE", "", "PEM private key for the gRPC port", str),
+    Option(
+        "tls_client_ca_file",
+        "ENTITLEMENTS_TLS_CLIENT_CA_FILE",
+        "",
+        "PEM CA bundle: when set, gRPC clients must present a certificate it signed (mutual TLS)",
+        str,
+    ),
+    Option(
+        "http_tls_cert_file",
+        "ENTITLEMENTS_HTTP_TLS_CERT_FILE",
+        "",
+        "PEM certificate (chain) for the HTTP port; with ENTITLEMENTS_HTTP_TLS_KEY_FILE, HTTP is served over TLS",
+        str,
+    ),
+    Option("http_tls_key_file", "ENTITLEMENTS_HTTP_TLS_KEY_FILE", "", "PEM private key for the HTTP port", str),
+    Option(
+        "http_tls_client_ca_file",
+        "ENTITLEMENTS_HTTP_TLS_CLIENT_CA_FILE",
+        "",
+        "PEM CA bundle: when set, HTTP clients must present a certificate it signed (not for Lago's webhooks)",
+        str,
     ),
     Option(
         "max_watch_streams",
         "ENTITLEMENTS_MAX_WATCH_STREAMS",
         "100",
         "most WatchEntitlements streams open at once (each holds a server thread); more get RESOURCE_EXHAUSTED",
-        _positive_int,
+        positive_int,
     ),
     Option(
         "grpc_threads",
         "ENTITLEMENTS_GRPC_THREADS",
         "2",
         "server threads for unary calls (cache hits are answered on them; see docs/adr/0004)",
-        _at_least_one,
+        at_least_one,
     ),
     Option(
         "staleness_budget_seconds",
         "ENTITLEMENTS_STALENESS_BUDGET_SECONDS",
         "300",
         "/readyz and gRPC health turn not-ready when the source last confirmed the map longer ago than this",
-        _positive_float,
+        positive_float,
     ),
     Option(
         "openfeature_keepalive_seconds",
         "ENTITLEMENTS_OPENFEATURE_KEEPALIVE_SECONDS",
         "20",
         "how often flagd event streams send keep_alive",
-        _positive_float,
+        positive_float,
     ),
     Option(
         "shutdown_grace_seconds",
         "ENTITLEMENTS_SHUTDOWN_GRACE_SECONDS",
         "5.0",
         "on SIGTERM, how long in-flight calls may take to finish (Watch streams end at once)",
-        _positive_float,
+        positive_float,
     ),
     Option(
         "log_level",
         "ENTITLEMENTS_LOG_LEVEL",
         "info",
         "debug, info, warning or error",
-        _choice("debug", "info", "warning", "error"),
+        choice("debug", "info", "warning", "error"),
     ),
     Option(
         "otel_endpoint",
@@ -203,28 +174,28 @@ OPTIONS: tuple[Option, ...] = (
         "ENTITLEMENTS_LOG_FORMAT",
         "text",
         "text (one line, key=value extras) or json (one object per line, with request_id)",
-        _choice("text", "json"),
+        choice("text", "json"),
     ),
     Option(
         "source",
         "ENTITLEMENTS_SOURCE",
         "catalog",
         "source of truth: catalog (the catalog file) or lago (Lago's API and webhooks)",
-        _choice("catalog", "lago"),
+        choice("catalog", "lago"),
     ),
     Option(
         "roles",
         "ENTITLEMENTS_ROLES",
         "reader,syncer",
         "with source=lago: reader (gRPC checks) and/or syncer (webhooks, queue workers, reconciliation)",
-        _roles,
+        roles,
     ),
     Option(
         "http_address",
         "ENTITLEMENTS_HTTP_ADDRESS",
         "127.0.0.1:8080",
         "HTTP listen address: /healthz, /readyz, /metrics; OFREP (readers); POST /webhooks/lago (syncers)",
-        _tcp_address,
+        tcp_address,
     ),
     Option(
         "lago_api_url",
@@ -257,49 +228,49 @@ OPTIONS: tuple[Option, ...] = (
         "ENTITLEMENTS_LAGO_RATE_LIMIT",
         "50",
         "most Lago requests per second from this process (Lago Cloud allows 50)",
-        _positive_float,
+        positive_float,
     ),
     Option(
         "lago_timeout_seconds",
         "ENTITLEMENTS_LAGO_TIMEOUT_SECONDS",
         "10",
         "timeout of one Lago request",
-        _positive_float,
+        positive_float,
     ),
     Option(
         "lago_max_retries",
         "ENTITLEMENTS_LAGO_MAX_RETRIES",
         "5",
         "retries of a failed Lago request (5xx, timeouts, 429) before giving up",
-        _positive_int,
+        positive_int,
     ),
     Option(
         "webhook_max_body_bytes",
         "ENTITLEMENTS_WEBHOOK_MAX_BODY_BYTES",
         "1048576",
         "largest webhook body accepted (larger: 413)",
-        _positive_int,
+        positive_int,
     ),
     Option(
         "reconcile_interval_seconds",
         "ENTITLEMENTS_RECONCILE_INTERVAL_SECONDS",
         "3600",
         "how often the syncer compares the whole store with Lago and repairs drift",
-        _positive_float,
+        positive_float,
     ),
     Option(
         "queue_claim_idle_seconds",
         "ENTITLEMENTS_QUEUE_CLAIM_IDLE_SECONDS",
         "30",
         "a queued event unacknowledged this long (its syncer died) is taken over by another",
-        _positive_float,
+        positive_float,
     ),
     Option(
         "sync_concurrency",
         "ENTITLEMENTS_SYNC_CONCURRENCY",
         "8",
         "Lago requests in flight during a full sync (the rate limit still applies)",
-        _positive_int,
+        positive_int,
     ),
 )
 
@@ -317,6 +288,12 @@ class Settings:
     max_batch_size: int
     max_request_bytes: int
     max_watch_subjects: int
+    tls_cert_file: str
+    tls_key_file: str
+    tls_client_ca_file: str
+    http_tls_cert_file: str
+    http_tls_key_file: str
+    http_tls_client_ca_file: str
     max_watch_streams: int
     grpc_threads: int
     staleness_budget_seconds: float
@@ -375,7 +352,24 @@ def _read_secret(path: str, name: str) -> str:
         raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
 
 
+def _check_tls(settings: Settings) -> None:
+    for port, cert, key, ca in (
+        ("gRPC", settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
+        ("HTTP", settings.http_tls_cert_file, settings.http_tls_key_file, settings.http_tls_client_ca_file),
+    ):
+        if bool(cert) != bool(key):
+            raise ConfigError(f"{port} TLS needs both a certificate and a key file")
+        if ca and not cert:
+            raise ConfigError(f"{port} client certificates (mutual TLS) need TLS: set its certificate and key files")
+        for path in (cert, key, ca):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{port} TLS: {path} is not a readable file")
+    if settings.tls_cert_file and settings.grpc_address.startswith("unix:"):
+        raise ConfigError("TLS on a unix socket is not supported: the socket's file permissions protect it")
+
+
 def _check_combination(settings: Settings) -> None:
+    _check_tls(settings)
     if settings.source != "lago":
         return
     if "syncer" in settings.roles and not settings.lago_api_key:

@@ -42,6 +42,7 @@ class GrpcServer:
         slots: StreamSlots | None = None,
         flagd: FlagdService | None = None,
         max_request_bytes: int = 1024 * 1024,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.servicer = servicer
         self.health = health.HealthServicer()
@@ -66,7 +67,10 @@ class GrpcServer:
             self.server,
         )
         try:
-            self.port = self.server.add_insecure_port(address)
+            if credentials is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, credentials)
         except RuntimeError as exc:
             raise ConfigError(f"cannot listen on {address}: {exc}") from exc
         self.address = address

@@ -6,6 +6,7 @@ aiohttp's 8 KiB default.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -23,7 +24,14 @@ class Routes(Protocol):
 
 
 class HttpServer:
-    def __init__(self, address: str, routes: Sequence[Routes], shutdown_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        routes: Sequence[Routes],
+        shutdown_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._ssl_context = ssl_context
         # Each endpoint enforces its own body limit.
         app = web.Application(client_max_size=0, middlewares=[_request_id])
         for part in routes:
@@ -42,7 +50,7 @@ class HttpServer:
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl_context)
         try:
             await site.start()
         except OSError as exc:

@@ -1,0 +1,75 @@
+"""What an option is, and how option values are parsed and checked (used by config.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    field: str
+    env: str
+    default: str
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False  # no flag (flags show in `ps`), never logged; also read from `<env>_FILE`
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def roles(text: str) -> frozenset[str]:
+    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
+    if not roles or roles - {"reader", "syncer"}:
+        raise ValueError("a comma-separated list of reader and syncer")
+    return roles
+
+
+def tcp_address(text: str) -> str:
+    if text.startswith("unix:"):
+        raise ValueError("expected host:port")
+    return address(text)
+
+
+def address(text: str) -> str:
+    if text.startswith("unix:"):
+        if not text.removeprefix("unix:").lstrip("/"):
+            raise ValueError("unix socket address needs a path, e.g. unix:/run/entitlements.sock")
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected host:port or unix:/path")
+    return text
