@@ -22,6 +22,7 @@ from entitlements_sidecar import tracing
 from entitlements_sidecar.config import Settings
 from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.domain.events import EventQueue
+from entitlements_sidecar.domain.failure_policy import FailurePolicies, PolicyReadService
 from entitlements_sidecar.domain.ports import EntitlementSource, EntitlementStore, SyncStateStore
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.sources.catalog_source import CatalogSource
@@ -138,8 +139,14 @@ class App:
 
     def _build_reader(self, service: ReadService) -> OfrepEndpoints:
         settings = self.settings
+        checks = PolicyReadService(
+            service,
+            FailurePolicies.parse(settings.failure_policy, settings.failure_policy_features),
+            lambda: self.health.last.sync_lag_seconds,
+            settings.staleness_budget_seconds,
+        )
         servicer = EntitlementServicer(
-            service, self.store, settings.max_batch_size, settings.max_watch_subjects, self.metrics
+            checks, self.store, settings.max_batch_size, settings.max_watch_subjects, self.metrics
         )
         bridge = LoopBridge()
         answers = (

@@ -18,6 +18,8 @@ from entitlements_sidecar.options import (
     address,
     at_least_one,
     choice,
+    failure_policies_by_feature,
+    failure_policy,
     positive_float,
     positive_int,
     roles,
@@ -140,6 +142,20 @@ OPTIONS: tuple[Option, ...] = (
         "300",
         "/readyz and gRPC health turn not-ready when the source last confirmed the map longer ago than this",
         positive_float,
+    ),
+    Option(
+        "failure_policy",
+        "ENTITLEMENTS_FAILURE_POLICY",
+        "last_known_good:86400",
+        "answer when a check cannot be fresh: fail_closed, fail_open or last_known_good:<max age seconds>",
+        failure_policy,
+    ),
+    Option(
+        "failure_policy_features",
+        "ENTITLEMENTS_FAILURE_POLICY_FEATURES",
+        "",
+        "per-feature failure policies, e.g. sso=fail_open,seats=fail_closed",
+        failure_policies_by_feature,
     ),
     Option(
         "openfeature_keepalive_seconds",
@@ -297,6 +313,8 @@ class Settings:
     max_watch_streams: int
     grpc_threads: int
     staleness_budget_seconds: float
+    failure_policy: str
+    failure_policy_features: str
     openfeature_keepalive_seconds: float
     shutdown_grace_seconds: float
     log_level: str

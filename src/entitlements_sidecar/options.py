@@ -73,3 +73,17 @@ def address(text: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError("expected host:port or unix:/path")
     return text
+
+
+def failure_policy(text: str) -> str:
+    from entitlements_sidecar.domain.failure_policy import FailurePolicy
+
+    FailurePolicy.parse(text)  # raises ValueError naming the problem
+    return text
+
+
+def failure_policies_by_feature(text: str) -> str:
+    from entitlements_sidecar.domain.failure_policy import FailurePolicies
+
+    FailurePolicies.parse("fail_closed", text)
+    return text

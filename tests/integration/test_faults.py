@@ -72,7 +72,9 @@ class Load:
 def test_redis_killed_while_checks_run(tmp_path: Path, example_catalog: Path, own_redis: RedisServer) -> None:
     args = ["--store", "redis", "--redis-url", own_redis.url, "--redis-timeout-seconds", "0.5"]
     writer = start_sidecar(tmp_path, example_catalog, args, name="writer")
-    reader = start_sidecar(tmp_path, example_catalog, args, name="reader")
+    reader = start_sidecar(
+        tmp_path, example_catalog, [*args, "--failure-policy-features", "sso=fail_open"], name="reader"
+    )
     try:
         for request in (MAX_SEATS, GLOBEX):  # into the reader's L1
             source = lambda r=request: stub(reader).CheckEntitlement(r, timeout=5).freshness.source  # noqa: E731
@@ -81,6 +83,14 @@ def test_redis_killed_while_checks_run(tmp_path: Path, example_catalog: Path, ow
         load = Load(reader)
         own_redis.kill()
         eventually(lambda: load.stale > 0, timeout=10, what="answers marked stale while Redis is down")
+        # Subjects not in the L1 get the failure policy's answer: the default (last known good, and nothing
+        # is known about this one, so closed), and fail_open for sso; said to be fallbacks either way.
+        cold = pb.CheckEntitlementRequest(subscription_id="sub_initech_next", feature_code="seats")
+        for request, allowed in ((cold, False), (pb.CheckEntitlementRequest(subscription_id="sub_initech_next",
+                                                                          feature_code="sso"), True)):  # fmt: skip
+            answer = stub(reader).CheckEntitlement(request, timeout=5)
+            assert (answer.allowed, answer.reason) == (allowed, pb.REASON_FAILURE_POLICY)
+            assert answer.freshness.source == pb.SOURCE_FALLBACK and answer.freshness.stale
         _bump(example_catalog, "seats: {max: 25}", "seats: {max: 27}")  # cannot be written yet
         time.sleep(0.5)
         own_redis.restart()

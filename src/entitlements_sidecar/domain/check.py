@@ -33,6 +33,7 @@ class Reason(enum.Enum):
     CUSTOMER_NOT_FOUND = "customer_not_found"
     NO_ACTIVE_SUBSCRIPTION = "no_active_subscription"
     REQUEST_TYPE_MISMATCH = "request_type_mismatch"
+    FAILURE_POLICY = "failure_policy"
 
 
 @dataclass(frozen=True, slots=True)

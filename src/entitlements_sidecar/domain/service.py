@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from entitlements_sidecar.domain.check import Decision, decide_for_customer, decide_for_subscription
 from entitlements_sidecar.domain.merge import GrantedFeature, merge_features
@@ -68,6 +68,14 @@ class EntitlementView:
 class _CustomerRead:
     customer: StoredCustomer | None
     subscriptions: list[StoredSubscription]
+
+
+class EntitlementReader(Protocol):
+    """What the gRPC servicer reads through: ReadService, or ReadService behind the failure policy."""
+
+    async def check(self, query: CheckQuery) -> CheckAnswer: ...
+
+    async def get(self, subject: Subject, consistency: Consistency = CACHED) -> EntitlementView: ...
 
 
 class ReadService:

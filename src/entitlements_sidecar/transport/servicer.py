@@ -12,7 +12,7 @@ from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
-from entitlements_sidecar.domain.service import ReadService
+from entitlements_sidecar.domain.service import EntitlementReader
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.transport import mapping
 from entitlements_sidecar.transport.loop_bridge import AbortContext, RpcAbort
@@ -23,7 +23,7 @@ from entitlements_sidecar.transport.status import status_for
 class EntitlementServicer:
     def __init__(
         self,
-        service: ReadService,
+        service: EntitlementReader,
         store: EntitlementStore,
         max_batch_size: int = 1000,
         max_watch_subjects: int = 100,

@@ -54,6 +54,10 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """The customer is known but none of its subscriptions is active."""
     REASON_REQUEST_TYPE_MISMATCH: _Reason.ValueType  # 11
     """A quantity was requested for a non-integer privilege, or a value for a non-string/select one."""
+    REASON_FAILURE_POLICY: _Reason.ValueType  # 12
+    """Fresh data could not be had (Redis or the source unreachable, or the map older than the staleness
+    budget); the feature's failure policy answered. freshness.source is SOURCE_FALLBACK, stale is true.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason explains an answer. Unknown subjects and features are answers, not errors."""
@@ -81,6 +85,10 @@ REASON_NO_ACTIVE_SUBSCRIPTION: Reason.ValueType  # 10
 """The customer is known but none of its subscriptions is active."""
 REASON_REQUEST_TYPE_MISMATCH: Reason.ValueType  # 11
 """A quantity was requested for a non-integer privilege, or a value for a non-string/select one."""
+REASON_FAILURE_POLICY: Reason.ValueType  # 12
+"""Fresh data could not be had (Redis or the source unreachable, or the map older than the staleness
+budget); the feature's failure policy answered. freshness.source is SOURCE_FALLBACK, stale is true.
+"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 class _Source:
