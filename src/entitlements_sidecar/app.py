@@ -17,6 +17,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel
 
 from entitlements_sidecar import tracing
 from entitlements_sidecar.config import Settings
@@ -60,7 +62,23 @@ log = logging.getLogger(__name__)
 
 def redis_client(settings: Settings) -> aioredis.Redis:
     timeout = settings.redis_timeout_seconds
-    return aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    if not settings.redis_sentinels:
+        return aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    # Through Sentinel: the pool asks the Sentinels for the current master on every (re)connect, so a
+    # failover is a reconnect (the change feed then resets the L1, like any reconnect).
+    url = parse_url(settings.redis_url)
+    items = [item.strip() for item in settings.redis_sentinels.split(",") if item.strip()]
+    sentinels = [(host, int(port)) for host, _, port in (item.rpartition(":") for item in items)]
+    sentinel = Sentinel(sentinels, socket_connect_timeout=timeout, socket_timeout=timeout)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = sentinel.master_for(
+        settings.redis_sentinel_master,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        db=url.get("db", 0),
+        username=url.get("username"),
+        password=url.get("password"),
+    )
+    return client
 
 
 def build_store(settings: Settings, client: aioredis.Redis | None) -> EntitlementStore:

@@ -23,6 +23,7 @@ from entitlements_sidecar.options import (
     positive_float,
     positive_int,
     roles,
+    sentinels,
     tcp_address,
 )
 
@@ -42,6 +43,19 @@ OPTIONS: tuple[Option, ...] = (
         choice("memory", "redis"),
     ),
     Option("redis_url", "ENTITLEMENTS_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL when store=redis"),
+    Option(
+        "redis_sentinels",
+        "ENTITLEMENTS_REDIS_SENTINELS",
+        "",
+        "host:port,... of Redis Sentinels; when set, the master is found through them (the URL gives db and auth)",
+        sentinels,
+    ),
+    Option(
+        "redis_sentinel_master",
+        "ENTITLEMENTS_REDIS_SENTINEL_MASTER",
+        "mymaster",
+        "the master's name in the Sentinels' configuration",
+    ),
     Option("redis_key_prefix", "ENTITLEMENTS_REDIS_KEY_PREFIX", "ent:", "prefix of every Redis key and channel"),
     Option(
         "redis_timeout_seconds",
@@ -296,6 +310,8 @@ class Settings:
     grpc_address: str
     store: str
     redis_url: str
+    redis_sentinels: str
+    redis_sentinel_master: str
     redis_key_prefix: str
     redis_timeout_seconds: float
     l1_max_entries: int

@@ -87,3 +87,11 @@ def failure_policies_by_feature(text: str) -> str:
 
     FailurePolicies.parse("fail_closed", text)
     return text
+
+
+def sentinels(text: str) -> str:
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{item!r}: expected host:port")
+    return text
