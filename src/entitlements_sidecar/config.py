@@ -22,9 +22,11 @@ from entitlements_sidecar.options import (
     failure_policy,
     positive_float,
     positive_int,
+    read_secret,
     roles,
     sentinels,
     tcp_address,
+    tls_files,
 )
 
 OPTIONS: tuple[Option, ...] = (
@@ -364,7 +366,7 @@ def load_settings(
         if flag_value is not None:
             raw, origin = flag_value, option.flag
         elif option.secret and f"{option.env}_FILE" in env:
-            raw, origin = _read_secret(env[f"{option.env}_FILE"], f"{option.env}_FILE"), f"{option.env}_FILE"
+            raw, origin = read_secret(env[f"{option.env}_FILE"], f"{option.env}_FILE"), f"{option.env}_FILE"
         elif option.env in env:
             raw, origin = env[option.env], option.env
         else:
@@ -379,25 +381,9 @@ def load_settings(
     return settings
 
 
-def _read_secret(path: str, name: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
-
-
 def _check_tls(settings: Settings) -> None:
-    for port, cert, key, ca in (
-        ("gRPC", settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
-        ("HTTP", settings.http_tls_cert_file, settings.http_tls_key_file, settings.http_tls_client_ca_file),
-    ):
-        if bool(cert) != bool(key):
-            raise ConfigError(f"{port} TLS needs both a certificate and a key file")
-        if ca and not cert:
-            raise ConfigError(f"{port} client certificates (mutual TLS) need TLS: set its certificate and key files")
-        for path in (cert, key, ca):
-            if path and not Path(path).is_file():
-                raise ConfigError(f"{port} TLS: {path} is not a readable file")
+    tls_files("gRPC", settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    tls_files("HTTP", settings.http_tls_cert_file, settings.http_tls_key_file, settings.http_tls_client_ca_file)
     if settings.tls_cert_file and settings.grpc_address.startswith("unix:"):
         raise ConfigError("TLS on a unix socket is not supported: the socket's file permissions protect it")
 

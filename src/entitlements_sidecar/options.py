@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -95,3 +96,26 @@ def sentinels(text: str) -> str:
         if not sep or not host or not port.isdigit():
             raise ValueError(f"{item!r}: expected host:port")
     return text
+
+
+def tls_files(port: str, cert: str, key: str, client_ca: str) -> None:
+    """A port's TLS settings make sense together and name readable files (ConfigError otherwise)."""
+    from entitlements_sidecar.domain.errors import ConfigError
+
+    if bool(cert) != bool(key):
+        raise ConfigError(f"{port} TLS needs both a certificate and a key file")
+    if client_ca and not cert:
+        raise ConfigError(f"{port} client certificates (mutual TLS) need TLS: set its certificate and key files")
+    for path in (cert, key, client_ca):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{port} TLS: {path} is not a readable file")
+
+
+def read_secret(path: str, name: str) -> str:
+    """A secret mounted as a file (`<env>_FILE`); surrounding whitespace, like a trailing newline, dropped."""
+    from entitlements_sidecar.domain.errors import ConfigError
+
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
