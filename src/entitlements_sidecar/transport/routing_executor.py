@@ -1,17 +1,24 @@
-"""Two thread pools behind the one executor grpcio's thread-pool server accepts.
+"""The executor grpcio's thread-pool server runs every call on: a lean pool for unary calls, and a
+standard pool for streams.
 
 A stream (Watch, flagd EventStream, health Watch, reflection) holds its thread for as long as it is
 open, so it cannot share a small pool with unary calls; and a large pool makes unary calls dearer,
 because under load Python's executor starts a thread per waiting call and they all contend for the
 GIL (docs/adr/0004). grpcio submits every response-streaming call as
-`submit(context.run, _stream_response_in_pool, ...)`; those go to the stream pool. The check is one
-identity comparison, since it runs on every call. If a grpcio upgrade changed that shape, streams
-would fall back to the unary pool; tests/integration/test_watch_limits.py would catch it.
+`submit(context.run, _stream_response_in_pool, ...)`; those go to the stream pool. If a grpcio upgrade
+changed that shape, streams would fall back to the unary pool; tests/integration/test_watch_limits.py
+would catch it.
+
+Unary calls run on a fixed set of threads fed by one queue, and `submit` returns the least a grpcio
+server uses of a Future (`add_done_callback`): the `concurrent.futures` machinery per call is a
+measurable share of a cached check's CPU (docs/adr/0004 has the before/after from `make bench`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -20,25 +27,76 @@ from typing import Any, TypeVar
 import grpc
 from grpc import _server as grpc_server_internals
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STREAMING = getattr(grpc_server_internals, "_stream_response_in_pool", None)
+Callback = Callable[[Any], object]
+
+
+class _Completion:
+    """What grpcio's server needs of the Future `submit` returns: a callback when the call is done."""
+
+    __slots__ = ("_callbacks", "_finished", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callback] = []
+        self._finished = False
+
+    def add_done_callback(self, callback: Callback) -> None:
+        with self._lock:
+            if not self._finished:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._finished = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
 
 
 class RoutingExecutor(futures.ThreadPoolExecutor):
-    """The unary pool itself, with a second pool for streams."""
+    """grpc.server() takes a ThreadPoolExecutor; the base class's own pool is never used."""
 
     def __init__(self, unary_threads: int, stream_threads: int) -> None:
-        super().__init__(unary_threads, thread_name_prefix="grpc-unary")
+        super().__init__(max_workers=1)
+        self._work: queue.SimpleQueue[tuple[_Completion, Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._workers = [
+            threading.Thread(target=self._run, name=f"grpc-unary-{n}", daemon=True) for n in range(unary_threads)
+        ]
+        for worker in self._workers:
+            worker.start()
         self._streams = futures.ThreadPoolExecutor(max(1, stream_threads), thread_name_prefix="grpc-stream")
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> futures.Future[T]:
         if args and args[0] is _STREAMING:
             return self._streams.submit(fn, *args, **kwargs)
-        return super().submit(fn, *args, **kwargs)
+        completion = _Completion()
+        self._work.put((completion, fn if not kwargs else lambda *a: fn(*a, **kwargs), args))
+        return completion  # type: ignore[return-value]  # grpcio only calls add_done_callback on it
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            completion, fn, args = item
+            try:
+                fn(*args)
+            except BaseException:
+                log.exception("a gRPC call's task failed")  # grpcio handles the call's own errors
+            completion.finish()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        super().shutdown(wait, cancel_futures=cancel_futures)
+        for _ in self._workers:
+            self._work.put(None)
+        if wait:
+            for worker in self._workers:
+                worker.join()
         self._streams.shutdown(wait, cancel_futures=cancel_futures)
+        super().shutdown(wait, cancel_futures=cancel_futures)
 
 
 class StreamSlots:
