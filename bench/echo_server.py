@@ -8,12 +8,12 @@ import argparse
 import asyncio
 import signal
 import threading
-from concurrent import futures
 
 import grpc
 
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+from entitlements_sidecar.transport.routing_executor import RoutingExecutor
 
 
 class Echo(pb_grpc.EntitlementServiceServicer):
@@ -51,9 +51,9 @@ class SyncEcho(pb_grpc.EntitlementServiceServicer):
 
 
 def serve_sync(port: int, threads: int) -> None:
-    """grpcio's thread-pool server: a candidate stack for the hot path (see docs/adr)."""
+    """The stack the sidecar ships: grpcio's thread-pool server on our executor (docs/adr/0004)."""
     echo = SyncEcho()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
+    server = grpc.server(RoutingExecutor(threads, 4))  # the executor the sidecar runs calls on
     pb_grpc.add_EntitlementServiceServicer_to_server(echo, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
