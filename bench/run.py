@@ -275,6 +275,23 @@ def _targets(runs: list[Run], redis_reads: int, local_us: float) -> list[tuple[s
     return report
 
 
+def _print_p2_plus(runs: list[Run]) -> None:
+    """P2+ is not adopted (docs/adr/0004): print the candidate's ceiling from the latest stack survey
+    against this run's aio echo, so the number is still in front of whoever reads the targets."""
+    surveys = sorted(RESULTS.glob("*-stack-survey.json"))
+    pyvoy = (
+        [r for r in json.loads(surveys[-1].read_text())["runs"] if r["stack"].startswith("pyvoy")] if surveys else []
+    )
+    if not pyvoy:
+        print("  P2+: no stack survey with the pyvoy candidate (make bench-stacks)")
+        return
+    ratio = pyvoy[0]["cpu_us_per_call"] / _median(runs, "echo-aio", "CheckEntitlement", 64, "cpu_us_per_call")
+    print(
+        f"  P2+: not adopted (docs/adr/0004); its candidate's floor, pyvoy bare echo from {surveys[-1].name}, "
+        f"÷ this run's aio echo: {ratio:.3f} (target ≤ 0.2)"
+    )
+
+
 def _write(
     runs: list[Run],
     report: list[tuple[str, str, float, float, bool | None]],
@@ -292,6 +309,7 @@ def _write(
         runs, "echo-aio", "CheckEntitlement", 64, "cpu_us_per_call"
     )
     print(f"  (baseline) shipped echo ÷ grpcio {baseline_grpcio} aio echo, CPU/call at 64: {sync_ratio:.3f}")
+    _print_p2_plus(runs)
     print(f"  call counts verified against the servers: {'yes' if counts_ok else 'NO'}")
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
