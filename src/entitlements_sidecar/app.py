@@ -135,6 +135,7 @@ class App:
             if "syncer" in settings.roles:
                 routes.append(self._build_syncer(self.lago))
         self.grpc: GrpcServer | None = None
+        self._answers: AnswerCache | None = None
         if settings.source == "catalog" or "reader" in settings.roles:
             routes.append(self._build_reader(ReadService(self.store, source)))
         self.health = HealthMonitor(
@@ -145,6 +146,7 @@ class App:
             queue_depth=self.queue.depth if self.queue is not None else None,
             on_change=self.grpc.set_serving if self.grpc is not None else None,
             snapshot_at=self._snapshot_at,
+            on_freshness=self._answers.set_fresh if self._answers is not None else None,
         )
         routes.append(self.health)
         self.http = HttpServer(
@@ -172,6 +174,7 @@ class App:
             if settings.l1_max_entries
             else None
         )
+        self._answers = answers
         slots = StreamSlots(settings.max_watch_streams)
         self.metrics.watch_streams(lambda: slots.open)
         feed = FlagChangeFeed(service, self.store)

@@ -63,6 +63,9 @@ def test_metrics_name_the_series_and_count_checks(sidecar: Sidecar) -> None:
 def test_readiness_follows_sync_lag_and_recovers(sidecar: Sidecar, example_catalog: Path) -> None:
     assert httpx.get(f"{sidecar.http_url}/healthz", timeout=5).status_code == 200
     assert httpx.get(f"{sidecar.http_url}/readyz", timeout=5).status_code == 200
+    sso = pb.CheckEntitlementRequest(subscription_id="sub_acme_main", feature_code="sso")
+    for _ in range(3):  # answered, then from the L1, then pre-serialized
+        assert not stub(sidecar).CheckEntitlement(sso, timeout=5).freshness.stale
     good = example_catalog.read_text()
 
     _write(example_catalog, good + "\nnot: [valid\n")  # the catalog can no longer be read
@@ -78,9 +81,11 @@ def test_readiness_follows_sync_lag_and_recovers(sidecar: Sidecar, example_catal
     eventually(lambda: sidecar.health() == NOT_SERVING, timeout=5, what="gRPC health to follow /readyz")
     status = run_cli("status", "--target", sidecar.address, "--http", sidecar.http_url.removeprefix("http://"))
     assert status.returncode == 1 and "NOT_SERVING" in status.stdout and "sync_lag: FAILING" in status.stdout
-    # Still answering from the last good map: not ready is a signal, not an outage.
+    # Still answering from the last good map (the default policy, last_known_good), said to be stale, even
+    # for a question the answer cache had answered while fresh: not ready is a signal, not an outage.
     check = pb.CheckEntitlementRequest(subscription_id="sub_acme_main", feature_code="sso")
-    assert stub(sidecar).CheckEntitlement(check, timeout=5).allowed
+    stale = stub(sidecar).CheckEntitlement(check, timeout=5)
+    assert stale.allowed and stale.freshness.stale and stale.freshness.source == pb.SOURCE_FALLBACK
 
     _write(example_catalog, good)
     eventually(
@@ -89,6 +94,7 @@ def test_readiness_follows_sync_lag_and_recovers(sidecar: Sidecar, example_catal
         what="/readyz to recover",
     )
     eventually(lambda: sidecar.health() == SERVING, timeout=5, what="gRPC health to recover")
+    eventually(lambda: not stub(sidecar).CheckEntitlement(sso, timeout=5).freshness.stale, what="fresh answers")
     status = run_cli("status", "--target", sidecar.address, "--http", sidecar.http_url.removeprefix("http://"))
     assert status.returncode == 0 and "SERVING" in status.stdout and "freshness: sync lag" in status.stdout
 

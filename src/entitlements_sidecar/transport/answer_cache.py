@@ -46,7 +46,15 @@ class AnswerCache:
         self._answers: dict[bytes, tuple[bytes, CheckLabel]] = {}
         self._as_items: dict[bytes, tuple[bytes, CheckLabel]] = {}  # framed as a batch's results[i].response
         self._max_entries = max_entries
+        self._fresh = True
         store.add_listener(self._on_change)
+
+    def set_fresh(self, fresh: bool) -> None:
+        """False while the map is older than the staleness budget: keep nothing, so every check goes
+        through the failure policy (docs/adr/0006) instead of being answered from here."""
+        if not fresh:
+            self._clear()
+        self._fresh = fresh
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """Raw-bytes handlers for CheckEntitlement and CheckEntitlements (no (de)serializers)."""
@@ -121,7 +129,8 @@ class AnswerCache:
     def _keep(self, raw: bytes, request: pb.CheckEntitlementRequest, response: pb.CheckEntitlementResponse) -> bytes:
         answer = response.SerializeToString()
         freshness = response.freshness
-        if freshness.source == _SOURCE_MEMORY and not freshness.stale and not request.HasField("consistency"):
+        keep = self._fresh and freshness.source == _SOURCE_MEMORY and not freshness.stale
+        if keep and not request.HasField("consistency"):
             if len(self._answers) >= self._max_entries:
                 self._clear()  # a cheap bound: refilling costs one normal check per question
             label = ("allowed" if response.allowed else "denied", pb.Reason.Name(response.reason))

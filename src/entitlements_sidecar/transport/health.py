@@ -50,7 +50,9 @@ class HealthMonitor:
         on_change: Callable[[bool], Awaitable[None]] | None = None,
         snapshot_at: Callable[[], Awaitable[float | None]] | None = None,
         interval: float = 1.0,
+        on_freshness: Callable[[bool], None] | None = None,
     ) -> None:
+        self._on_freshness = on_freshness  # told, at every evaluation, whether the lag is within budget
         self._snapshot_at = snapshot_at
         self._metrics = metrics
         self.budget = budget_seconds
@@ -103,6 +105,8 @@ class HealthMonitor:
             checks["sync_lag"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
         if lag is not None:
             self._metrics.sync_lag.set(lag)
+        if self._on_freshness is not None:
+            self._on_freshness(lag is None or lag <= self.budget)
         if self._snapshot_at is not None:
             try:
                 snapshot = await self._snapshot_at()

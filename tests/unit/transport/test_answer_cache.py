@@ -107,3 +107,17 @@ async def test_garbage_bytes_are_invalid_argument(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await raw(b"\xff\xff\xff")
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_nothing_is_kept_while_the_map_is_older_than_the_budget(served: Served) -> None:
+    stub, answers, _, _ = served
+    await stub.CheckEntitlement(MAX)
+    assert len(answers) == 1
+    answers.set_fresh(False)  # the health monitor says the sync lag is over budget
+    assert len(answers) == 0
+    await stub.CheckEntitlement(MAX)
+    await stub.CheckEntitlement(MAX)
+    assert len(answers) == 0  # every check goes through the failure policy
+    answers.set_fresh(True)
+    await stub.CheckEntitlement(MAX)
+    assert len(answers) == 1
