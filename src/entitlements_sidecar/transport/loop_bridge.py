@@ -96,6 +96,8 @@ class LoopBridge:
             while not ended:
                 future = asyncio.run_coroutine_threadsafe(_next(stream), self.loop)
                 current.append(future)
+                if ended:  # the call ended between the loop's test and the append: on_done missed it
+                    future.cancel()
                 try:
                     item = future.result()
                 except (StopAsyncIteration, concurrent.futures.CancelledError):
