@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from entitlements_sidecar.client import EntitlementsClient
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.integration.conftest import stub
 from tests.support.processes import REPO, RedisServer, Sidecar, free_port, start_redis, start_sidecar
-from tests.support.wait import eventually
+from tests.support.wait import eventually, holds_for
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +61,7 @@ class Load:
                     continue
                 self.answers += 1
                 self.stale += answer.freshness.stale
-            time.sleep(0.005)
+            self._stop.wait(0.005)  # pacing, not waiting for an effect
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,7 +91,8 @@ def test_redis_killed_while_checks_run(tmp_path: Path, example_catalog: Path, ow
             assert (answer.allowed, answer.reason) == (allowed, pb.REASON_FAILURE_POLICY)
             assert answer.freshness.source == pb.SOURCE_FALLBACK and answer.freshness.stale
         _bump(example_catalog, "seats: {max: 25}", "seats: {max: 27}")  # cannot be written yet
-        time.sleep(0.5)
+        # Redis stays down a while longer, with checks and the writer's retries going on.
+        holds_for(lambda: load.failures == [], seconds=0.5, what="no failed check while Redis is down")
         own_redis.restart()
         eventually(
             lambda: stub(reader).CheckEntitlement(MAX_SEATS, timeout=5).value.int_value == 27,
