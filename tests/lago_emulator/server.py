@@ -29,7 +29,11 @@ class LagoEmulator:
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="lago-emulator", daemon=True)
-        self._http = httpx.Client(timeout=10)
+        # One client per delivering thread: httpcore's pool, shared by many threads, can close a socket another
+        # thread is about to read (seen as EBADF in CI), and Lago's own job workers do not share connections either.
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
 
     def start(self) -> LagoEmulator:
         self._thread.start()
@@ -41,7 +45,10 @@ class LagoEmulator:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
-        self._http.close()
+        with self._clients_lock:
+            for client in self._clients:
+                client.close()
+            self._clients.clear()
 
     async def _serve(self) -> None:
         self._runner = web.AppRunner(build_app(self.state, self.signer, self.api_key, self.controls))
@@ -57,7 +64,15 @@ class LagoEmulator:
 
     def deliver(self, webhooks: Iterable[Webhook], algorithm: str = "hmac") -> list[int]:
         assert self.webhook_url, "set webhook_url first"
-        return [deliver(self.webhook_url, w, self.signer, algorithm, self._http) for w in webhooks]
+        return [deliver(self.webhook_url, w, self.signer, algorithm, self._client()) for w in webhooks]
+
+    def _client(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = httpx.Client(timeout=10)
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     def flush(self, algorithm: str = "hmac") -> list[int]:
         """Deliver everything queued, in order, like Lago's jobs usually do."""
