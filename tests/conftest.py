@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import REPO, RedisServer, start_redis
+from tests.support.redis_cluster import RedisClusterNodes, start_redis_cluster
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +17,14 @@ def redis_server() -> Iterator[RedisServer]:
     server = start_redis()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """One real 3-master Redis Cluster for the session, started only when a test asks for it."""
+    nodes = start_redis_cluster()
+    yield nodes
+    nodes.stop()
 
 
 @pytest.fixture

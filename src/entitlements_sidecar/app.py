@@ -16,10 +16,6 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.connection import parse_url
-from redis.asyncio.sentinel import Sentinel
-
 from entitlements_sidecar import tracing
 from entitlements_sidecar.config import Settings
 from entitlements_sidecar.domain.errors import ConfigError
@@ -34,7 +30,9 @@ from entitlements_sidecar.sources.lago.refresher import Refresher
 from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
 from entitlements_sidecar.sources.lago.source import LagoSource
 from entitlements_sidecar.store.cached import CachedStore
+from entitlements_sidecar.store.lua import RedisClient
 from entitlements_sidecar.store.memory import MemoryStore
+from entitlements_sidecar.store.redis_connection import open_redis
 from entitlements_sidecar.store.redis_queue import RedisStreamQueue
 from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.store.sync_state_memory import MemorySyncState
@@ -60,28 +58,17 @@ from entitlements_sidecar.transport.webhook_intake import WebhookIntake
 log = logging.getLogger(__name__)
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
-    timeout = settings.redis_timeout_seconds
-    if not settings.redis_sentinels:
-        return aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    # Through Sentinel: the pool asks the Sentinels for the current master on every (re)connect, so a
-    # failover is a reconnect (the change feed then resets the L1, like any reconnect).
-    url = parse_url(settings.redis_url)
-    items = [item.strip() for item in settings.redis_sentinels.split(",") if item.strip()]
-    sentinels = [(host, int(port)) for host, _, port in (item.rpartition(":") for item in items)]
-    sentinel = Sentinel(sentinels, socket_connect_timeout=timeout, socket_timeout=timeout)  # type: ignore[no-untyped-call]
-    client: aioredis.Redis = sentinel.master_for(
-        settings.redis_sentinel_master,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        db=url.get("db", 0),
-        username=url.get("username"),
-        password=url.get("password"),
+def redis_client(settings: Settings) -> RedisClient:
+    return open_redis(
+        settings.redis_url,
+        settings.redis_timeout_seconds,
+        sentinels=settings.redis_sentinels,
+        sentinel_master=settings.redis_sentinel_master,
+        cluster_nodes=settings.redis_cluster_nodes,
     )
-    return client
 
 
-def build_store(settings: Settings, client: aioredis.Redis | None) -> EntitlementStore:
+def build_store(settings: Settings, client: RedisClient | None) -> EntitlementStore:
     if client is None:
         return MemoryStore()  # already in-process: an L1 in front would only copy it
     redis = RedisStore(client, settings.redis_key_prefix)
@@ -91,7 +78,7 @@ def build_store(settings: Settings, client: aioredis.Redis | None) -> Entitlemen
 class LagoParts:
     """What source=lago needs in any role."""
 
-    def __init__(self, settings: Settings, store: EntitlementStore, client: aioredis.Redis | None) -> None:
+    def __init__(self, settings: Settings, store: EntitlementStore, client: RedisClient | None) -> None:
         limiter = TokenBucket(settings.lago_rate_limit)
         self.client = LagoClient(
             settings.lago_api_url,

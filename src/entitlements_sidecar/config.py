@@ -20,11 +20,11 @@ from entitlements_sidecar.options import (
     choice,
     failure_policies_by_feature,
     failure_policy,
+    host_ports,
     positive_float,
     positive_int,
     read_secret,
     roles,
-    sentinels,
     tcp_address,
     tls_files,
 )
@@ -50,20 +50,24 @@ OPTIONS: tuple[Option, ...] = (
         "ENTITLEMENTS_REDIS_SENTINELS",
         "",
         "host:port,... of Redis Sentinels; when set, the master is found through them (the URL gives db and auth)",
-        sentinels,
+        host_ports,
     ),
     Option(
-        "redis_sentinel_master",
-        "ENTITLEMENTS_REDIS_SENTINEL_MASTER",
-        "mymaster",
-        "the master's name in the Sentinels' configuration",
+        "redis_sentinel_master", "ENTITLEMENTS_REDIS_SENTINEL_MASTER", "mymaster", "the master's name to the Sentinels"
+    ),
+    Option(
+        "redis_cluster_nodes",
+        "ENTITLEMENTS_REDIS_CLUSTER_NODES",
+        "",
+        "host:port,... of Redis Cluster nodes to discover it from; when set, the map is sharded over the cluster",
+        host_ports,
     ),
     Option("redis_key_prefix", "ENTITLEMENTS_REDIS_KEY_PREFIX", "ent:", "prefix of every Redis key and channel"),
     Option(
         "redis_timeout_seconds",
         "ENTITLEMENTS_REDIS_TIMEOUT_SECONDS",
         "2.0",
-        "Redis connect and command timeout",
+        "Redis connect/command timeout",
         positive_float,
     ),
     Option(
@@ -229,12 +233,7 @@ OPTIONS: tuple[Option, ...] = (
         "HTTP listen address: /healthz, /readyz, /metrics; OFREP (readers); POST /webhooks/lago (syncers)",
         tcp_address,
     ),
-    Option(
-        "lago_api_url",
-        "ENTITLEMENTS_LAGO_API_URL",
-        "https://api.getlago.com",
-        "Lago's base URL (the API is under /api/v1)",
-    ),
+    Option("lago_api_url", "ENTITLEMENTS_LAGO_API_URL", "https://api.getlago.com", "Lago's URL (API under /api/v1)"),
     Option(
         "lago_api_key",
         "ENTITLEMENTS_LAGO_API_KEY",
@@ -263,11 +262,7 @@ OPTIONS: tuple[Option, ...] = (
         positive_float,
     ),
     Option(
-        "lago_timeout_seconds",
-        "ENTITLEMENTS_LAGO_TIMEOUT_SECONDS",
-        "10",
-        "timeout of one Lago request",
-        positive_float,
+        "lago_timeout_seconds", "ENTITLEMENTS_LAGO_TIMEOUT_SECONDS", "10", "timeout of one Lago request", positive_float
     ),
     Option(
         "lago_max_retries",
@@ -314,6 +309,7 @@ class Settings:
     redis_url: str
     redis_sentinels: str
     redis_sentinel_master: str
+    redis_cluster_nodes: str
     redis_key_prefix: str
     redis_timeout_seconds: float
     l1_max_entries: int
@@ -390,6 +386,8 @@ def _check_tls(settings: Settings) -> None:
 
 def _check_combination(settings: Settings) -> None:
     _check_tls(settings)
+    if settings.redis_sentinels and settings.redis_cluster_nodes:
+        raise ConfigError("set one of ENTITLEMENTS_REDIS_SENTINELS and ENTITLEMENTS_REDIS_CLUSTER_NODES, not both")
     if settings.source != "lago":
         return
     if "syncer" in settings.roles and not settings.lago_api_key:

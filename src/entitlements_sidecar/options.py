@@ -90,7 +90,7 @@ def failure_policies_by_feature(text: str) -> str:
     return text
 
 
-def sentinels(text: str) -> str:
+def host_ports(text: str) -> str:
     for item in filter(None, (part.strip() for part in text.split(","))):
         host, sep, port = item.rpartition(":")
         if not sep or not host or not port.isdigit():

@@ -6,27 +6,24 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from entitlements_sidecar.domain.events import EventQueue, SyncEvent, Target
 from entitlements_sidecar.store.redis_queue import RedisStreamQueue
 from entitlements_sidecar.sync.memory_queue import MemoryQueue
-from tests.support.processes import RedisServer
+from tests.support.redis_cluster import redis_client
 from tests.support.wait import eventually_async
 
 EVENT = SyncEvent(Target.SUBSCRIPTION, "sub_1", "subscription.updated")
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def queue(
-    request: pytest.FixtureRequest, redis_server: RedisServer, key_prefix: str
-) -> AsyncIterator[EventQueue]:
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def queue(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[EventQueue]:
     if request.param == "memory":
         memory = MemoryQueue(wait_seconds=0.05)
         await memory.start()
         yield memory
         return
-    client = aioredis.Redis.from_url(redis_server.url)
+    client = redis_client(request)
     stream = RedisStreamQueue(client, key_prefix, block_ms=50)
     await stream.start()
     yield stream
@@ -62,8 +59,11 @@ async def test_read_respects_count_and_waits_briefly_when_empty(queue: EventQueu
     assert asyncio.get_running_loop().time() - started < 2
 
 
-async def test_a_dead_readers_entries_are_claimed_by_another(redis_server: RedisServer, key_prefix: str) -> None:
-    client = aioredis.Redis.from_url(redis_server.url)
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
+async def test_a_dead_readers_entries_are_claimed_by_another(
+    request: pytest.FixtureRequest, backend: str, key_prefix: str
+) -> None:
+    client = redis_client(request, backend)
     first = RedisStreamQueue(client, key_prefix, claim_idle_ms=200, block_ms=50)
     second = RedisStreamQueue(client, key_prefix, claim_idle_ms=200, block_ms=50)
     await first.start()

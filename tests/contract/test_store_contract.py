@@ -1,6 +1,6 @@
-"""One contract for every EntitlementStore: in-memory, Redis (real redis-server), and the L1 cache
-wrapped around each. `other` writes the same data "from elsewhere": through the inner store for
-memory, through a second RedisStore (as another process would) for Redis."""
+"""One contract for every EntitlementStore: in-memory, Redis (real redis-server), a real 3-master Redis
+Cluster, and the L1 cache wrapped around each. `other` writes the same data "from elsewhere": through the
+inner store for memory, through a second RedisStore (as another process would) for Redis."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.redis_store import RedisStore
 from tests.support.processes import RedisServer
+from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.wait import eventually_async
 from tests.unit.domain.builders import STARTER, subscription
 
@@ -25,15 +26,20 @@ class Stores:
     cached: bool
 
 
-@pytest.fixture(params=["memory", "redis", "cached-memory", "cached-redis"])
-async def stores(request: pytest.FixtureRequest, redis_server: RedisServer, key_prefix: str) -> AsyncIterator[Stores]:
+@pytest.fixture(params=["memory", "redis", "cluster", "cached-memory", "cached-redis", "cached-cluster"])
+async def stores(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Stores]:
     kind: str = request.param
     if kind.endswith("memory"):
         inner: EntitlementStore = MemoryStore()
         other: EntitlementStore = inner
+    elif kind.endswith("cluster"):
+        nodes: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        inner, other = RedisStore(nodes.async_client(), key_prefix), RedisStore(nodes.async_client(), key_prefix)
+        await other.start()
     else:
-        inner = RedisStore.from_url(redis_server.url, key_prefix)
-        other = RedisStore.from_url(redis_server.url, key_prefix)
+        server: RedisServer = request.getfixturevalue("redis_server")
+        inner = RedisStore.from_url(server.url, key_prefix)
+        other = RedisStore.from_url(server.url, key_prefix)
         await other.start()
     store: EntitlementStore = CachedStore(inner, 1000) if kind.startswith("cached") else inner
     await store.start()

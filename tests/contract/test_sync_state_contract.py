@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from entitlements_sidecar.domain.model import (
     FeatureDefinition,
@@ -18,17 +17,15 @@ from entitlements_sidecar.domain.model import (
 from entitlements_sidecar.domain.ports import SyncStateStore
 from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
-from tests.support.processes import RedisServer
+from tests.support.redis_cluster import redis_client
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def state(
-    request: pytest.FixtureRequest, redis_server: RedisServer, key_prefix: str
-) -> AsyncIterator[SyncStateStore]:
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def state(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[SyncStateStore]:
     if request.param == "memory":
         yield MemorySyncState()
         return
-    client = aioredis.Redis.from_url(redis_server.url)
+    client = redis_client(request)
     yield RedisSyncState(client, key_prefix)
     await client.aclose()
 

@@ -31,6 +31,11 @@ def test_flag_beats_environment_beats_default() -> None:
         ({"ENTITLEMENTS_GRPC_ADDRESS": "localhost"}, "expected host:port or unix:/path"),
         ({"ENTITLEMENTS_GRPC_ADDRESS": "unix:"}, "needs a path"),
         ({"ENTITLEMENTS_CATALOG_POLL_SECONDS": "0"}, "greater than zero"),
+        ({"ENTITLEMENTS_REDIS_CLUSTER_NODES": "10.0.0.1:7000,10.0.0.2"}, "ENTITLEMENTS_REDIS_CLUSTER_NODES="),
+        (
+            {"ENTITLEMENTS_REDIS_CLUSTER_NODES": "10.0.0.1:7000", "ENTITLEMENTS_REDIS_SENTINELS": "10.0.0.9:26379"},
+            "set one of ENTITLEMENTS_REDIS_SENTINELS and ENTITLEMENTS_REDIS_CLUSTER_NODES",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:

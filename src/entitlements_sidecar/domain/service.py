@@ -175,7 +175,9 @@ class ReadService:
         if customer is None:
             return _CustomerRead(None, [])
         records = await self._store.get_subscriptions(customer.subscription_ids)
-        return _CustomerRead(customer, [r for r in records if r is not None])
+        # An index may briefly list a subscription that moved away (the store's writes are per key).
+        mine = [r for r in records if r is not None and r.subscription.external_customer_id == customer.customer_id]
+        return _CustomerRead(customer, mine)
 
     def _customer_freshness(self, read: _CustomerRead) -> Freshness:
         synced = max((r.synced_at for r in read.subscriptions), default=None)

@@ -36,6 +36,9 @@ class CachedStore:
         self._inner = inner
         self._max_entries = max_entries
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        # subscription -> the cached customer listing it, so a local write that moves or deletes a
+        # subscription drops its old customer now rather than when the change feed says so.
+        self._listed_by: dict[str, str] = {}
         self._generation = 0  # bumped by every invalidation; a fill that raced one is not kept
         self._feed_up = False
         self.hits = 0
@@ -84,22 +87,20 @@ class CachedStore:
     # -- writes go through, and drop what they make stale right away ----------------------
 
     async def put_subscription(self, subscription: ResolvedSubscription) -> int:
-        version = await self._inner.put_subscription(subscription)
-        self._drop(("s", subscription.external_id))
-        self._drop(("c", subscription.external_customer_id))
+        [(version, _)] = await self.put_subscriptions([subscription])
         return version
 
     async def put_subscriptions(self, subscriptions: Sequence[ResolvedSubscription]) -> list[tuple[int, bool]]:
         results = await self._inner.put_subscriptions(subscriptions)
         for subscription in subscriptions:
-            self._drop(("s", subscription.external_id))
+            self._drop_written(subscription.external_id)
             self._drop(("c", subscription.external_customer_id))
         return results
 
     async def delete_subscription(self, external_id: str) -> int | None:
         cached = self._entries.get(("s", external_id))
         version = await self._inner.delete_subscription(external_id)
-        self._drop(("s", external_id))
+        self._drop_written(external_id)
         if isinstance(cached, StoredSubscription):
             self._drop(("c", cached.subscription.external_customer_id))
         return version
@@ -137,12 +138,28 @@ class CachedStore:
             return
         self._entries[key] = _ABSENT if record is None else replace(record, origin=Origin.MEMORY)
         self._entries.move_to_end(key)
+        if isinstance(record, StoredCustomer):
+            self._listed_by.update(dict.fromkeys(record.subscription_ids, record.customer_id))
         while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+            self._unlist(*self._entries.popitem(last=False))
 
     def _drop(self, key: _Key) -> None:
         self._generation += 1
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._unlist(key, entry)
+
+    def _drop_written(self, external_id: str) -> None:
+        self._drop(("s", external_id))
+        listed_by = self._listed_by.get(external_id)
+        if listed_by is not None:
+            self._drop(("c", listed_by))
+
+    def _unlist(self, key: _Key, entry: _Entry) -> None:
+        if isinstance(entry, StoredCustomer):
+            for member in entry.subscription_ids:
+                if self._listed_by.get(member) == key[1]:
+                    del self._listed_by[member]
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.SUBSCRIPTION:
@@ -155,6 +172,7 @@ class CachedStore:
         elif change.kind is ChangeKind.FEED_RESET:
             self._generation += 1
             self._entries.clear()
+            self._listed_by.clear()
             self._feed_up = True
 
 

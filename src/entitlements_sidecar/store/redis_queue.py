@@ -3,6 +3,7 @@
 An entry stays pending until acknowledged, so a syncer that dies between read and ack leaves it for
 the next reader, which claims entries idle longer than `claim_idle_ms` (XAUTOCLAIM). Deduplication
 on Lago's `X-Lago-Unique-Key` and the XADD happen in one script: a duplicate never enters the stream.
+The stream and its dedupe keys share the hash tag `{events}`, so in a Redis Cluster they share a slot.
 """
 
 from __future__ import annotations
@@ -13,24 +14,24 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.events import QueuedEvent, SyncEvent, Target
+from entitlements_sidecar.store.lua import LuaScript, RedisClient, execute
 
-_PUBLISH = """
+_PUBLISH = LuaScript("""
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'target', ARGV[3], 'key', ARGV[4], 'type', ARGV[5])
 end
 return false
-"""
+""")
 
 
 class RedisStreamQueue:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         prefix: str = "ent:",
         claim_idle_ms: int = 30_000,
         block_ms: int = 500,
@@ -38,15 +39,13 @@ class RedisStreamQueue:
         max_length: int = 1_000_000,
     ) -> None:
         self._redis = client
-        self._prefix = prefix
-        self._stream = f"{prefix}events"
+        self._stream = f"{prefix}{{events}}"
         self._group = "syncers"
         self._consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._claim_idle_ms = claim_idle_ms
         self._block_ms = block_ms
         self._dedupe_seconds = dedupe_seconds
         self._max_length = max_length
-        self._publish = client.register_script(_PUBLISH)
 
     async def start(self) -> None:
         try:
@@ -59,7 +58,7 @@ class RedisStreamQueue:
             raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
 
     async def publish(self, event: SyncEvent, unique_key: str) -> bool:
-        keys = [f"{self._prefix}seen:{unique_key}", self._stream]
+        keys = [f"{self._stream}:seen:{unique_key}", self._stream]
         args: list[str | int] = [
             self._dedupe_seconds,
             self._max_length,
@@ -68,7 +67,8 @@ class RedisStreamQueue:
             event.webhook_type,
         ]
         try:
-            return await self._publish(keys=keys, args=args) is not None
+            [entry_id] = await execute(self._redis, [_PUBLISH.call(keys, args)])
+            return entry_id is not None
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
 

@@ -1,13 +1,20 @@
-"""The shared resolved-entitlement map in Redis.
+"""The shared resolved-entitlement map in Redis: one server, or a Redis Cluster.
 
-Layout (prefix configurable, default `ent:`):
-- `{prefix}s:{subscription_id}` hash: v (version), b (encoded body), d (digest), c (customer), t (synced ms).
-  Deleting keeps `v` as a tombstone so a re-created subscription never reuses a lower version.
-- `{prefix}c:{customer_id}` hash: v (version), `m:{subscription_id}` one field per member.
+Layout (prefix configurable, default `ent:`; `{...}` is a cluster hash tag):
+- `{prefix}s:{<subscription_id>}` hash: v (version), b (encoded body), d (digest), c (customer), t (synced ms).
+  Deleting keeps `v` and `c` as a tombstone: a re-created subscription never reuses a lower version, and an
+  interrupted delete can still find the index to finish.
+- `{prefix}c:{<customer_id>}` hash: v (version), `m:{subscription_id}` per member = the member's version
+  the index last counted (0 before its first).
 - `{prefix}subs` set of live subscription ids.
 - channel `{prefix}changes`: `s:{version}:{id}` / `c:{version}:{id}` after every change.
-Writes run as one Lua script each, so a subscription, its customer index and the notification
-change together or not at all.
+
+Each script touches the keys of one subscription or of one customer, so it runs in one hash slot. A put
+(1) adds the member to its customer's index, (2) writes the subscription, (3) tells the index the
+member's version, which bumps the customer only if that version is new, and removes a moved member from
+its old customer. Steps 1 and 3 are idempotent and 3 runs on every put, so retrying an interrupted put
+finishes it; an index can hold an extra member for a while (readers check each member's customer) but
+never miss one.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from entitlements_sidecar.domain.errors import StoreUnavailableError
@@ -34,57 +41,61 @@ from entitlements_sidecar.domain.ports import (
 )
 from entitlements_sidecar.store import codec
 from entitlements_sidecar.store.listeners import Listeners
+from entitlements_sidecar.store.lua import Command, LuaScript, RedisClient, execute
+from entitlements_sidecar.store.redis_connection import open_redis
 
 log = logging.getLogger(__name__)
 
-_PUT = """
+# KEYS: subscription. ARGV: digest, body, customer, synced ms, channel, id.
+# -> {version, changed, customer before}
+_PUT = LuaScript("""
 local cur = redis.call('HMGET', KEYS[1], 'd', 'c', 'v')
-if cur[1] == ARGV[3] then return {tonumber(cur[3]), 0} end
+if cur[1] == ARGV[1] then return {tonumber(cur[3]), 0, cur[2]} end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'd', ARGV[3], 'b', ARGV[4], 'c', ARGV[2], 't', ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('PUBLISH', ARGV[7], 's:' .. v .. ':' .. ARGV[1])
-if cur[2] and cur[2] ~= ARGV[2] then
-  local old = ARGV[6] .. 'c:' .. cur[2]
-  redis.call('HDEL', old, 'm:' .. ARGV[1])
-  redis.call('PUBLISH', ARGV[7], 'c:' .. redis.call('HINCRBY', old, 'v', 1) .. ':' .. cur[2])
-end
-redis.call('HSET', KEYS[2], 'm:' .. ARGV[1], '1')
-redis.call('PUBLISH', ARGV[7], 'c:' .. redis.call('HINCRBY', KEYS[2], 'v', 1) .. ':' .. ARGV[2])
-return {v, 1}
-"""
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'b', ARGV[2], 'c', ARGV[3], 't', ARGV[4])
+redis.call('PUBLISH', ARGV[5], 's:' .. v .. ':' .. ARGV[6])
+return {v, 1, cur[2]}
+""")
 
-_DELETE = """
+# KEYS: subscription. ARGV: channel, id. -> {tombstone version or nil when absent, customer}
+_DELETE = LuaScript("""
 local cur = redis.call('HMGET', KEYS[1], 'c', 'b')
-if not cur[2] then return false end
+if not cur[2] then return {false, cur[1]} end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HDEL', KEYS[1], 'd', 'b', 'c', 't')
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[3], 's:' .. v .. ':' .. ARGV[1])
-local ck = ARGV[2] .. 'c:' .. cur[1]
-redis.call('HDEL', ck, 'm:' .. ARGV[1])
-redis.call('PUBLISH', ARGV[3], 'c:' .. redis.call('HINCRBY', ck, 'v', 1) .. ':' .. cur[1])
+redis.call('HDEL', KEYS[1], 'd', 'b', 't')
+redis.call('PUBLISH', ARGV[1], 's:' .. v .. ':' .. ARGV[2])
+return {v, cur[1]}
+""")
+
+# KEYS: customer. ARGV: member id, member version ('' to remove it), channel, customer id.
+# -> the customer's new version, or nil when nothing changed
+_MEMBER = LuaScript("""
+local field = 'm:' .. ARGV[1]
+if ARGV[2] == '' then
+  if redis.call('HDEL', KEYS[1], field) == 0 then return false end
+elseif redis.call('HGET', KEYS[1], field) == ARGV[2] then return false
+else redis.call('HSET', KEYS[1], field, ARGV[2]) end
+local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('PUBLISH', ARGV[3], 'c:' .. v .. ':' .. ARGV[4])
 return v
-"""
+""")
 
 _RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)  # feed reconnect backoff, capped at the last value
 
 
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "ent:") -> None:
+    def __init__(self, client: RedisClient, prefix: str = "ent:") -> None:
         self._redis = client
         self._prefix = prefix
         self._channel = f"{prefix}changes"
+        self._ids = f"{prefix}subs"
         self._listeners = Listeners()
-        self._put = client.register_script(_PUT)
-        self._delete = client.register_script(_DELETE)
         self._follower: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "ent:", timeout: float = 2.0) -> RedisStore:
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-        return cls(client, prefix)
+        return cls(open_redis(url, timeout), prefix)
 
     async def start(self) -> None:
         """Connect and subscribe to the change feed before anything is cached."""
@@ -131,11 +142,11 @@ class RedisStore:
         members = sorted(_text(k)[2:] for k in fields if _text(k).startswith("m:"))
         if not members:
             return None
-        return StoredCustomer(customer_id, tuple(members), int(fields[b"v"]), Origin.REDIS)
+        return StoredCustomer(customer_id, tuple(members), int(fields.get(b"v", 0)), Origin.REDIS)
 
     async def subscription_ids(self) -> set[str]:
         try:
-            members = await self._redis.smembers(f"{self._prefix}subs")
+            members = await self._redis.smembers(self._ids)
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
         return {_text(m) for m in members}
@@ -143,51 +154,55 @@ class RedisStore:
     # -- writes ---------------------------------------------------------------------------
 
     async def put_subscription(self, subscription: ResolvedSubscription) -> int:
-        keys, args = self._put_call(subscription)
-        try:
-            version, _ = await self._put(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from exc
-        return int(version)
+        [(version, _)] = await self.put_subscriptions([subscription])
+        return version
 
     async def put_subscriptions(self, subscriptions: Sequence[ResolvedSubscription]) -> list[tuple[int, bool]]:
         if not subscriptions:
             return []
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for subscription in subscriptions:
-                    keys, args = self._put_call(subscription)
-                    await self._put(keys=keys, args=args, client=pipe)
-                replies = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from exc
-        return [(int(version), bool(changed)) for version, changed in replies]
-
-    def _put_call(self, subscription: ResolvedSubscription) -> tuple[list[str], list[str | bytes | int]]:
-        body = codec.encode(subscription)
-        keys = [
-            self._sub_key(subscription.external_id),
-            self._customer_key(subscription.external_customer_id),
-            f"{self._prefix}subs",
-        ]
-        args: list[str | bytes | int] = [
-            subscription.external_id,
-            subscription.external_customer_id,
-            codec.digest(body),
-            body,
-            int(time.time() * 1000),
-            self._prefix,
-            self._channel,
-        ]
-        return keys, args
+        now_ms = int(time.time() * 1000)
+        first: list[Command] = []
+        for sub in subscriptions:
+            body = codec.encode(sub)
+            first += [
+                Command("SADD", self._ids, sub.external_id),
+                Command("HSETNX", self._customer_key(sub.external_customer_id), f"m:{sub.external_id}", "0"),
+                _PUT.call(
+                    [self._sub_key(sub.external_id)],
+                    [codec.digest(body), body, sub.external_customer_id, now_ms, self._channel, sub.external_id],
+                ),
+            ]
+        replies = await self._run(first)
+        results: list[tuple[int, bool]] = []
+        second: list[Command] = []
+        for sub, (version, changed, before) in zip(subscriptions, replies[2::3], strict=True):
+            results.append((int(version), bool(changed)))
+            second.append(self._member(sub.external_customer_id, sub.external_id, int(version)))
+            if before is not None and _text(before) != sub.external_customer_id:
+                second.append(self._member(_text(before), sub.external_id, None))
+        await self._run(second)
+        return results
 
     async def delete_subscription(self, external_id: str) -> int | None:
-        keys = [self._sub_key(external_id), f"{self._prefix}subs"]
+        [(version, customer)] = await self._run(
+            [_DELETE.call([self._sub_key(external_id)], [self._channel, external_id])]
+        )
+        # Also when it was already gone: this finishes a delete that was interrupted here.
+        after = [Command("SREM", self._ids, external_id)]
+        if customer is not None:
+            after.append(self._member(_text(customer), external_id, None))
+        await self._run(after)
+        return None if version is None else int(version)
+
+    def _member(self, customer_id: str, external_id: str, version: int | None) -> Command:
+        args: list[str | bytes | int] = [external_id, "" if version is None else version, self._channel, customer_id]
+        return _MEMBER.call([self._customer_key(customer_id)], args)
+
+    async def _run(self, commands: Sequence[Command]) -> list[Any]:
         try:
-            version = await self._delete(keys=keys, args=[external_id, self._prefix, self._channel])
+            return await execute(self._redis, commands)
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
-        return None if version is None else int(version)
 
     # -- change feed ----------------------------------------------------------------------
 
@@ -223,10 +238,10 @@ class RedisStore:
         self._listeners.emit(Change(change_kind, identifier, int(version)))
 
     def _sub_key(self, external_id: str) -> str:
-        return f"{self._prefix}s:{external_id}"
+        return f"{self._prefix}s:{{{external_id}}}"
 
     def _customer_key(self, customer_id: str) -> str:
-        return f"{self._prefix}c:{customer_id}"
+        return f"{self._prefix}c:{{{customer_id}}}"
 
 
 def _record(fields: Sequence[bytes | str | None]) -> StoredSubscription | None:

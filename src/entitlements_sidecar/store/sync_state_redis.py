@@ -1,8 +1,15 @@
 """The syncer's definitions in Redis, beside the resolved map (same key prefix).
 
-- `{prefix}d:s:{id}` hash: o (observed ms), b (definition JSON), p (plan code). A delete keeps `o`.
+- `{prefix}d:s:{<id>}` hash: o (observed ms), b (definition JSON), p (plan code); in its subscription's
+  hash slot. A delete keeps `o`.
 - `{prefix}d:plan:{code}` plan JSON; `{prefix}d:onplan:{code}` set of subscription ids on it.
 - `{prefix}d:features` hash: feature code -> JSON; `{prefix}d:ids` set of ids; `{prefix}meta` hash.
+
+The sets live in other slots than a definition, so a write adds to them before the definition changes
+and removes from them after (also taking back its additions when an older read loses). An interrupted
+write leaves an extra member, which re-resolution skips (each definition is resolved with its own plan),
+not a missing one. Only two syncers writing one subscription at the same instant can leave a set
+without it, until the next write of that subscription (every reconciliation writes each one) re-adds it.
 """
 
 from __future__ import annotations
@@ -10,37 +17,36 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition, SubscriptionDefinition
 from entitlements_sidecar.store import definition_codec as codec
+from entitlements_sidecar.store.lua import Command, LuaScript, RedisClient, execute
 
-# KEYS: definition hash, ids set. ARGV: id, observed, body ('' to delete), plan code, prefix.
-_WRITE = """
+# Bumped when the key layout changes: a syncer that finds another layout's load does its own full sync.
+LAYOUT = "2"
+
+# KEYS: definition. ARGV: observed ms, body ('' to delete), plan code. -> {written, plan before}
+_WRITE = LuaScript("""
 local seen = tonumber(redis.call('HGET', KEYS[1], 'o') or '-1')
-if seen > tonumber(ARGV[2]) then return 0 end
 local old_plan = redis.call('HGET', KEYS[1], 'p')
-if old_plan then redis.call('SREM', ARGV[5] .. 'd:onplan:' .. old_plan, ARGV[1]) end
-if ARGV[3] == '' then
+if seen > tonumber(ARGV[1]) then return {0, old_plan} end
+if ARGV[2] == '' then
   redis.call('HDEL', KEYS[1], 'b', 'p')
-  redis.call('HSET', KEYS[1], 'o', ARGV[2])
-  redis.call('SREM', KEYS[2], ARGV[1])
+  redis.call('HSET', KEYS[1], 'o', ARGV[1])
 else
-  redis.call('HSET', KEYS[1], 'o', ARGV[2], 'b', ARGV[3], 'p', ARGV[4])
-  redis.call('SADD', ARGV[5] .. 'd:onplan:' .. ARGV[4], ARGV[1])
-  redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('HSET', KEYS[1], 'o', ARGV[1], 'b', ARGV[2], 'p', ARGV[3])
 end
-return 1
-"""
+return {1, old_plan}
+""")
 
 
 class RedisSyncState:
-    def __init__(self, client: aioredis.Redis, prefix: str = "ent:") -> None:
+    def __init__(self, client: RedisClient, prefix: str = "ent:") -> None:
         self._redis = client
         self._prefix = prefix
-        self._write = client.register_script(_WRITE)
+        self._ids = f"{prefix}d:ids"
 
     async def features(self) -> dict[str, FeatureDefinition]:
         raw = await self._call(self._redis.hgetall(f"{self._prefix}d:features"))
@@ -88,19 +94,19 @@ class RedisSyncState:
         return await self._write_definition(external_id, observed_ms, b"", "")
 
     async def on_plan(self, plan_code: str) -> set[str]:
-        members = await self._call(self._redis.smembers(f"{self._prefix}d:onplan:{plan_code}"))
+        members = await self._call(self._redis.smembers(self._on_plan(plan_code)))
         return {m.decode() for m in members}
 
     async def definition_ids(self) -> set[str]:
-        members = await self._call(self._redis.smembers(f"{self._prefix}d:ids"))
+        members = await self._call(self._redis.smembers(self._ids))
         return {m.decode() for m in members}
 
     async def mark_loaded(self, at_ms: int) -> None:
-        await self._call(self._redis.hset(f"{self._prefix}meta", "loaded_at", str(at_ms)))
+        await self._call(self._redis.hset(f"{self._prefix}meta", mapping={"loaded_at": str(at_ms), "layout": LAYOUT}))
 
     async def loaded_at(self) -> int | None:
-        raw = await self._call(self._redis.hget(f"{self._prefix}meta", "loaded_at"))
-        return int(raw) if raw else None
+        raw, layout = await self._call(self._redis.hmget(f"{self._prefix}meta", ["loaded_at", "layout"]))
+        return int(raw) if raw and layout == LAYOUT.encode() else None
 
     async def mark_confirmed(self, at_ms: int) -> None:
         # Several syncers may beat; a plain HSET is enough, since any recent beat means "current".
@@ -111,9 +117,31 @@ class RedisSyncState:
         return int(raw) if raw else None
 
     async def _write_definition(self, external_id: str, observed_ms: int, body: bytes, plan: str) -> bool:
-        keys = [self._key(external_id), f"{self._prefix}d:ids"]
-        args: list[str | bytes | int] = [external_id, observed_ms, body, plan, self._prefix]
-        return bool(await self._call(self._write(keys=keys, args=args)))
+        write = _WRITE.call([self._key(external_id)], [observed_ms, body, plan])
+        if body:
+            before = [Command("SADD", self._ids, external_id), Command("SADD", self._on_plan(plan), external_id)]
+            *_, (written, *previous) = await self._execute([*before, write])
+        else:
+            [(written, *previous)] = await self._execute([write])
+        old_plan = previous[0].decode() if previous and previous[0] is not None else None
+        after: list[Command] = []
+        if not written and body:  # an older read lost: take back what was added for it
+            if old_plan is None:
+                after.append(Command("SREM", self._ids, external_id))
+            if old_plan != plan:
+                after.append(Command("SREM", self._on_plan(plan), external_id))
+        if written and not body:
+            after.append(Command("SREM", self._ids, external_id))
+        if written and old_plan is not None and old_plan != plan:
+            after.append(Command("SREM", self._on_plan(old_plan), external_id))
+        await self._execute(after)
+        return bool(written)
+
+    async def _execute(self, commands: Sequence[Command]) -> list[Any]:
+        try:
+            return await execute(self._redis, commands)
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
 
     async def _call(self, pending: Awaitable[Any]) -> Any:
         try:
@@ -122,7 +150,10 @@ class RedisSyncState:
             raise _unavailable(exc) from exc
 
     def _key(self, external_id: str) -> str:
-        return f"{self._prefix}d:s:{external_id}"
+        return f"{self._prefix}d:s:{{{external_id}}}"
+
+    def _on_plan(self, plan_code: str) -> str:
+        return f"{self._prefix}d:onplan:{plan_code}"
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailableError:

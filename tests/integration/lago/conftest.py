@@ -33,9 +33,13 @@ SyncerFactory = Callable[..., Syncer]
 
 
 @pytest.fixture
-def start_syncer(
-    tmp_path: Path, redis_server: RedisServer, key_prefix: str, lago: LagoEmulator
-) -> Iterator[SyncerFactory]:
+def redis_args(redis_server: RedisServer) -> list[str]:
+    """How the sidecars reach Redis; a module can override it (the Redis Cluster scenario does)."""
+    return ["--redis-url", redis_server.url]
+
+
+@pytest.fixture
+def start_syncer(tmp_path: Path, redis_args: list[str], key_prefix: str, lago: LagoEmulator) -> Iterator[SyncerFactory]:
     """Start a sidecar with source=lago against the emulator, on the test's Redis prefix."""
     started: list[Syncer] = []
 
@@ -48,7 +52,7 @@ def start_syncer(
     ) -> Syncer:
         http_port = free_port()
         args = [
-            "--source", "lago", "--store", "redis", "--redis-url", redis_server.url, "--redis-key-prefix", key_prefix,
+            "--source", "lago", "--store", "redis", *redis_args, "--redis-key-prefix", key_prefix,
             "--roles", roles, "--http-address", f"127.0.0.1:{http_port}", "--lago-api-url", lago.url,
             "--lago-rate-limit", rate, "--lago-max-retries", "2", "--queue-claim-idle-seconds", "1", *extra,
         ]  # fmt: skip

@@ -1,0 +1,56 @@
+"""Opening Redis as configured: one server, the master a set of Sentinels names, or a Redis Cluster."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel
+
+from entitlements_sidecar.store.lua import RedisClient
+
+
+def host_ports(text: str) -> list[tuple[str, int]]:
+    """`host:port,...` (already validated by the configuration) as pairs."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    return [(host, int(port)) for host, _, port in (item.rpartition(":") for item in items)]
+
+
+def open_redis(
+    url: str, timeout: float, sentinels: str = "", sentinel_master: str = "mymaster", cluster_nodes: str = ""
+) -> RedisClient:
+    if cluster_nodes:
+        return _cluster(url, timeout, cluster_nodes)
+    if sentinels:
+        return _through_sentinels(url, timeout, sentinels, sentinel_master)
+    return aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
+def _cluster(url: str, timeout: float, cluster_nodes: str) -> RedisCluster:
+    # The seed nodes only find the cluster; the client then follows its slot map (MOVED/ASK, failovers).
+    # A cluster has one database, so the URL contributes credentials and TLS (rediss://) only.
+    parts = parse_url(url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in host_ports(cluster_nodes)],
+        username=parts.get("username"),
+        password=parts.get("password"),
+        ssl=url.startswith("rediss://"),
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+    )
+
+
+def _through_sentinels(url: str, timeout: float, sentinels: str, master: str) -> aioredis.Redis:
+    # The pool asks the Sentinels for the current master on every (re)connect, so a failover is a
+    # reconnect (the change feed then resets the L1, like any reconnect).
+    parts = parse_url(url)
+    sentinel = Sentinel(host_ports(sentinels), socket_connect_timeout=timeout, socket_timeout=timeout)  # type: ignore[no-untyped-call]
+    client: aioredis.Redis = sentinel.master_for(
+        master,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        db=parts.get("db", 0),
+        username=parts.get("username"),
+        password=parts.get("password"),
+    )
+    return client

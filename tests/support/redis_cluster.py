@@ -1,0 +1,124 @@
+"""A real 3-master Redis Cluster on loopback ports (`redis-server --cluster-enabled yes`), formed with
+plain cluster commands so no `redis-cli --cluster` is needed. Bounded in time; `stop()` removes it."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from redis.asyncio.cluster import RedisCluster
+
+from entitlements_sidecar.store.lua import RedisClient
+from entitlements_sidecar.store.redis_connection import open_redis
+from tests.support.processes import RedisServer, redis_server_binary
+from tests.support.wait import eventually
+
+SLOTS = 16384
+
+
+@dataclass
+class RedisClusterNodes:
+    ports: list[int]
+    processes: list[subprocess.Popen[bytes]]
+    directory: Path
+
+    @property
+    def seeds(self) -> str:
+        """host:port,... as ENTITLEMENTS_REDIS_CLUSTER_NODES takes them."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def client(self, index: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.ports[index], socket_timeout=5)
+
+    def raw(self) -> redis.RedisCluster:
+        """A plain synchronous cluster client, to set up states the sidecar itself would not write."""
+        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0])
+
+    def async_client(self) -> RedisCluster:
+        """The sidecar's own way of opening a cluster (ENTITLEMENTS_REDIS_CLUSTER_NODES)."""
+        client = open_redis(self.url, 5.0, cluster_nodes=self.seeds)
+        assert isinstance(client, RedisCluster)
+        return client
+
+    def keys_per_node(self) -> list[int]:
+        return [int(self.client(i).dbsize()) for i in range(len(self.ports))]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_redis_cluster(masters: int = 3) -> RedisClusterNodes:
+    directory = Path(tempfile.mkdtemp(prefix="ent-redis-cluster-"))
+    ports = [_port_with_bus_port() for _ in range(masters)]
+    processes = [_spawn(port, directory) for port in ports]
+    nodes = RedisClusterNodes(ports, processes, directory)
+    try:
+        for index in range(masters):
+            eventually(lambda i=index: nodes.client(i).ping(), timeout=15, what="cluster node answering PING")  # type: ignore[misc]
+        first = nodes.client(0)
+        for index, port in enumerate(ports):
+            low, high = SLOTS * index // masters, SLOTS * (index + 1) // masters
+            nodes.client(index).cluster("ADDSLOTS", *range(low, high))
+            if index:
+                first.cluster("MEET", "127.0.0.1", port)
+
+        def formed() -> bool:
+            return all(nodes.client(i).cluster("INFO")["cluster_state"] == "ok" for i in range(masters))
+
+        eventually(formed, timeout=20, what="the cluster agreeing on its slots")
+    except BaseException:
+        nodes.stop()
+        raise
+    return nodes
+
+
+def _port_with_bus_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free too, and below 65536."""
+    for _ in range(200):
+        port = random.randrange(20_000, 30_000)
+        if _free(port) and _free(port + 10_000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _spawn(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+         "--cluster-node-timeout", "2000", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def redis_client(request: pytest.FixtureRequest, backend: str | None = None) -> RedisClient:
+    """A client of the session's redis-server or Redis Cluster: `backend`, else the fixture's param."""
+    if (backend or request.param) == "cluster":
+        nodes: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        return nodes.async_client()
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return open_redis(server.url, 5.0)
