@@ -30,9 +30,8 @@ from entitlements_sidecar.sources.lago.refresher import Refresher
 from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
 from entitlements_sidecar.sources.lago.source import LagoSource
 from entitlements_sidecar.store.cached import CachedStore
-from entitlements_sidecar.store.lua import RedisClient
 from entitlements_sidecar.store.memory import MemoryStore
-from entitlements_sidecar.store.redis_connection import open_redis
+from entitlements_sidecar.store.redis_connection import RedisClient, open_redis
 from entitlements_sidecar.store.redis_queue import RedisStreamQueue
 from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.store.sync_state_memory import MemorySyncState

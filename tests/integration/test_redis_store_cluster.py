@@ -10,14 +10,17 @@ from pathlib import Path
 import pytest
 import redis
 
+from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.ports import Change, ChangeKind
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.sources.catalog_source import CatalogSource
+from entitlements_sidecar.store.redis_connection import open_redis
 from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from tests.contract.test_sync_state_contract import definition
+from tests.support.processes import free_port
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.wait import eventually_async
 from tests.unit.domain.builders import STARTER, subscription
@@ -122,3 +125,15 @@ async def test_scripts_are_sent_again_to_nodes_that_forgot_them(store: RedisStor
     changed = await store.put_subscriptions([subscription(f"s{n}", plan=STARTER) for n in range(20)])
     assert changed == [(2, True)] * 20
     assert await store.delete_subscription("s0") == 3
+
+
+async def test_an_unreachable_cluster_is_reported_as_store_unavailable() -> None:
+    # The cluster client's own "cannot connect" is not a RedisError; the store still names it unavailable.
+    store = RedisStore(open_redis("redis://127.0.0.1:6379/0", 0.5, cluster_nodes=f"127.0.0.1:{free_port()}"))
+    with pytest.raises(StoreUnavailableError, match="RedisClusterException"):
+        await store.start()
+    with pytest.raises(StoreUnavailableError):
+        await store.get_subscription("a")
+    with pytest.raises(StoreUnavailableError):
+        await store.put_subscription(subscription("a"))
+    await store.close()

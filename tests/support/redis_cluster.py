@@ -15,8 +15,7 @@ import pytest
 import redis
 from redis.asyncio.cluster import RedisCluster
 
-from entitlements_sidecar.store.lua import RedisClient
-from entitlements_sidecar.store.redis_connection import open_redis
+from entitlements_sidecar.store.redis_connection import RedisClient, open_redis
 from tests.support.processes import RedisServer, redis_server_binary
 from tests.support.wait import eventually
 

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+from entitlements_sidecar.store.redis_connection import RedisClient
+
 Arg: TypeAlias = str | bytes | int
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisClusterException, RedisError
 
-from entitlements_sidecar.store.lua import RedisClient
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+
+# What a Redis call raises when Redis cannot answer. The cluster client's "no node reachable" and
+# "slots not covered" are RedisClusterException, which is not a RedisError.
+REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
 
 
 def host_ports(text: str) -> list[tuple[str, int]]:

@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.events import QueuedEvent, SyncEvent, Target
-from entitlements_sidecar.store.lua import LuaScript, RedisClient, execute
+from entitlements_sidecar.store.lua import LuaScript, execute
+from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
 
 _PUBLISH = LuaScript("""
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
@@ -54,7 +55,7 @@ class RedisStreamQueue:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
 
     async def publish(self, event: SyncEvent, unique_key: str) -> bool:
@@ -69,7 +70,7 @@ class RedisStreamQueue:
         try:
             [entry_id] = await execute(self._redis, [_PUBLISH.call(keys, args)])
             return entry_id is not None
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
 
     async def read(self, count: int) -> list[QueuedEvent]:
@@ -83,7 +84,7 @@ class RedisStreamQueue:
                     self._group, self._consumer, {self._stream: ">"}, count=count, block=self._block_ms
                 )
                 entries = answer[0][1] if answer else []
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
         return [_queued(entry_id, fields) for entry_id, fields in entries if fields]
 
@@ -95,13 +96,13 @@ class RedisStreamQueue:
                 pipe.xack(self._stream, self._group, *ids)
                 pipe.xdel(self._stream, *ids)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
 
     async def depth(self) -> int:
         try:
             return int(await self._redis.xlen(self._stream))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
 
 

@@ -27,8 +27,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.model import ResolvedSubscription
 from entitlements_sidecar.domain.ports import (
@@ -41,8 +39,8 @@ from entitlements_sidecar.domain.ports import (
 )
 from entitlements_sidecar.store import codec
 from entitlements_sidecar.store.listeners import Listeners
-from entitlements_sidecar.store.lua import Command, LuaScript, RedisClient, execute
-from entitlements_sidecar.store.redis_connection import open_redis
+from entitlements_sidecar.store.lua import Command, LuaScript, execute
+from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, open_redis
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +99,7 @@ class RedisStore:
         """Connect and subscribe to the change feed before anything is cached."""
         try:
             await self._redis.ping()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailableError(f"redis unreachable: {type(exc).__name__}") from exc
         self._follower = asyncio.create_task(self._follow(), name="redis-change-feed")
         await asyncio.wait_for(self._subscribed.wait(), timeout=10)
@@ -118,7 +116,7 @@ class RedisStore:
     async def get_subscription(self, external_id: str, min_version: int = 0) -> StoredSubscription | None:
         try:
             fields = await self._redis.hmget(self._sub_key(external_id), "v", "b", "t")
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
         return _record(fields)
 
@@ -130,14 +128,14 @@ class RedisStore:
                 for external_id in external_ids:
                     pipe.hmget(self._sub_key(external_id), "v", "b", "t")
                 rows = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
         return [_record(row) for row in rows]
 
     async def get_customer(self, customer_id: str, min_version: int = 0) -> StoredCustomer | None:
         try:
             fields = await self._redis.hgetall(self._customer_key(customer_id))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
         members = sorted(_text(k)[2:] for k in fields if _text(k).startswith("m:"))
         if not members:
@@ -147,7 +145,7 @@ class RedisStore:
     async def subscription_ids(self) -> set[str]:
         try:
             members = await self._redis.smembers(self._ids)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
         return {_text(m) for m in members}
 
@@ -201,7 +199,7 @@ class RedisStore:
     async def _run(self, commands: Sequence[Command]) -> list[Any]:
         try:
             return await execute(self._redis, commands)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
 
     # -- change feed ----------------------------------------------------------------------
@@ -223,13 +221,13 @@ class RedisStore:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message["type"] == "message":
                         self._dispatch(message["data"])
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 log.warning("redis change feed lost: %s", type(exc).__name__)
                 self._listeners.emit(Change(ChangeKind.FEED_LOST))
                 await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
                 attempt += 1
             finally:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*REDIS_FAILURES):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _dispatch(self, data: bytes) -> None:

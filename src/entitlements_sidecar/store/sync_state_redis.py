@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition, SubscriptionDefinition
 from entitlements_sidecar.store import definition_codec as codec
-from entitlements_sidecar.store.lua import Command, LuaScript, RedisClient, execute
+from entitlements_sidecar.store.lua import Command, LuaScript, execute
+from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
 
 # Bumped when the key layout changes: a syncer that finds another layout's load does its own full sync.
 LAYOUT = "2"
@@ -60,7 +59,7 @@ class RedisSyncState:
                 if features:
                     pipe.hset(key, mapping={code: codec.encode_feature(f) for code, f in features.items()})
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
 
     async def plan(self, code: str) -> PlanDefinition | None:
@@ -82,7 +81,7 @@ class RedisSyncState:
                 for external_id in external_ids:
                     pipe.hget(self._key(external_id), "b")
                 bodies = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
         return {i: codec.decode_definition(b) for i, b in zip(external_ids, bodies, strict=True) if b}
 
@@ -140,13 +139,13 @@ class RedisSyncState:
     async def _execute(self, commands: Sequence[Command]) -> list[Any]:
         try:
             return await execute(self._redis, commands)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
 
     async def _call(self, pending: Awaitable[Any]) -> Any:
         try:
             return await pending
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise _unavailable(exc) from exc
 
     def _key(self, external_id: str) -> str:
