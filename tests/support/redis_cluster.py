@@ -17,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from entitlements_sidecar.store.redis_connection import RedisClient, open_redis
 from tests.support.processes import RedisServer, redis_server_binary
-from tests.support.wait import eventually
+from tests.support.wait import GiveUp, eventually
 
 SLOTS = 16384
 
@@ -61,14 +61,31 @@ class RedisClusterNodes:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_redis_cluster(masters: int = 3) -> RedisClusterNodes:
+def start_redis_cluster(masters: int = 3, attempts: int = 3) -> RedisClusterNodes:
+    """Ports are picked free but bound later by redis-server; if another process took one meanwhile, the
+    node exits and the cluster is started again on other ports."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start(masters)
+        except GiveUp:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start(masters: int) -> RedisClusterNodes:
     directory = Path(tempfile.mkdtemp(prefix="ent-redis-cluster-"))
     ports = [_port_with_bus_port() for _ in range(masters)]
-    processes = [_spawn(port, directory) for port in ports]
-    nodes = RedisClusterNodes(ports, processes, directory)
+    nodes = RedisClusterNodes(ports, [_spawn(port, directory) for port in ports], directory)
+
+    def answering(index: int) -> bool:
+        if nodes.processes[index].poll() is not None:
+            raise GiveUp(f"cluster node on port {ports[index]} exited")
+        return bool(nodes.client(index).ping())
+
     try:
         for index in range(masters):
-            eventually(lambda i=index: nodes.client(i).ping(), timeout=15, what="cluster node answering PING")  # type: ignore[misc]
+            eventually(lambda i=index: answering(i), timeout=15, what="cluster node answering PING")  # type: ignore[misc]
         first = nodes.client(0)
         for index, port in enumerate(ports):
             low, high = SLOTS * index // masters, SLOTS * (index + 1) // masters
