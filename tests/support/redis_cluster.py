@@ -61,21 +61,22 @@ class RedisClusterNodes:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_redis_cluster(masters: int = 3, attempts: int = 3) -> RedisClusterNodes:
-    """Ports are picked free but bound later by redis-server; if another process took one meanwhile, the
-    node exits and the cluster is started again on other ports."""
+def start_redis_cluster(masters: int = 3, with_replicas: bool = False, attempts: int = 3) -> RedisClusterNodes:
+    """`masters` primaries (ports[:masters]) and, with replicas, one replica each (ports[masters + i] follows
+    ports[i]). Ports are picked free but bound later by redis-server; if another process took one meanwhile,
+    the node exits and the cluster is started again on other ports."""
     for attempt in range(1, attempts + 1):
         try:
-            return _start(masters)
+            return _start(masters, with_replicas)
         except GiveUp:
             if attempt == attempts:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start(masters: int) -> RedisClusterNodes:
+def _start(masters: int, with_replicas: bool) -> RedisClusterNodes:
     directory = Path(tempfile.mkdtemp(prefix="ent-redis-cluster-"))
-    ports = [_port_with_bus_port() for _ in range(masters)]
+    ports = [_port_with_bus_port() for _ in range(masters * (2 if with_replicas else 1))]
     nodes = RedisClusterNodes(ports, [_spawn(port, directory) for port in ports], directory)
 
     def answering(index: int) -> bool:
@@ -84,19 +85,34 @@ def _start(masters: int) -> RedisClusterNodes:
         return bool(nodes.client(index).ping())
 
     try:
-        for index in range(masters):
+        for index in range(len(ports)):
             eventually(lambda i=index: answering(i), timeout=15, what="cluster node answering PING")  # type: ignore[misc]
         first = nodes.client(0)
         for index, port in enumerate(ports):
-            low, high = SLOTS * index // masters, SLOTS * (index + 1) // masters
-            nodes.client(index).cluster("ADDSLOTS", *range(low, high))
+            if index < masters:
+                low, high = SLOTS * index // masters, SLOTS * (index + 1) // masters
+                nodes.client(index).cluster("ADDSLOTS", *range(low, high))
             if index:
                 first.cluster("MEET", "127.0.0.1", port)
 
         def formed() -> bool:
-            return all(nodes.client(i).cluster("INFO")["cluster_state"] == "ok" for i in range(masters))
+            return all(nodes.client(i).cluster("INFO")["cluster_state"] == "ok" for i in range(len(ports)))
 
         eventually(formed, timeout=20, what="the cluster agreeing on its slots")
+        for index in range(masters, len(ports)):
+            master_id = nodes.client(index - masters).cluster("MYID")
+            # A replica can follow a master only once it has heard of it through the cluster bus.
+            eventually(
+                lambda i=index, m=master_id: nodes.client(i).cluster("REPLICATE", m),  # type: ignore[misc]
+                what="a replica following its master",
+            )
+        eventually(
+            lambda: all(
+                nodes.client(i).info("replication").get("master_link_status") == "up"
+                for i in range(masters, len(ports))
+            ),
+            what="replicas in sync",
+        )
     except BaseException:
         nodes.stop()
         raise

@@ -27,6 +27,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.model import ResolvedSubscription
 from entitlements_sidecar.domain.ports import (
@@ -208,9 +211,9 @@ class RedisStore:
         return self._listeners.add(listener)
 
     async def _follow(self) -> None:
-        attempt = 0
+        attempt = failures = 0
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._feed(failures)
             try:
                 await pubsub.subscribe(self._channel)
                 attempt = 0
@@ -226,9 +229,17 @@ class RedisStore:
                 self._listeners.emit(Change(ChangeKind.FEED_LOST))
                 await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
                 attempt += 1
+                failures += 1
             finally:
                 with contextlib.suppress(*REDIS_FAILURES):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _feed(self, failures: int) -> PubSub:
+        # In a cluster every node hears every PUBLISH, so any node will do; after each failure try the next
+        # one (the client's own pick follows the channel's slot to a primary, which may be the one that died).
+        if isinstance(self._redis, RedisCluster) and (nodes := self._redis.get_nodes()):
+            return self._redis.pubsub(node=nodes[failures % len(nodes)], ignore_subscribe_messages=True)
+        return self._redis.pubsub(ignore_subscribe_messages=True)
 
     def _dispatch(self, data: bytes) -> None:
         kind, version, identifier = data.decode().split(":", 2)
