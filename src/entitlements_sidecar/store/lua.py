@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from redis.exceptions import NoScriptError
@@ -19,13 +18,12 @@ from entitlements_sidecar.store.redis_connection import RedisClient
 Arg: TypeAlias = str | bytes | int
 
 
-@dataclass(frozen=True, slots=True)
 class LuaScript:
-    text: str
+    __slots__ = ("sha", "text")
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.text.encode()).hexdigest()
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
 
     def call(self, keys: Sequence[str], args: Sequence[Arg]) -> Command:
         # Every key a script touches is passed in KEYS and, in a cluster, hashes to one slot.
