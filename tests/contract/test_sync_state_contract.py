@@ -15,8 +15,10 @@ from entitlements_sidecar.domain.model import (
     ValueType,
 )
 from entitlements_sidecar.domain.ports import SyncStateStore
+from entitlements_sidecar.store.redis_connection import open_redis
 from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
+from tests.support.processes import RedisServer
 from tests.support.redis_cluster import redis_client
 
 
@@ -102,3 +104,14 @@ async def test_bulk_definition_reads(state: SyncStateStore) -> None:
     assert await state.definitions([]) == {}
     found = await state.definitions(["a", "missing", "b"])
     assert set(found) == {"a", "b"} and found["a"] == definition("a")
+
+
+async def test_a_load_in_another_key_layout_does_not_count(redis_server: RedisServer, key_prefix: str) -> None:
+    # What a syncer of layout 1 left: its load must not stop this one from loading the new keys.
+    redis_server.client().hset(f"{key_prefix}meta", "loaded_at", "1234")
+    client = open_redis(redis_server.url, 5.0)
+    state = RedisSyncState(client, key_prefix)
+    assert await state.loaded_at() is None
+    await state.mark_loaded(5678)
+    assert await state.loaded_at() == 5678
+    await client.aclose()
