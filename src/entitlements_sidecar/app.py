@@ -287,7 +287,8 @@ class App:
             # Let the worker finish its step: cancelling a Redis read mid-reply is not always
             # prompt in redis-py, and an applied batch should be acknowledged.
             self.worker.stop()
-            await asyncio.wait([t for t in self._tasks if t.get_name() == "sync-worker"], timeout=5)
+            if workers := [t for t in self._tasks if t.get_name() == "sync-worker"]:  # none if start failed early
+                await asyncio.wait(workers, timeout=5)
         for task in self._tasks:
             task.cancel()
         if self._tasks:

@@ -45,6 +45,8 @@ class LagoEmulator:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()  # else the garbage collector warns about it, during whichever test runs then
         with self._clients_lock:
             for client in self._clients:
                 client.close()

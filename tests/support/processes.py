@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,7 +25,39 @@ from tests.support.wait import GiveUp, eventually
 REPO = Path(__file__).resolve().parents[2]
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
+    """A port that is free now and was not given out before in this run, taken from below the kernel's
+    ephemeral range: a port from inside it can become some outgoing connection's local port between this
+    check and the server's bind (seen in CI as "address already in use")."""
+    low = ephemeral_range_low()
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 10_000), low) if low > 11_000 else _any_free_port()
+        if port not in _GIVEN and port_is_free(port):
+            _GIVEN.add(port)
+            return port
+    raise RuntimeError("no free port")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def ephemeral_range_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _any_free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

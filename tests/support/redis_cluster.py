@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 
 from entitlements_sidecar.store.redis_connection import RedisClient, open_redis
-from tests.support.processes import RedisServer, redis_server_binary
+from tests.support.processes import RedisServer, ephemeral_range_low, port_is_free, redis_server_binary
 from tests.support.wait import GiveUp, eventually
 
 SLOTS = 16384
@@ -120,21 +119,14 @@ def _start(masters: int, with_replicas: bool) -> RedisClusterNodes:
 
 
 def _port_with_bus_port() -> int:
-    """A free port whose cluster-bus twin (port + 10000) is free too, and below 65536."""
+    """A free port whose cluster-bus twin (port + 10000) is free too, both below the ports `free_port`
+    gives out and below the kernel's ephemeral range."""
+    top = min(ephemeral_range_low() - 10_000, 30_000) - 10_000
     for _ in range(200):
-        port = random.randrange(20_000, 30_000)
-        if _free(port) and _free(port + 10_000):
+        port = random.randrange(max(1024, top - 6_000), top)
+        if port_is_free(port) and port_is_free(port + 10_000):
             return port
     raise RuntimeError("no free port pair for a cluster node")
-
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _spawn(port: int, directory: Path) -> subprocess.Popen[bytes]:
