@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import grpc
@@ -97,3 +98,17 @@ def test_unreachable_redis_stops_startup(example_catalog: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "redis unreachable" in result.stderr
+
+
+def test_a_taken_http_port_stops_a_syncer_with_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "serve", "--source", "lago", "--lago-api-url", f"http://127.0.0.1:{free_port()}",
+            "--grpc-address", f"127.0.0.1:{free_port()}", "--http-address", f"127.0.0.1:{port}",
+            env={"ENTITLEMENTS_LAGO_API_KEY": "k", "ENTITLEMENTS_LAGO_HMAC_KEY": "h"},
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
