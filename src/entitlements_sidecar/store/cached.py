@@ -136,6 +136,9 @@ class CachedStore:
     def _fill(self, key: _Key, record: StoredSubscription | StoredCustomer | None, generation: int) -> None:
         if not self._feed_up or generation != self._generation or self._max_entries <= 0:
             return
+        previous = self._entries.get(key)
+        if previous is not None:
+            self._unlist(key, previous)
         self._entries[key] = _ABSENT if record is None else replace(record, origin=Origin.MEMORY)
         self._entries.move_to_end(key)
         if isinstance(record, StoredCustomer):

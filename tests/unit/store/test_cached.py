@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from entitlements_sidecar.domain.ports import Change, ChangeKind
+from collections.abc import Callable
+
+from entitlements_sidecar.domain.ports import Change, ChangeKind, ChangeListener
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.memory import MemoryStore
 from tests.unit.domain.builders import STARTER, subscription
@@ -87,3 +89,38 @@ async def test_fill_that_raced_an_invalidation_is_not_kept() -> None:
     stale = await cached.get_subscription("s1")
     assert stale is not None and stale.subscription.plan_code == "pro"
     assert len(cached) == 0  # the old read was not cached over the newer write
+
+
+class LateFeedStore(MemoryStore):
+    """A memory store whose change notifications arrive only when the test lets them, as over Redis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Change] | None = None
+
+    def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
+        def late(change: Change) -> None:
+            if self.held is not None and change.kind in (ChangeKind.SUBSCRIPTION, ChangeKind.CUSTOMER):
+                self.held.append(change)
+            else:
+                listener(change)
+
+        return super().add_listener(late)
+
+
+async def test_a_local_move_or_delete_drops_the_old_customer_before_its_notification() -> None:
+    inner = LateFeedStore()
+    cached = CachedStore(inner, 100)
+    await cached.start()
+    for name in ("a", "b", "c"):
+        await cached.put_subscription(subscription(name, customer="acme"))
+    listed = await cached.get_customer("acme")
+    assert listed is not None and listed.subscription_ids == ("a", "b", "c")
+    inner.held = []  # from here on, the feed is late
+    await cached.put_subscription(subscription("b", customer="globex"))
+    moved = await cached.get_customer("acme")
+    assert moved is not None and moved.subscription_ids == ("a", "c")
+    await cached.delete_subscription("c")  # never read on its own, so only the customer's listing knows it
+    deleted = await cached.get_customer("acme")
+    assert deleted is not None and deleted.subscription_ids == ("a",)
+    assert inner.held, "the notifications were indeed held back"
