@@ -10,8 +10,6 @@ from entitlements_sidecar.domain.model import (
     FeatureDefinition,
     PlanDefinition,
     PrivilegeDefinition,
-    SubscriptionDefinition,
-    SubscriptionStatus,
     ValueType,
 )
 from entitlements_sidecar.domain.ports import SyncStateStore
@@ -20,6 +18,7 @@ from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from tests.support.processes import RedisServer
 from tests.support.redis_cluster import redis_client
+from tests.unit.domain.builders import definition
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])
@@ -30,13 +29,6 @@ async def state(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterato
     client = redis_client(request)
     yield RedisSyncState(client, key_prefix)
     await client.aclose()
-
-
-def definition(external_id: str = "s1", plan: str = "pro", **changes: object) -> SubscriptionDefinition:
-    return SubscriptionDefinition(
-        external_id=external_id, external_customer_id="acme", plan_code=plan, status=SubscriptionStatus.ACTIVE,
-        **changes,  # type: ignore[arg-type]
-    )  # fmt: skip
 
 
 async def test_features_round_trip_and_replace(state: SyncStateStore) -> None:

@@ -19,11 +19,10 @@ from entitlements_sidecar.store.redis_connection import open_redis
 from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
-from tests.contract.test_sync_state_contract import definition
 from tests.support.processes import free_port
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.wait import eventually_async
-from tests.unit.domain.builders import STARTER, subscription
+from tests.unit.domain.builders import STARTER, definition, subscription
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
 
 
-def host_ports(text: str) -> list[tuple[str, int]]:
+def _host_ports(text: str) -> list[tuple[str, int]]:
     """`host:port,...` (already validated by the configuration) as pairs."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     return [(host, int(port)) for host, _, port in (item.rpartition(":") for item in items)]
@@ -38,7 +38,7 @@ def _cluster(url: str, timeout: float, cluster_nodes: str) -> RedisCluster:
     # A cluster has one database, so the URL contributes credentials and TLS (rediss://) only.
     parts = parse_url(url)
     return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in host_ports(cluster_nodes)],
+        startup_nodes=[ClusterNode(host, port) for host, port in _host_ports(cluster_nodes)],
         username=parts.get("username"),
         password=parts.get("password"),
         ssl=url.startswith("rediss://"),
@@ -51,7 +51,7 @@ def _through_sentinels(url: str, timeout: float, sentinels: str, master: str) ->
     # The pool asks the Sentinels for the current master on every (re)connect, so a failover is a
     # reconnect (the change feed then resets the L1, like any reconnect).
     parts = parse_url(url)
-    sentinel = Sentinel(host_ports(sentinels), socket_connect_timeout=timeout, socket_timeout=timeout)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(_host_ports(sentinels), socket_connect_timeout=timeout, socket_timeout=timeout)  # type: ignore[no-untyped-call]
     client: aioredis.Redis = sentinel.master_for(
         master,
         socket_connect_timeout=timeout,

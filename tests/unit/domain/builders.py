@@ -54,3 +54,11 @@ def subscription(
         **changes,  # type: ignore[arg-type]
     )
     return resolve_subscription(definition, plan, FEATURES)
+
+
+def definition(external_id: str = "s1", plan: str = "pro", **changes: object) -> SubscriptionDefinition:
+    """A syncer-side subscription definition of customer acme."""
+    return SubscriptionDefinition(
+        external_id=external_id, external_customer_id="acme", plan_code=plan, status=SubscriptionStatus.ACTIVE,
+        **changes,  # type: ignore[arg-type]
+    )  # fmt: skip
