@@ -117,6 +117,12 @@ class App:
             source = catalog
         else:
             self.lago = LagoParts(settings, self.store, self._redis)
+            client = self.lago.client
+            self.metrics.watch_count(
+                "entitlements_lago_rows_rejected",
+                "Rows Lago returned that did not match what was asked (another id or status); written nowhere",
+                lambda: client.rejected_rows,
+            )
             source = LagoSource(self.lago.client, self.lago.refresher)
             if "syncer" in settings.roles:
                 routes.append(self._build_syncer(self.lago))

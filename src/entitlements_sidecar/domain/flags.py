@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from entitlements_sidecar.domain.errors import FlagError, FlagErrorCode
+from entitlements_sidecar.domain.ids import IdKind, id_problem
 from entitlements_sidecar.domain.merge import GrantedFeature
 from entitlements_sidecar.domain.model import ValueType
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
@@ -77,7 +78,7 @@ def subject_from_context(context: Mapping[str, Any]) -> Subject:
     if customer is not None:
         if not isinstance(customer, str) or not customer:
             raise FlagError(FlagErrorCode.INVALID_CONTEXT, f"context.{CUSTOMER_ATTRIBUTE} must be a non-empty string")
-        return Subject(SubjectKind.CUSTOMER, customer)
+        return Subject(SubjectKind.CUSTOMER, _checked(customer, IdKind.CUSTOMER, CUSTOMER_ATTRIBUTE))
     targeting_key = context.get("targetingKey")
     if targeting_key is None or targeting_key == "":
         raise FlagError(
@@ -86,7 +87,15 @@ def subject_from_context(context: Mapping[str, Any]) -> Subject:
         )
     if not isinstance(targeting_key, str):
         raise FlagError(FlagErrorCode.INVALID_CONTEXT, "targetingKey must be a string")
-    return Subject(SubjectKind.SUBSCRIPTION, targeting_key)
+    return Subject(SubjectKind.SUBSCRIPTION, _checked(targeting_key, IdKind.SUBSCRIPTION, "targetingKey"))
+
+
+def _checked(value: str, kind: IdKind, attribute: str) -> str:
+    # The same rules as the gRPC API's ids (domain/ids.py), so both protocols accept the same subjects.
+    problem = id_problem(value, kind)
+    if problem is not None:
+        raise FlagError(FlagErrorCode.INVALID_CONTEXT, f"context.{attribute} {problem}")
+    return value
 
 
 def evaluate(view: EntitlementView, key: str, wanted: FlagType | None = None) -> FlagResult:

@@ -7,8 +7,7 @@ import enum
 from dataclasses import dataclass
 
 from entitlements_sidecar.domain.errors import InvalidArgumentError
-
-MAX_ID_LENGTH = 255  # Lago's limit on codes; external ids beyond it cannot exist in Lago
+from entitlements_sidecar.domain.ids import MAX_ID_LENGTH, IdKind, id_problem
 
 
 class SubjectKind(enum.Enum):
@@ -27,10 +26,10 @@ class Subject:
         if subscription_id and customer_id:
             raise InvalidArgumentError(f"{prefix}subscription_id", "set only one of subscription_id and customer_id")
         if subscription_id:
-            _check_id(f"{prefix}subscription_id", subscription_id)
+            _check_id(f"{prefix}subscription_id", subscription_id, IdKind.SUBSCRIPTION)
             return cls(SubjectKind.SUBSCRIPTION, subscription_id)
         if customer_id:
-            _check_id(f"{prefix}customer_id", customer_id)
+            _check_id(f"{prefix}customer_id", customer_id, IdKind.CUSTOMER)
             return cls(SubjectKind.CUSTOMER, customer_id)
         raise InvalidArgumentError(f"{prefix}subscription_id", "one of subscription_id or customer_id is required")
 
@@ -79,9 +78,9 @@ class CheckQuery:
     ) -> CheckQuery:
         if not feature_code:
             raise InvalidArgumentError(f"{prefix}feature_code", "is required")
-        _check_id(f"{prefix}feature_code", feature_code)
+        _check_id(f"{prefix}feature_code", feature_code, IdKind.CODE)
         if privilege_code:
-            _check_id(f"{prefix}privilege_code", privilege_code)
+            _check_id(f"{prefix}privilege_code", privilege_code, IdKind.CODE)
         if quantity is not None and value is not None:
             raise InvalidArgumentError(f"{prefix}quantity", "set only one of quantity and value")
         if quantity is not None and quantity < 0:
@@ -94,8 +93,7 @@ class CheckQuery:
         return cls(subject, feature_code, privilege_code or None, quantity, value, consistency)
 
 
-def _check_id(field: str, value: str) -> None:
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgumentError(field, f"longer than {MAX_ID_LENGTH} characters ({len(value)})")
-    if value != value.strip():
-        raise InvalidArgumentError(field, "has leading or trailing whitespace")
+def _check_id(field: str, value: str, kind: IdKind) -> None:
+    problem = id_problem(value, kind)
+    if problem is not None:
+        raise InvalidArgumentError(field, problem)

@@ -14,6 +14,7 @@ from typing import Any
 
 from entitlements_sidecar.domain.ports import EntitlementStore, SyncStateStore
 from entitlements_sidecar.sources.lago import mapping
+from entitlements_sidecar.sources.lago.errors import LagoContractError
 from entitlements_sidecar.sources.lago.refresher import LagoReader, Refresher, now_ms
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,14 @@ class FullSync:
             nonlocal done, repaired
             async with gate:
                 read_at = now_ms()  # each read is ordered by its own start, against concurrent webhooks
-                raw = await self._lago.get_subscription(row["external_id"], status=row["status"])
-                if raw is None:  # changed since it was listed: find its current row
-                    changed = await self._refresher.refresh_subscription(row["external_id"], "full_sync")
-                else:
-                    changed = await self._refresher.store_subscription(raw, read_at, "full_sync")
+                try:
+                    raw = await self._lago.get_subscription(row["external_id"], status=row["status"])
+                    if raw is None:  # changed since it was listed: find its current row
+                        changed = await self._refresher.refresh_subscription(row["external_id"], "full_sync")
+                    else:
+                        changed = await self._refresher.store_subscription(raw, read_at, "full_sync")
+                except LagoContractError:
+                    changed = False  # Lago answered for another subscription (logged): keep what we have
             done += 1
             repaired += changed
             if progress is not None:
@@ -79,7 +83,10 @@ class FullSync:
         removed = 0
         for gone in sorted((known_before | await self._state.definition_ids()) - set(rows)):
             # Not active or pending any more: re-read it, so a terminated row is stored as such.
-            removed += await self._refresher.refresh_subscription(gone, "full_sync")
+            try:
+                removed += await self._refresher.refresh_subscription(gone, "full_sync")
+            except LagoContractError:
+                continue  # logged by the client; the next reconciliation asks again
         at = now_ms()
         await self._state.mark_loaded(at)
         await self._state.mark_confirmed(at)

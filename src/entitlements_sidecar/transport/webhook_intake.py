@@ -17,6 +17,7 @@ from aiohttp import web
 from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import EntitlementsError
 from entitlements_sidecar.domain.events import EventQueue, SyncEvent, Target
+from entitlements_sidecar.domain.ids import IdKind, id_problem
 from entitlements_sidecar.sources.lago.signatures import SignatureError, SignatureVerifier
 from entitlements_sidecar.transport.metrics import Metrics
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 _TARGETS = {"subscription": Target.SUBSCRIPTION, "plan": Target.PLAN, "feature": Target.FEATURE}
 _KEYS = {Target.SUBSCRIPTION: "external_id", Target.PLAN: "code", Target.FEATURE: "code"}
+# The same rules as ids in gRPC requests: an id that fails them could not be re-read from Lago safely.
+_KINDS = {Target.SUBSCRIPTION: IdKind.SUBSCRIPTION, Target.PLAN: IdKind.CODE, Target.FEATURE: IdKind.CODE}
 
 
 def problem(status: int, message: str, **extra: Any) -> web.Response:
@@ -103,8 +106,11 @@ def _parse(body: bytes) -> tuple[str, SyncEvent | None]:
     if target is None or not isinstance(obj, dict):
         raise ValueError(f"{webhook_type} must carry a {object_type!r} object")
     key = obj.get(_KEYS[target])
-    if not isinstance(key, str) or not key or len(key) > 255:
-        raise ValueError(f"{object_type}.{_KEYS[target]} must be a non-empty string")
+    if not isinstance(key, str):
+        raise ValueError(f"{object_type}.{_KEYS[target]} must be a string")
+    problem = id_problem(key, _KINDS[target])
+    if problem is not None:
+        raise ValueError(f"{object_type}.{_KEYS[target]} {problem}")
     return webhook_type, SyncEvent(target, key, webhook_type)
 
 

@@ -120,3 +120,30 @@ def test_unrelated_webhook_types_are_acknowledged_and_ignored(lago: LagoEmulator
                "X-Lago-Unique-Key": "k-1", "Content-Type": "application/json"}  # fmt: skip
     response = post(syncer, body, headers)
     assert (response.status_code, response.json()) == (200, {"status": "ignored"})
+
+
+def test_ids_that_grpc_would_refuse_are_refused_at_intake(lago: LagoEmulator, start_syncer: SyncerFactory) -> None:
+    seed(lago)
+    syncer = start_syncer()
+    cases = [
+        ("subscription", "external_id", "../plans/pro", "contains '/'"),
+        ("subscription", "external_id", "..", "'..' is not an id"),
+        ("subscription", "external_id", " sub_0", "leading or trailing whitespace"),
+        ("subscription", "external_id", "sub\u00000", "control character"),
+        ("subscription", "external_id", "s" * 256, "longer than 255 characters"),
+        ("plan", "code", "pro\n", "leading or trailing whitespace"),
+        ("feature", "code", "", "is empty"),
+    ]
+    webhook_type = {"subscription": "subscription.updated", "plan": "plan.updated", "feature": "feature.updated"}
+    requests_before = len(lago.controls.api_requests())
+    for index, (object_type, key, value, problem) in enumerate(cases):
+        body = rails_json({"webhook_type": webhook_type[object_type], "object_type": object_type,
+                           "organization_id": lago.state.organization_id, object_type: {key: value}})  # fmt: skip
+        headers = {"X-Lago-Signature": lago.signer.hmac_signature(body), "X-Lago-Signature-Algorithm": "hmac",
+                   "X-Lago-Unique-Key": f"k-{index}", "Content-Type": "application/json"}  # fmt: skip
+        response = post(syncer, body, headers)
+        assert response.status_code == 400, value
+        assert response.json()["error"].startswith(f"{object_type}.{key} ") and problem in response.json()["error"]
+    holds_for(lambda: len(lago.controls.api_requests()) == requests_before, seconds=0.5, what="no Lago read")
+    metrics = httpx.get(f"http://127.0.0.1:{syncer.http_port}/metrics", timeout=5).text
+    assert "entitlements_queue_depth 0.0" in metrics

@@ -16,6 +16,11 @@ SUB = Subject(SubjectKind.SUBSCRIPTION, "s")
         (("x" * 256, ""), "subscription_id"),
         (("", "y" * 256), "customer_id"),
         ((" padded", ""), "subscription_id"),
+        (("a\x00b", ""), "subscription_id"),
+        (("../plans/pro", ""), "subscription_id"),
+        (("..", ""), "subscription_id"),
+        (("", "acme\n"), "customer_id"),
+        (("", "ac\x7fme"), "customer_id"),
     ],
 )
 def test_subject_errors_name_the_field(args: tuple[str, str], field: str) -> None:

@@ -11,14 +11,16 @@ import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
 import orjson
 
 from entitlements_sidecar import tracing
+from entitlements_sidecar.sources.lago.asked import Asked
 from entitlements_sidecar.sources.lago.errors import (
+    LagoContractError,
     LagoError,
     LagoNotFoundError,
     LagoRateLimitedError,
@@ -57,6 +59,7 @@ class LagoClient:
         self._max_retries = max_retries
         self._backoff = (backoff_base, backoff_cap)
         self.requests = 0  # for tests and metrics: requests actually sent
+        self.rejected_rows = 0  # rows that did not match what was asked (metrics)
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -64,10 +67,20 @@ class LagoClient:
     # -- endpoints ------------------------------------------------------------------------
 
     async def get_subscription(self, external_id: str, status: str | None = None) -> Json | None:
-        """`GET /subscriptions/{external_id}`: one row with its resolved `entitlements`, or None (404)."""
+        """`GET /subscriptions/{external_id}`: one row with its resolved `entitlements`, or None (404).
+        Raises LagoContractError when Lago answers another row than the one asked for."""
         params = {"status": status} if status else None
-        body = await self._get_or_none(f"subscriptions/{_segment(external_id)}", params)
-        return body["subscription"] if body else None
+        path = f"subscriptions/{_segment(external_id)}"
+        body = await self._get_or_none(path, params)
+        if body is None:
+            return None
+        row = body.get("subscription")
+        problem = Asked(external_id, (status or "active",)).mismatch(row)
+        if problem is not None:
+            self.rejected_rows += 1
+            log.error("lago answered another subscription than asked; ignored", extra={"path": path, "got": problem})
+            raise LagoContractError(f"lago answered {path} with {problem}")
+        return cast(Json, row)  # a dict: mismatch() checked it
 
     async def get_subscription_entitlements(self, external_id: str, status: str | None = None) -> list[Json] | None:
         params = {"subscription_status": status} if status else None
@@ -81,14 +94,27 @@ class LagoClient:
         external_customer_id: str | None = None,
         per_page: int = 100,
     ) -> AsyncIterator[Json]:
-        """`GET /subscriptions`, every page. No entitlements in this listing."""
+        """`GET /subscriptions`, every page. No entitlements in this listing. Only rows that match every
+        filter are yielded: the others are counted, logged once per listing and dropped."""
         params: list[tuple[str, str | int]] = [("status[]", s) for s in statuses]
         if external_id:
             params.append(("external_id", external_id))
         if external_customer_id:
             params.append(("external_customer_id", external_customer_id))
+        asked = Asked(external_id or None, tuple(statuses), external_customer_id or None)
+        rejected: list[str] = []
         async for item in self._pages("subscriptions", "subscriptions", params, per_page):
-            yield item
+            problem = asked.mismatch(item)
+            if problem is None:
+                yield item
+            else:
+                rejected.append(problem)
+        if rejected:
+            self.rejected_rows += len(rejected)
+            log.error(
+                "lago listed subscriptions that do not match the filter; ignored",
+                extra={"filter": _filters(asked), "rejected": len(rejected), "first": rejected[0]},
+            )
 
     async def get_plan_entitlements(self, plan_code: str) -> list[Json] | None:
         body = await self._get_or_none(f"plans/{_segment(plan_code)}/entitlements")
@@ -153,8 +179,17 @@ class LagoClient:
 
 
 def _segment(value: str) -> str:
-    # Codes may contain dots and external ids anything but '/': quote everything but the unreserved set.
-    return quote(value, safe="")
+    # Codes may contain dots and external ids anything but '/': quote everything but the unreserved set,
+    # and the dots of a segment that is only dots, which URL resolution would otherwise walk up with.
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
+
+
+def _filters(asked: Asked) -> str:
+    parts = [f"external_id={asked.external_id}"] if asked.external_id else []
+    parts += [f"status={','.join(asked.statuses)}"] if asked.statuses else []
+    parts += [f"external_customer_id={asked.external_customer_id}"] if asked.external_customer_id else []
+    return " ".join(parts)
 
 
 def _json(response: httpx.Response, path: str) -> Json:

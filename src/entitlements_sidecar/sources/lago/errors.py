@@ -24,6 +24,11 @@ class LagoAuthError(LagoError):
     """401 or 403: the API key is wrong, expired or lacks a permission."""
 
 
+class LagoContractError(LagoError):
+    """Lago answered something other than what was asked (another subscription, another status).
+    Nothing of such an answer is written anywhere; callers skip it or fall back."""
+
+
 class LagoRateLimitedError(LagoError):
     """429 after every retry."""
 

@@ -21,6 +21,7 @@ from entitlements_sidecar.domain.model import (
 from entitlements_sidecar.domain.ports import EntitlementStore, SyncStateStore
 from entitlements_sidecar.domain.resolution import resolve_subscription
 from entitlements_sidecar.sources.lago import mapping
+from entitlements_sidecar.sources.lago.errors import LagoContractError
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
@@ -74,7 +75,12 @@ class Refresher:
         for code in plans:
             await self.refresh_plan(code)
         for external_id, webhook_type in subscriptions.items():
-            await self.refresh_subscription(external_id, webhook_type)
+            try:
+                await self.refresh_subscription(external_id, webhook_type)
+            except LagoContractError:
+                # Lago answered for another subscription (logged with both ids): nothing is written, and
+                # retrying the batch would not make the answer true. Reconciliation reads it again.
+                continue
 
     # -- subscriptions --------------------------------------------------------------------
 
