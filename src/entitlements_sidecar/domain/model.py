@@ -62,7 +62,9 @@ class SubscriptionDefinition:
 
     `entitlements` holds subscription values by feature: overrides of plan features and additions
     of features the plan lacks look the same in Lago (one PATCH). `removed_features` and
-    `removed_privileges` are Lago's DELETE-style removals; they hide the plan's values.
+    `removed_privileges` are Lago's DELETE-style removals; they hide the plan's values, also when
+    the plan loses a feature and regains it later. `row_id` is the source's id of this row (Lago's
+    `lago_id`): an upgrade is a new row with the same external id, and starts without removals.
     """
 
     external_id: str
@@ -73,6 +75,7 @@ class SubscriptionDefinition:
     entitlements: Mapping[str, Mapping[str, PrivilegeValue]] = field(default_factory=dict)
     removed_features: frozenset[str] = frozenset()
     removed_privileges: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    row_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ def encode_definition(definition: SubscriptionDefinition) -> bytes:
             "values": definition.entitlements,
             "removed_features": sorted(definition.removed_features),
             "removed_privileges": {k: sorted(v) for k, v in definition.removed_privileges.items()},
+            "row": definition.row_id,
         }
     )
 
@@ -75,4 +76,5 @@ def decode_definition(data: bytes | str) -> SubscriptionDefinition:
         entitlements=raw["values"],
         removed_features=frozenset(raw["removed_features"]),
         removed_privileges={k: frozenset(v) for k, v in raw["removed_privileges"].items()},
+        row_id=raw.get("row"),  # absent in definitions written before rows were told apart
     )

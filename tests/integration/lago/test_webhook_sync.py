@@ -140,3 +140,31 @@ def test_feature_privilege_deleted(lago: LagoEmulator, start_syncer: SyncerFacto
     lago.flush()
     eventually(lambda: "root" not in sidecar_view(syncer.sidecar, "sub_0")[1]["seats"], what="privilege deleted")
     assert matches(lago, syncer.sidecar, "sub_0")
+
+
+def test_removals_outlive_the_plan_losing_and_regaining_what_they_remove(
+    lago: LagoEmulator, start_syncer: SyncerFactory
+) -> None:
+    seed(lago)
+    syncer = start_syncer()
+    lago.state.remove_subscription_feature("sub_0", "sso")
+    lago.state.remove_subscription_privilege("sub_0", "seats", "root")
+    assert lago.flush() == [200, 200]
+    # The plan loses both; while it lacks them, Lago's view of sub_0 cannot show that the removals exist ...
+    lago.state.write_plan_entitlements("pro", {"seats": {"max": 10}, "analytics.api": {}}, replace=True)
+    lago.state.patch_subscription_entitlements("sub_0", {"seats": {"max": 20}})  # ... and sub_0 is re-read then
+    assert lago.flush() == [200, 200]
+    eventually(lambda: sidecar_view(syncer.sidecar, "sub_0")[1].get("seats") == {"max": 20}, what="sub_0 re-read")
+    # The plan regains them: Lago applies the removals again, so only sub_1 gets them back.
+    lago.state.write_plan_entitlements("pro", {"seats": {"root": True}, "sso": {"provider": "google"}}, replace=False)
+    assert lago.flush() == [200]
+    eventually(lambda: "sso" in sidecar_view(syncer.sidecar, "sub_1")[1], what="the plan change applied")
+    assert lago_view(lago, "sub_0")[1] == {"seats": {"max": 20}, "analytics.api": {}}
+    assert matches(lago, syncer.sidecar, "sub_0") and matches(lago, syncer.sidecar, "sub_1")
+    # An upgrade is a new row in Lago and starts without the old row's removals.
+    lago.state.create_plan("enterprise", amount_cents=9000)
+    lago.state.write_plan_entitlements("enterprise", {"sso": {"provider": "okta"}}, replace=True)
+    lago.state.create_subscription("sub_0", "cust_0", "enterprise")
+    assert set(lago.flush()) == {200}  # plan.created and .updated, then terminated and started
+    eventually(lambda: matches(lago, syncer.sidecar, "sub_0"), what="the upgraded row")
+    assert sidecar_view(syncer.sidecar, "sub_0")[1] == {"sso": {"provider": "okta"}}

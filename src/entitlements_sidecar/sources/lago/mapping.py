@@ -93,21 +93,38 @@ def resolved_subscription(raw: Json) -> ResolvedSubscription:
     )
 
 
-def subscription_definition(raw: Json, plan: PlanDefinition | None) -> SubscriptionDefinition:
-    """The subscription's own rows, derived from its resolved view and the plan it is on."""
+def subscription_definition(
+    raw: Json, plan: PlanDefinition | None, previous: SubscriptionDefinition | None = None
+) -> SubscriptionDefinition:
+    """The subscription's own rows, derived from its resolved view and the plan it is on.
+
+    A removal shows in the resolved view only while the plan has what it removes, but Lago keeps it
+    when the plan loses the feature and applies it again when the plan regains it (lago-contract.md
+    §3, "Removals outlive plan edits"). So a removal known from `previous` (the same row) is kept
+    until the resolved view contradicts it, that is, shows the feature or privilege again.
+    """
     plan_values = plan.entitlements if plan else {}
     values: dict[str, dict[str, PrivilegeValue]] = {}
-    removed_privileges: dict[str, frozenset[str]] = {}
+    removed_privileges: dict[str, set[str]] = {}
     resolved = {e["code"]: e for e in raw.get("entitlements") or []}
+    shown = {code: {p["code"] for p in e.get("privileges") or []} for code, e in resolved.items()}
     for code, entitlement in resolved.items():
         privileges = entitlement.get("privileges") or []
         own = {p["code"]: _value(p, p["override_value"]) for p in privileges if p.get("override_value") is not None}
         if own or code not in plan_values:  # an override, or a feature the plan does not have (an addition)
             values[code] = own
         if code in plan_values:
-            missing = set(plan_values[code]) - {p["code"] for p in privileges}
+            missing = set(plan_values[code]) - shown[code]
             if missing:
-                removed_privileges[code] = frozenset(missing)
+                removed_privileges[code] = missing
+    removed_features = set(plan_values) - set(resolved)
+    row_id = raw.get("lago_id")
+    if previous is not None and row_id is not None and previous.row_id == row_id:
+        removed_features |= {code for code in previous.removed_features if code not in resolved}
+        for code, codes in previous.removed_privileges.items():
+            kept = {c for c in codes if c not in shown.get(code, set())}
+            if kept:
+                removed_privileges.setdefault(code, set()).update(kept)
     return SubscriptionDefinition(
         external_id=raw["external_id"],
         external_customer_id=raw["external_customer_id"],
@@ -115,8 +132,9 @@ def subscription_definition(raw: Json, plan: PlanDefinition | None) -> Subscript
         status=_status(raw),
         started_at=_timestamp(raw.get("started_at")),
         entitlements=values,
-        removed_features=frozenset(set(plan_values) - set(resolved)),
-        removed_privileges=removed_privileges,
+        removed_features=frozenset(removed_features),
+        removed_privileges={code: frozenset(codes) for code, codes in removed_privileges.items()},
+        row_id=row_id,
     )
 
 

@@ -106,7 +106,8 @@ class Refresher:
     async def store_subscription(self, raw: Json, observed: int, reason: str) -> bool:
         """Store one Lago subscription object (with its embedded entitlements) read at `observed`."""
         plan = await self._plan(raw["plan_code"])
-        definition = mapping.subscription_definition(raw, plan)
+        previous = await self._state.definition(raw["external_id"])  # its removals may outlive plan edits
+        definition = mapping.subscription_definition(raw, plan, previous)
         if not await self._state.put_definition(definition, observed):
             log.info("older read ignored", extra={"subscription": definition.external_id, "event": reason})
             return False

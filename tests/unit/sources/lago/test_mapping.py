@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition
 from entitlements_sidecar.domain.resolution import resolve_subscription
 from entitlements_sidecar.sources.lago import mapping
 from tests.lago_emulator.state import LagoState
@@ -62,3 +63,53 @@ def test_derived_definition_resolves_to_lagos_view(steps: list[tuple[str, object
     new_plan = mapping.plan_definition("pro", state.plan_entitlements("pro"))
     after = mapping.resolved_subscription(state.subscription_json(state.find_row("s"), True))
     assert resolve_subscription(definition, new_plan, features) == after
+
+
+def _plan_and_features(state: LagoState) -> tuple[PlanDefinition, dict[str, FeatureDefinition]]:
+    plan = mapping.plan_definition("pro", state.plan_entitlements("pro"))
+    features = {f.code: mapping.feature_definition(state.feature_json(f)) for f in state.features.values()}
+    return plan, features
+
+
+def test_removals_are_kept_while_the_plan_lacks_what_they_remove() -> None:
+    state = organization()
+    state.remove_subscription_feature("s", "sso")
+    state.remove_subscription_privilege("s", "seats", "root")
+    plan, _ = _plan_and_features(state)
+    seen = mapping.subscription_definition(state.subscription_json(state.find_row("s"), True), plan)
+    assert (seen.removed_features, seen.removed_privileges) == (frozenset({"sso"}), {"seats": frozenset({"root"})})
+
+    state.write_plan_entitlements("pro", {"seats": {"max": 10}, "api": {}}, True)  # the plan loses both
+    lacking, features = _plan_and_features(state)
+    raw = state.subscription_json(state.find_row("s"), True)
+    kept = mapping.subscription_definition(raw, lacking, seen)
+    forgot = mapping.subscription_definition(raw, lacking)  # what the view alone shows
+    assert (kept.removed_features, kept.removed_privileges) == (frozenset({"sso"}), {"seats": frozenset({"root"})})
+    assert (forgot.removed_features, forgot.removed_privileges) == (frozenset(), {})
+
+    state.write_plan_entitlements("pro", {"seats": {"root": True}, "sso": {"provider": "g"}}, False)  # regained
+    regained, _ = _plan_and_features(state)
+    lagos = mapping.resolved_subscription(state.subscription_json(state.find_row("s"), True))
+    assert resolve_subscription(kept, regained, features) == lagos
+    assert resolve_subscription(forgot, regained, features) != lagos
+
+
+def test_a_removal_is_forgotten_once_the_view_shows_the_feature_again() -> None:
+    state = organization()
+    state.remove_subscription_feature("s", "sso")
+    plan, _ = _plan_and_features(state)
+    seen = mapping.subscription_definition(state.subscription_json(state.find_row("s"), True), plan)
+    state.patch_subscription_entitlements("s", {"sso": {"provider": "o"}})  # PATCH restores it
+    after = mapping.subscription_definition(state.subscription_json(state.find_row("s"), True), plan, seen)
+    assert after.removed_features == frozenset()
+
+
+def test_another_row_of_the_same_id_does_not_inherit_removals() -> None:
+    state = organization()
+    state.remove_subscription_feature("s", "sso")
+    plan, _ = _plan_and_features(state)
+    seen = mapping.subscription_definition(state.subscription_json(state.find_row("s"), True), plan)
+    state.write_plan_entitlements("pro", {"seats": {"max": 10}}, True)
+    lacking, _ = _plan_and_features(state)
+    raw = {**state.subscription_json(state.find_row("s"), True), "lago_id": "another-row"}  # an upgrade's new row
+    assert mapping.subscription_definition(raw, lacking, seen).removed_features == frozenset()
