@@ -41,6 +41,7 @@ from entitlements_sidecar.sync.full_sync import FullSync, Progress, SyncReport
 from entitlements_sidecar.sync.memory_queue import MemoryQueue
 from entitlements_sidecar.sync.worker import SyncWorker
 from entitlements_sidecar.transport.answer_cache import AnswerCache
+from entitlements_sidecar.transport.deadlines import CallDeadline
 from entitlements_sidecar.transport.flag_events import FlagChangeFeed
 from entitlements_sidecar.transport.flagd_service import FlagdService
 from entitlements_sidecar.transport.grpc_server import GrpcServer
@@ -156,6 +157,7 @@ class App:
             FailurePolicies.parse(settings.failure_policy, settings.failure_policy_features),
             lambda: self.health.last.sync_lag_seconds,
             settings.staleness_budget_seconds,
+            deadline=CallDeadline(settings.deadline_margin_seconds),
         )
         servicer = EntitlementServicer(
             checks, self.store, settings.max_batch_size, settings.max_watch_subjects, self.metrics
@@ -170,7 +172,7 @@ class App:
         slots = StreamSlots(settings.max_watch_streams)
         self.metrics.watch_streams(lambda: slots.open)
         feed = FlagChangeFeed(service, self.store)
-        flagd = FlagdService(service, feed, bridge, slots, settings.openfeature_keepalive_seconds)
+        flagd = FlagdService(checks, feed, bridge, slots, settings.openfeature_keepalive_seconds)
         self.grpc = GrpcServer(
             servicer,
             settings.grpc_address,

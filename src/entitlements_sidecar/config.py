@@ -46,6 +46,7 @@ class Settings:
     staleness_budget_seconds: float
     failure_policy: str
     failure_policy_features: str
+    deadline_margin_seconds: float
     openfeature_keepalive_seconds: float
     shutdown_grace_seconds: float
     log_level: str

@@ -171,6 +171,13 @@ OPTIONS: tuple[Option, ...] = (
         failure_policies_by_feature,
     ),
     Option(
+        "deadline_margin_seconds",
+        "ENTITLEMENTS_DEADLINE_MARGIN_SECONDS",
+        "0.01",
+        "a check's Redis and Lago reads stop this long before the caller's deadline, so the failure policy answers",
+        positive_float,
+    ),
+    Option(
         "openfeature_keepalive_seconds",
         "ENTITLEMENTS_OPENFEATURE_KEEPALIVE_SECONDS",
         "20",

@@ -98,6 +98,13 @@ class RedisServer:
         self.process.kill()
         self.process.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing is answered (a frozen or overloaded Redis)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         """The same port and directory: it loads dump.rdb if a SAVE wrote one."""
         self.process = _spawn_redis(self.port, self.directory)
@@ -105,6 +112,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server would not act on SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)

@@ -35,7 +35,12 @@ class SourceUnavailableError(EntitlementsError):
 
 
 class NotReadyError(EntitlementsError):
-    """The sidecar has not finished its first load yet."""
+    """The map is not known to be complete (no full load yet, or Redis lost it and it is being rebuilt):
+    a subject it does not hold may exist."""
+
+
+class DeadlineError(EntitlementsError):
+    """The store or the source would not answer before the caller's deadline (less a margin)."""
 
 
 class CatalogError(EntitlementsError):

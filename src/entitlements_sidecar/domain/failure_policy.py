@@ -1,9 +1,11 @@
 """What a check answers when it cannot be answered fresh: the failure policy, per feature.
 
 It applies when the store or the source cannot be read (Redis down and the subject not in the
-in-process cache; Lago down on a fully consistent read), and when the map is older than the
-staleness budget (the sync lag readiness reports). The answer says so: reason FAILURE_POLICY or
-the last known answer, with freshness origin FALLBACK and stale set.
+in-process cache; Lago down on a fully consistent read), when they would not answer before the
+caller's deadline (reads are bounded by it, less a margin), when the map is not known to be
+complete (a subject it lacks may exist), and when the map is older than the staleness budget (the
+sync lag readiness reports). The answer says so: reason FAILURE_POLICY or the last known answer,
+with freshness origin FALLBACK and stale set.
 
 - fail_closed: deny.
 - fail_open: allow.
@@ -16,17 +18,26 @@ from __future__ import annotations
 import enum
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from entitlements_sidecar.domain.check import Decision, Reason
-from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
-from entitlements_sidecar.domain.ports import Origin
+from entitlements_sidecar.domain.errors import (
+    DeadlineError,
+    NotReadyError,
+    SourceUnavailableError,
+    StoreUnavailableError,
+)
+from entitlements_sidecar.domain.ports import Deadline, Origin
 from entitlements_sidecar.domain.queries import CACHED, CheckQuery, Consistency, Subject
 from entitlements_sidecar.domain.service import CheckAnswer, EntitlementView, Freshness, ReadService
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
+_T = TypeVar("_T")
+# What makes a check unanswerable fresh, as opposed to a bad request or a bug.
+_CANNOT_BE_FRESH = (StoreUnavailableError, SourceUnavailableError, DeadlineError, NotReadyError)
 
 
 class PolicyKind(enum.Enum):
@@ -88,8 +99,13 @@ class _Known:
     at: float
 
 
+class _Unbounded:
+    async def within(self, work: Awaitable[_T]) -> _T:
+        return await work
+
+
 class PolicyReadService:
-    """Wraps ReadService's checks with the failure policy; everything else passes through."""
+    """Wraps ReadService's checks with the failure policy, and bounds every read by the caller's deadline."""
 
     def __init__(
         self,
@@ -99,8 +115,10 @@ class PolicyReadService:
         budget_seconds: float,
         remembered: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        deadline: Deadline | None = None,
     ) -> None:
         self.inner = inner
+        self._deadline = deadline or _Unbounded()
         self._policies = policies
         self._sync_lag = sync_lag
         self._budget = budget_seconds
@@ -109,13 +127,14 @@ class PolicyReadService:
         self._known: OrderedDict[CheckQuery, _Known] = OrderedDict()
 
     async def get(self, subject: Subject, consistency: Consistency = CACHED) -> EntitlementView:
-        return await self.inner.get(subject, consistency)  # a full view has no single answer to fall back to
+        # A full view has no single answer to fall back to: past the deadline, the caller gets DeadlineError.
+        return await self._deadline.within(self.inner.get(subject, consistency))
 
     async def check(self, query: CheckQuery) -> CheckAnswer:
         policy = self._policies.for_feature(query.feature_code)
         try:
-            answer = await self.inner.check(query)
-        except (StoreUnavailableError, SourceUnavailableError):
+            answer = await self._deadline.within(self.inner.check(query))
+        except _CANNOT_BE_FRESH:
             return self._fallback(query, policy)
         lag = self._sync_lag()
         if lag is not None and lag > self._budget:

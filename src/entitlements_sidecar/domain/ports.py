@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from entitlements_sidecar.domain.model import (
     FeatureDefinition,
@@ -17,6 +17,7 @@ from entitlements_sidecar.domain.model import (
 
 # Passed as `min_version`, asks for data newer than any cache can hold: caches read through.
 LATEST = 2**63 - 1
+T = TypeVar("T")
 
 
 class Origin(enum.Enum):
@@ -148,4 +149,13 @@ class SyncStateStore(Protocol):
 
     async def confirmed_at(self) -> int | None:
         """The last heartbeat (ms since the epoch): readiness measures sync lag from it."""
+        ...
+
+
+class Deadline(Protocol):
+    """Bounds the I/O inside one request by the caller's deadline, so an answer can still be given in time."""
+
+    async def within(self, work: Awaitable[T]) -> T:
+        """Await `work`; raise DeadlineError (and cancel it) when it would end after the caller's deadline
+        less a margin. Without a deadline on the current call, just await it."""
         ...

@@ -17,7 +17,7 @@ from google.protobuf import json_format, struct_pb2
 
 from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.flags import FlagResult, FlagType, evaluate, evaluate_all, subject_from_context
-from entitlements_sidecar.domain.service import EntitlementView, ReadService
+from entitlements_sidecar.domain.service import EntitlementReader, EntitlementView
 from entitlements_sidecar.gen.flagd.evaluation.v1 import evaluation_pb2 as v1
 from entitlements_sidecar.gen.flagd.evaluation.v2 import evaluation_pb2 as v2
 from entitlements_sidecar.transport.flag_events import FlagChangeFeed
@@ -37,7 +37,7 @@ _RESOLVES = {
 class FlagdService:
     def __init__(
         self,
-        service: ReadService,
+        service: EntitlementReader,  # bounded by the call's deadline
         feed: FlagChangeFeed,
         bridge: LoopBridge,
         slots: StreamSlots,

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 
 from entitlements_sidecar import logs
+from entitlements_sidecar.transport.deadlines import CALL_DEADLINE
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -65,9 +67,13 @@ class LoopBridge:
         request: Request,
         context: grpc.ServicerContext,
     ) -> Response:
-        future = asyncio.run_coroutine_threadsafe(_run(method, request, _caller_request_id(context)), self.loop)
+        remaining = _remaining(context)
+        # The default loop's clock is time.monotonic(), so the deadline can be read here and used there.
+        deadline = None if remaining is None else time.monotonic() + remaining
+        coroutine = _run(method, request, _caller_request_id(context), deadline)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
-            return future.result(timeout=_remaining(context))
+            return future.result(timeout=remaining)
         except concurrent.futures.TimeoutError:
             future.cancel()
             _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
@@ -111,9 +117,13 @@ class LoopBridge:
 
 
 async def _run(
-    method: Callable[[Any, AbortContext], Awaitable[Response]], request: Any, caller_id: str | None
+    method: Callable[[Any, AbortContext], Awaitable[Response]],
+    request: Any,
+    caller_id: str | None,
+    deadline: float | None,
 ) -> Response:
     logs.new_request_id(caller_id)  # this task's context: every log line of this call carries it
+    CALL_DEADLINE.set(deadline)
     return await method(request, _CONTEXT)
 
 

@@ -15,6 +15,7 @@ from entitlements_sidecar import logs
 from entitlements_sidecar.domain.errors import (
     CatalogError,
     ConfigError,
+    DeadlineError,
     FlagError,
     FlagErrorCode,
     InvalidArgumentError,
@@ -30,6 +31,7 @@ STATUS_TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (SourceUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (DeadlineError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (CatalogError, grpc.StatusCode.FAILED_PRECONDITION),
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
 )

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb
 from tests.integration.lago.conftest import SyncerFactory, seed
 from tests.integration.lago.views import matches, sidecar_view
 from tests.lago_emulator.server import LagoEmulator
-from tests.support.processes import REPO, RedisServer
+from tests.support.processes import REPO, RedisServer, run_cli
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
@@ -34,6 +35,26 @@ def test_lago_503_for_a_while_loses_nothing(lago: LagoEmulator, start_syncer: Sy
     lago.controls.fail_status = None
     for index in range(3):
         eventually(lambda i=index: matches(lago, syncer.sidecar, f"sub_{i}"), what="applied after recovery")  # type: ignore[misc]
+
+
+def test_a_fully_consistent_check_with_lago_down_answers_before_its_timeout(
+    lago: LagoEmulator, start_syncer: SyncerFactory
+) -> None:
+    seed(lago)
+    # Five retries with backoff take about 6 s: longer than the caller waits.
+    syncer = start_syncer("--lago-max-retries", "5", "--failure-policy", "fail_closed")
+    lago.controls.fail_status = 503
+    started = time.monotonic()
+    result = run_cli("check", "--target", syncer.sidecar.address, "--subscription", "sub_0", "--feature", "sso",
+                     "--fully-consistent", "--timeout", "2")  # fmt: skip
+    assert result.returncode == 1, result.stderr  # denied by the policy, not DEADLINE_EXCEEDED (exit 2)
+    assert "reason:    failure_policy" in result.stdout and "source fallback" in result.stdout
+    assert "STALE" in result.stdout
+    assert time.monotonic() - started < 4  # the 2 s timeout plus the CLI's own start
+    lago.controls.fail_status = None
+    again = run_cli("check", "--target", syncer.sidecar.address, "--subscription", "sub_0", "--feature", "sso",
+                    "--fully-consistent", "--timeout", "2")  # fmt: skip
+    assert again.returncode == 0 and "source source" in again.stdout
 
 
 def test_readiness_turns_while_lago_is_down_and_back_after(lago: LagoEmulator, start_syncer: SyncerFactory) -> None:

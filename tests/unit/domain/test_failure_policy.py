@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from entitlements_sidecar.domain.check import Decision, Reason
-from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
+from entitlements_sidecar.domain.errors import (
+    DeadlineError,
+    NotReadyError,
+    SourceUnavailableError,
+    StoreUnavailableError,
+)
 from entitlements_sidecar.domain.failure_policy import FailurePolicies, FailurePolicy, PolicyKind, PolicyReadService
 from entitlements_sidecar.domain.ports import Origin
 from entitlements_sidecar.domain.queries import CheckQuery, Subject, SubjectKind
@@ -46,7 +51,15 @@ def service(default: str, features: str = "", lag: float | None = 0.0) -> tuple[
     return PolicyReadService(inner, policies, lambda: lag, 300.0, clock=clock), inner, clock  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("failure", [StoreUnavailableError("redis down"), SourceUnavailableError("lago down")])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        StoreUnavailableError("redis down"),
+        SourceUnavailableError("lago down"),
+        DeadlineError("no answer before the deadline"),
+        NotReadyError("the map is being rebuilt"),
+    ],
+)
 async def test_fail_closed_and_fail_open_per_feature(failure: Exception) -> None:
     checks, inner, _ = service("fail_closed", "sso=fail_open")
     inner.failure = failure

@@ -7,10 +7,11 @@ re-resolved locally from stored definitions (one Lago request per plan, however 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
 
 from entitlements_sidecar.domain.events import SyncEvent, Target
 from entitlements_sidecar.domain.model import (
@@ -25,6 +26,7 @@ from entitlements_sidecar.sources.lago.errors import LagoContractError
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
+T = TypeVar("T")
 _CHUNK = 500  # subscriptions re-resolved per pipelined read and write
 _INACTIVE_PREFERENCE = ("pending", "incomplete", "terminated", "canceled")
 
@@ -99,9 +101,10 @@ class Refresher:
         raw = await self._lago.get_subscription(external_id)
         if raw is None:
             raw = await self._inactive_row(external_id)
+        # Once Lago has answered, the write is finished even if the caller stops waiting (its deadline).
         if raw is None:
-            return await self._forget(external_id, observed, reason), None
-        return await self.store_subscription(raw, observed, reason), mapping.resolved_subscription(raw)
+            return await _finished(self._forget(external_id, observed, reason)), None
+        return await _finished(self.store_subscription(raw, observed, reason)), mapping.resolved_subscription(raw)
 
     async def store_subscription(self, raw: Json, observed: int, reason: str) -> bool:
         """Store one Lago subscription object (with its embedded entitlements) read at `observed`."""
@@ -197,3 +200,22 @@ class Refresher:
         known = await self._state.features()
         if mapping.merge_features(known, seen):
             await self._state.replace_features(known)
+
+
+async def _finished(write: Coroutine[Any, Any, T]) -> T:
+    task = asyncio.ensure_future(write)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        _LEFT.add(task)  # the loop holds tasks weakly: keep it until it ends
+        task.add_done_callback(_LEFT.discard)
+        task.add_done_callback(_log_failure)  # nobody else will see how it ends
+        raise
+
+
+_LEFT: set[asyncio.Future[Any]] = set()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a write after a Lago read failed", exc_info=task.exception())
