@@ -21,7 +21,8 @@ from entitlements_sidecar.config import Settings
 from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.domain.events import EventQueue
 from entitlements_sidecar.domain.failure_policy import FailurePolicies, PolicyReadService
-from entitlements_sidecar.domain.ports import EntitlementSource, EntitlementStore, SyncStateStore
+from entitlements_sidecar.domain.map_status import MapStatus
+from entitlements_sidecar.domain.ports import EntitlementSource, EntitlementStore, MapMeta, SyncStateStore
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.sources.catalog_source import CatalogSource
 from entitlements_sidecar.sources.lago.client import LagoClient
@@ -30,6 +31,8 @@ from entitlements_sidecar.sources.lago.refresher import Refresher
 from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
 from entitlements_sidecar.sources.lago.source import LagoSource
 from entitlements_sidecar.store.cached import CachedStore
+from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
+from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.redis_connection import RedisClient, open_redis
 from entitlements_sidecar.store.redis_queue import RedisStreamQueue
@@ -38,6 +41,8 @@ from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.sync.full_sync import FullSync, Progress, SyncReport
+from entitlements_sidecar.sync.map_keeper import MapKeeper
+from entitlements_sidecar.sync.map_watch import MapWatch
 from entitlements_sidecar.sync.memory_queue import MemoryQueue
 from entitlements_sidecar.sync.worker import SyncWorker
 from entitlements_sidecar.transport.answer_cache import AnswerCache
@@ -75,10 +80,14 @@ def build_store(settings: Settings, client: RedisClient | None) -> EntitlementSt
     return CachedStore(redis, settings.l1_max_entries) if settings.l1_max_entries else redis
 
 
+def build_meta(settings: Settings, client: RedisClient | None) -> MapMeta:
+    return RedisMapMeta(client, settings.redis_key_prefix) if client is not None else MemoryMapMeta()
+
+
 class LagoParts:
     """What source=lago needs in any role."""
 
-    def __init__(self, settings: Settings, store: EntitlementStore, client: RedisClient | None) -> None:
+    def __init__(self, settings: Settings, store: EntitlementStore, client: RedisClient | None, meta: MapMeta) -> None:
         limiter = TokenBucket(settings.lago_rate_limit)
         self.client = LagoClient(
             settings.lago_api_url,
@@ -91,7 +100,7 @@ class LagoParts:
             RedisSyncState(client, settings.redis_key_prefix) if client is not None else MemorySyncState()
         )
         self.refresher = Refresher(self.client, store, self.state)
-        self.full_sync = FullSync(self.client, store, self.state, self.refresher, settings.sync_concurrency)
+        self.full_sync = FullSync(self.client, store, self.state, self.refresher, meta, settings.sync_concurrency)
 
 
 class App:
@@ -101,7 +110,13 @@ class App:
             tracing.configure(settings.otel_endpoint)
         self._redis = redis_client(settings) if settings.store == "redis" else None
         self.store = build_store(settings, self._redis)
+        self.meta = build_meta(settings, self._redis)
+        self.map_status = MapStatus()  # "not found" is an answer only while the map is known complete
+        self.map_watch = MapWatch(self.meta, self.map_status, self.store)
+        self.keeper: MapKeeper | None = None
         self.metrics = Metrics()
+        status = self.map_status
+        self.metrics.watch("entitlements_map_complete", "1 while the store holds a full load", lambda: status.complete)
         if isinstance(self.store, CachedStore):
             cached = self.store
             self.metrics.watch_l1(lambda: (cached.hits, cached.misses))
@@ -114,15 +129,19 @@ class App:
         source: EntitlementSource
         if settings.source == "catalog":
             catalog = CatalogSource(settings.catalog_path)
-            self.catalog_sync = CatalogSync(catalog, self.store, settings.catalog_poll_seconds)
+            watch = self.map_watch
+            self.catalog_sync = CatalogSync(
+                catalog, self.store, self.meta, settings.catalog_poll_seconds, map_lost=lambda: watch.lost
+            )
             source = catalog
         else:
-            self.lago = LagoParts(settings, self.store, self._redis)
+            self.lago = LagoParts(settings, self.store, self._redis, self.meta)
             client = self.lago.client
-            self.metrics.watch_count(
+            self.metrics.watch(
                 "entitlements_lago_rows_rejected",
                 "Rows Lago returned that did not match what was asked (another id or status); written nowhere",
                 lambda: client.rejected_rows,
+                counter=True,
             )
             source = LagoSource(self.lago.client, self.lago.refresher)
             if "syncer" in settings.roles:
@@ -130,16 +149,19 @@ class App:
         self.grpc: GrpcServer | None = None
         self._answers: AnswerCache | None = None
         if settings.source == "catalog" or "reader" in settings.roles:
-            routes.append(self._build_reader(ReadService(self.store, source)))
+            routes.append(self._build_reader(ReadService(self.store, source, map_status=self.map_status)))
         self.health = HealthMonitor(
             self.metrics,
             settings.staleness_budget_seconds,
             self._confirmed_at,
-            ping=self._ping if self._redis is not None else None,
+            # One read of the map's marker a second: that the store answers, whether the map is complete,
+            # and (source=lago) the sync lag and snapshot age below, which are taken from the same read.
+            ping=self.map_watch.probe,
             queue_depth=self.queue.depth if self.queue is not None else None,
             on_change=self.grpc.set_serving if self.grpc is not None else None,
             snapshot_at=self._snapshot_at,
             on_freshness=self._answers.set_fresh if self._answers is not None else None,
+            map_status=self.map_status,
         )
         routes.append(self.health)
         self.http = HttpServer(
@@ -196,7 +218,14 @@ class App:
         verifier = SignatureVerifier(
             settings.lago_hmac_key or None, lago.client.get_webhook_public_key, settings.lago_jwt_issuer or None
         )
-        self.worker = SyncWorker(self.queue, lago.refresher, lago.state)
+        self.worker = SyncWorker(self.queue, lago.refresher, self.meta)
+        self.keeper = keeper = MapKeeper(self.meta, self.queue, lago.full_sync, self.map_status, self.store)
+        self.metrics.watch(
+            "entitlements_map_rebuilds",
+            "Times this syncer found the map gone from the store and reloaded it",
+            lambda: keeper.rebuilds,
+            counter=True,
+        )
         return WebhookIntake(verifier, self.queue, settings.webhook_max_body_bytes, self.metrics)
 
     async def start(self) -> None:
@@ -205,6 +234,7 @@ class App:
         await self.http.start()  # /healthz at once; /readyz says what is missing
         self._spawn(self.health.run(), "health")
         await self.store.start()
+        self._spawn(self.map_watch.run(), "map-watch")
         if self.catalog_sync is not None:
             result = await self.catalog_sync.initial_load()
             self._spawn(self.catalog_sync.run(), "catalog-sync")
@@ -215,15 +245,17 @@ class App:
             await self._start_syncer(self.lago)
             self._loaded("syncer loaded")
         else:
-            self._spawn(self._loaded_when_synced(self.lago.state), "await-first-load")
+            self._spawn(self._loaded_when_synced(self.meta), "await-first-load")
 
     async def _start_syncer(self, lago: LagoParts) -> None:
         assert self.queue is not None and self.worker is not None
         await self.queue.start()  # webhooks are queued (and acknowledged) even during the first load
-        if await lago.state.loaded_at() is None:
+        if await self.meta.loaded_at() is None:
             await lago.full_sync.run()
         self._spawn(self.worker.run(), "sync-worker")
         self._spawn(self._reconcile(lago.full_sync), "reconciler")
+        assert self.keeper is not None
+        self._spawn(self.keeper.run(), "map-keeper")
 
     async def _reconcile(self, full_sync: FullSync) -> None:
         while True:
@@ -235,10 +267,10 @@ class App:
             except Exception:
                 log.exception("reconciliation failed; trying again next interval")
 
-    async def _loaded_when_synced(self, state: SyncStateStore) -> None:
+    async def _loaded_when_synced(self, meta: MapMeta) -> None:
         while True:
             try:
-                if await state.loaded_at() is not None:
+                if await meta.loaded_at() is not None:
                     break
             except Exception:
                 log.warning("waiting for the store", exc_info=True)
@@ -250,6 +282,7 @@ class App:
         self._spawn(self._announce_ready(detail), "announce-ready")
 
     async def _announce_ready(self, detail: str) -> None:
+        await self.map_watch.check()  # the load just finished: do not wait for the next probe
         readiness = await self.health.evaluate()
         if self.grpc is not None:
             await self.grpc.set_serving(readiness.ready)
@@ -268,20 +301,14 @@ class App:
     async def _confirmed_at(self) -> float | None:
         if self.catalog_sync is not None:
             return self.catalog_sync.confirmed_at
-        assert self.lago is not None
-        at_ms = await self.lago.state.confirmed_at()
+        at_ms = self.map_watch.last.confirmed_at if self.map_watch.last else None
         return None if at_ms is None else at_ms / 1000
 
     async def _snapshot_at(self) -> float | None:
         if self.catalog_sync is not None:
             return self.catalog_sync.applied_at
-        assert self.lago is not None
-        at_ms = await self.lago.state.loaded_at()
+        at_ms = self.map_watch.last.loaded_at if self.map_watch.last else None
         return None if at_ms is None else at_ms / 1000
-
-    async def _ping(self) -> None:
-        assert self._redis is not None
-        await self._redis.ping()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
@@ -332,7 +359,7 @@ async def run_full_sync(settings: Settings, progress: Progress | None = None) ->
         raise ConfigError("sync --full writes the shared store: set ENTITLEMENTS_STORE=redis")
     client = redis_client(settings)
     store = RedisStore(client, settings.redis_key_prefix)
-    lago = LagoParts(settings, store, client)
+    lago = LagoParts(settings, store, client, RedisMapMeta(client, settings.redis_key_prefix))
     try:
         await store.start()
         return await lago.full_sync.run(progress)

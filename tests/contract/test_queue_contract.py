@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.events import EventQueue, SyncEvent, Target
-from entitlements_sidecar.store.redis_queue import RedisStreamQueue
+from entitlements_sidecar.store.redis_queue import QueueMissingError, RedisStreamQueue
 from entitlements_sidecar.sync.memory_queue import MemoryQueue
 from tests.support.redis_cluster import redis_client
 from tests.support.wait import eventually_async
@@ -64,8 +65,8 @@ async def test_a_dead_readers_entries_are_claimed_by_another(
     request: pytest.FixtureRequest, backend: str, key_prefix: str
 ) -> None:
     client = redis_client(request, backend)
-    first = RedisStreamQueue(client, key_prefix, claim_idle_ms=200, block_ms=50)
-    second = RedisStreamQueue(client, key_prefix, claim_idle_ms=200, block_ms=50)
+    first = RedisStreamQueue(client, key_prefix, claim_idle_ms=200, block_ms=50, consumer="first")
+    second = RedisStreamQueue(client, key_prefix, claim_idle_ms=200, block_ms=50, consumer="second")
     await first.start()
     await second.start()
     await first.publish(EVENT, "k")
@@ -76,4 +77,45 @@ async def test_a_dead_readers_entries_are_claimed_by_another(
     assert [q.event for q in claimed] == [EVENT] and claimed[0].id == taken[0].id
     await second.ack([q.id for q in claimed])
     assert await second.depth() == 0
+    await client.aclose()
+
+
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
+async def test_a_restarted_consumer_reads_its_own_pending_entries_without_waiting(
+    request: pytest.FixtureRequest, backend: str, key_prefix: str
+) -> None:
+    client = redis_client(request, backend)
+    before = RedisStreamQueue(client, key_prefix, claim_idle_ms=60_000, block_ms=50, consumer="syncer-0")
+    await before.start()
+    for index in range(3):
+        await before.publish(SyncEvent(Target.SUBSCRIPTION, f"s{index}", "subscription.updated"), f"k{index}")
+    taken = await before.read(2)  # ... and the process dies before acknowledging
+    after = RedisStreamQueue(client, key_prefix, claim_idle_ms=60_000, block_ms=50, consumer="syncer-0")
+    await after.start()
+    again = await after.read(10)  # its own pending entries first, long before they look idle
+    assert [q.id for q in again] == [q.id for q in taken]
+    assert [q.event.key for q in await after.read(10)] == ["s2"]  # then what nobody read yet
+    other = RedisStreamQueue(client, key_prefix, claim_idle_ms=60_000, block_ms=50, consumer="syncer-1")
+    await other.start()
+    assert await other.read(10) == []  # another consumer's entries wait for the idle time
+    await client.aclose()
+
+
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
+async def test_a_lost_queue_refuses_entries_until_a_reader_creates_it_again(
+    request: pytest.FixtureRequest, backend: str, key_prefix: str
+) -> None:
+    client = redis_client(request, backend)
+    queue = RedisStreamQueue(client, key_prefix, block_ms=50)
+    await queue.start()
+    await queue.publish(EVENT, "before")
+    [taken] = await queue.read(10)
+    await client.delete(f"{key_prefix}{{events}}")  # what a Redis restarted empty did to it
+    with pytest.raises(QueueMissingError, match="consumer group is missing"):
+        await queue.publish(EVENT, "during")
+    assert isinstance(QueueMissingError("x"), StoreUnavailableError)  # so the intake answers 503
+    await queue.ack([taken.id])  # its entry went with it: nothing to do, and no error
+    assert await queue.read(10) == []  # ... and the reader created the group again
+    assert await queue.publish(EVENT, "during")  # the refused delivery was not taken as seen
+    assert [q.event for q in await queue.read(10)] == [EVENT]
     await client.aclose()

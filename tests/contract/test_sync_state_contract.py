@@ -13,10 +13,8 @@ from entitlements_sidecar.domain.model import (
     ValueType,
 )
 from entitlements_sidecar.domain.ports import SyncStateStore
-from entitlements_sidecar.store.redis_connection import open_redis
 from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
-from tests.support.processes import RedisServer
 from tests.support.redis_cluster import redis_client
 from tests.unit.domain.builders import definition
 
@@ -75,35 +73,9 @@ async def test_ids_and_plan_index(state: SyncStateStore) -> None:
     assert await state.on_plan("pro") == {"a", "b"}
 
 
-async def test_loaded_marker(state: SyncStateStore) -> None:
-    assert await state.loaded_at() is None
-    await state.mark_loaded(1234)
-    assert await state.loaded_at() == 1234
-
-
-async def test_sync_heartbeat(state: SyncStateStore) -> None:
-    assert await state.confirmed_at() is None
-    await state.mark_confirmed(1000)
-    assert await state.confirmed_at() == 1000
-    await state.mark_confirmed(2000)
-    assert await state.confirmed_at() == 2000
-    assert await state.loaded_at() is None  # a heartbeat is not a full load
-
-
 async def test_bulk_definition_reads(state: SyncStateStore) -> None:
     for name in ("a", "b"):
         await state.put_definition(definition(name), observed_ms=1)
     assert await state.definitions([]) == {}
     found = await state.definitions(["a", "missing", "b"])
     assert set(found) == {"a", "b"} and found["a"] == definition("a")
-
-
-async def test_a_load_in_another_key_layout_does_not_count(redis_server: RedisServer, key_prefix: str) -> None:
-    # What a syncer of layout 1 left: its load must not stop this one from loading the new keys.
-    redis_server.client().hset(f"{key_prefix}meta", "loaded_at", "1234")
-    client = open_redis(redis_server.url, 5.0)
-    state = RedisSyncState(client, key_prefix)
-    assert await state.loaded_at() is None
-    await state.mark_loaded(5678)
-    assert await state.loaded_at() == 5678
-    await client.aclose()

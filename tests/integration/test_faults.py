@@ -163,3 +163,46 @@ def _next_json(process: subprocess.Popen[str]) -> str:
             return line
         print("provider:", line.rstrip())
     raise AssertionError(f"the provider exited with {process.wait()}")
+
+
+def test_redis_restarted_empty_gets_the_catalog_written_again(
+    tmp_path: Path, example_catalog: Path, own_redis: RedisServer
+) -> None:
+    args = ["--store", "redis", "--redis-url", own_redis.url, "--redis-timeout-seconds", "0.5"]
+    writer = start_sidecar(tmp_path, example_catalog, args, name="writer")
+    reader = start_sidecar(tmp_path, example_catalog, args, name="reader")
+    known = [pb.CheckEntitlementRequest(subscription_id=s, feature_code="seats") for s in ("sub_globex", "sub_acme_eu")]
+    fresh_not_found: list[str] = []
+    stop = threading.Event()
+
+    def check_known() -> None:  # none of these is in the reader's L1 after the restart empties it
+        while not stop.is_set():
+            for request in known:
+                try:
+                    answer = stub(reader).CheckEntitlement(request, timeout=2)
+                except grpc.RpcError:
+                    continue
+                if answer.reason == pb.REASON_SUBSCRIPTION_NOT_FOUND and not answer.freshness.stale:
+                    fresh_not_found.append(request.subscription_id)
+            stop.wait(0.005)
+
+    checker = threading.Thread(target=check_known, daemon=True)
+    checker.start()
+    try:
+        own_redis.kill()
+        own_redis.restart()  # empty: nothing was saved
+        eventually(lambda: own_redis.client().dbsize() > 0, timeout=10, what="the map written again")
+        eventually(
+            lambda: stub(reader).CheckEntitlement(known[0], timeout=2).reason == pb.REASON_ENTITLED,
+            timeout=10,
+            what="answers from the rewritten map",
+        )
+        stop.set()
+        checker.join(timeout=10)
+        assert fresh_not_found == []
+        assert "writing the catalog again" in writer.log() + reader.log()
+        eventually(lambda: httpx.get(f"{reader.http_url}/readyz", timeout=5).status_code == 200, what="ready")
+    finally:
+        stop.set()
+        reader.terminate()
+        writer.terminate()

@@ -15,6 +15,7 @@ from entitlements_sidecar.domain.ports import Change, ChangeKind
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.sources.catalog_source import CatalogSource
+from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.redis_connection import open_redis
 from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
@@ -109,7 +110,7 @@ async def test_a_customer_read_ignores_a_listed_subscription_of_another_customer
     redis_cluster: RedisClusterNodes, store: RedisStore, raw: redis.RedisCluster, key_prefix: str, example_catalog: Path
 ) -> None:
     source = CatalogSource(example_catalog)
-    await CatalogSync(source, store).initial_load()
+    await CatalogSync(source, store, MemoryMapMeta()).initial_load()
     service = ReadService(store, source)
     # What a move interrupted before its last step leaves: sub_globex still listed under acme.
     raw.hset(f"{key_prefix}c:{{acme}}", "m:sub_globex", "1")

@@ -137,14 +137,41 @@ class SyncStateStore(Protocol):
 
     async def definition_ids(self) -> set[str]: ...
 
-    async def mark_loaded(self, at_ms: int) -> None: ...
+
+@dataclass(frozen=True, slots=True)
+class MapState:
+    """The map's marker as read in one round trip (ms since the epoch, None when not recorded)."""
+
+    loaded_at: int | None
+    confirmed_at: int | None
+
+
+class MapMeta(Protocol):
+    """The map as a whole: whether a complete load is in the store, and when the source last confirmed it.
+
+    It lives with the map, so a store that loses everything (a Redis restarted without persistence, a
+    flush) loses it too: that is how the loss is noticed. A load runs under an epoch: `begin_load` keeps
+    the map's epoch or starts one when there is none, and `finish_load` records the load only if the epoch
+    is still there, so a load that the store lost part of on the way is never taken for complete.
+    """
+
+    async def begin_load(self) -> str: ...
+
+    async def finish_load(self, epoch: str, at_ms: int) -> bool:
+        """Record a complete load at `at_ms` (also a confirmation); False if the epoch is gone or another."""
+        ...
+
+    async def read(self) -> MapState:
+        """Both times in one read: what readiness asks every second."""
+        ...
 
     async def loaded_at(self) -> int | None:
-        """When a full load last completed (ms since the epoch), or None if it never did."""
+        """When a complete load was last recorded (ms since the epoch), or None: never, or lost since."""
         ...
 
     async def mark_confirmed(self, at_ms: int) -> None:
-        """The syncer's heartbeat: at `at_ms` the map held everything Lago had told us (queue drained)."""
+        """The syncer's heartbeat: at `at_ms` the map held everything the source had told us. Ignored while
+        no complete load is recorded (a heartbeat must not make a lost map look current)."""
         ...
 
     async def confirmed_at(self) -> int | None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from entitlements_sidecar.domain.check import Decision, decide_for_customer, decide_for_subscription
+from entitlements_sidecar.domain.map_status import MapStatus
 from entitlements_sidecar.domain.merge import GrantedFeature, merge_features
 from entitlements_sidecar.domain.ports import (
     LATEST,
@@ -68,6 +69,7 @@ class EntitlementView:
 class _CustomerRead:
     customer: StoredCustomer | None
     subscriptions: list[StoredSubscription]
+    partial: bool = False  # read from a map that is not known to be complete
 
 
 class EntitlementReader(Protocol):
@@ -84,10 +86,12 @@ class ReadService:
         store: EntitlementStore,
         source: EntitlementSource,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        map_status: MapStatus | None = None,
     ) -> None:
         self._store = store
         self._source = source
         self._clock = clock
+        self._map = map_status or MapStatus(complete=True)
 
     async def check(self, query: CheckQuery) -> CheckAnswer:
         subject = query.subject
@@ -122,6 +126,8 @@ class ReadService:
         if consistency.mode is ConsistencyMode.FULL:
             return await self._refresh_subscription(external_id)
         record = await self._store.get_subscription(external_id, consistency.min_version)
+        if record is None and consistency.mode is ConsistencyMode.CACHED:
+            self._map.require_complete()  # else "not found" would be a guess
         if consistency.mode is ConsistencyMode.MIN_VERSION and (
             record is None or record.version < consistency.min_version
         ):
@@ -150,7 +156,12 @@ class ReadService:
             if read.customer is not None and read.customer.version < consistency.min_version:
                 return _CustomerRead(_mark_stale(read.customer), read.subscriptions)
             return read
-        return await self._with_subscriptions(customer)
+        read = await self._with_subscriptions(customer)
+        if not self._map.complete:
+            if not read.subscriptions:
+                self._map.require_complete()
+            return replace(read, partial=True)
+        return read
 
     async def _refresh_customer(self, customer_id: str) -> _CustomerRead:
         fresh = await self._source.fetch_customer(customer_id)
@@ -181,7 +192,7 @@ class ReadService:
 
     def _customer_freshness(self, read: _CustomerRead) -> Freshness:
         synced = max((r.synced_at for r in read.subscriptions), default=None)
-        stale = any(r.stale for r in read.subscriptions)
+        stale = read.partial or any(r.stale for r in read.subscriptions)
         freshness = Freshness.of(read.customer, synced)
         if stale and not freshness.stale:
             return Freshness(freshness.version, freshness.synced_at, freshness.origin, True)

@@ -7,14 +7,23 @@ from typing import TypeAlias
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisClusterException, RedisError
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError
 
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 
 # What a Redis call raises when Redis cannot answer. The cluster client's "no node reachable" and
 # "slots not covered" are RedisClusterException, which is not a RedisError.
 REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+
+
+def _retry() -> Retry:
+    # Again on a broken connection only (a pooled socket to a Redis that restarted): a few quick tries.
+    # Never on a timeout: redis-py's default retries those ten times, so a paused Redis would hold every
+    # command for ten socket timeouts; the caller's deadline and the failure policy handle a slow Redis.
+    return Retry(ExponentialBackoff(cap=0.2, base=0.02), 3, supported_errors=(ConnectionError,))
 
 
 def _host_ports(text: str) -> list[tuple[str, int]]:
@@ -30,7 +39,7 @@ def open_redis(
         return _cluster(url, timeout, cluster_nodes)
     if sentinels:
         return _through_sentinels(url, timeout, sentinels, sentinel_master)
-    return aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    return aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=_retry())
 
 
 def _cluster(url: str, timeout: float, cluster_nodes: str) -> RedisCluster:
@@ -44,6 +53,7 @@ def _cluster(url: str, timeout: float, cluster_nodes: str) -> RedisCluster:
         ssl=url.startswith("rediss://"),
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
+        retry=_retry(),
     )
 
 
@@ -59,5 +69,6 @@ def _through_sentinels(url: str, timeout: float, sentinels: str, master: str) ->
         db=parts.get("db", 0),
         username=parts.get("username"),
         password=parts.get("password"),
+        retry=_retry(),
     )
     return client

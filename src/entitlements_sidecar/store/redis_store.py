@@ -29,6 +29,8 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.model import ResolvedSubscription
@@ -82,6 +84,7 @@ return v
 """)
 
 _RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)  # feed reconnect backoff, capped at the last value
+_NO_RETRY = Retry(NoBackoff(), 0)
 
 
 class RedisStore:
@@ -212,10 +215,18 @@ class RedisStore:
 
     async def _follow(self) -> None:
         attempt = failures = 0
+        restore_retry: Retry | None = None
         while True:
             pubsub = self._feed(failures)
             try:
                 await pubsub.subscribe(self._channel)
+                if pubsub.connection is not None:
+                    # A broken feed must be noticed at once, before any command can reach a Redis that came
+                    # back empty: no retries on this connection (commands keep theirs). Should redis-py still
+                    # reconnect and re-subscribe by itself, messages may have been missed: say so.
+                    restore_retry = pubsub.connection.retry
+                    pubsub.connection.retry = _NO_RETRY
+                    pubsub.connection.register_connect_callback(self._reconnected)
                 attempt = 0
                 # Anything cached before this point may have missed changes.
                 self._listeners.emit(Change(ChangeKind.FEED_RESET))
@@ -231,8 +242,16 @@ class RedisStore:
                 attempt += 1
                 failures += 1
             finally:
+                if pubsub.connection is not None and restore_retry is not None:
+                    pubsub.connection.retry = restore_retry  # it goes back to the pool for commands
+                    restore_retry = None
                 with contextlib.suppress(*REDIS_FAILURES):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _reconnected(self, connection: object) -> None:
+        log.warning("redis change feed reconnected: changes may have been missed meanwhile")
+        self._listeners.emit(Change(ChangeKind.FEED_LOST))
+        self._listeners.emit(Change(ChangeKind.FEED_RESET))
 
     def _feed(self, failures: int) -> PubSub:
         # In a cluster every node hears every PUBLISH, so any node will do; after each failure try the next

@@ -13,8 +13,6 @@ class MemorySyncState:
         self._plans: dict[str, PlanDefinition] = {}
         self._definitions: dict[str, SubscriptionDefinition] = {}
         self._observed: dict[str, int] = {}  # kept after a delete, so an older read cannot resurrect it
-        self._loaded_at: int | None = None
-        self._confirmed_at: int | None = None
 
     async def features(self) -> dict[str, FeatureDefinition]:
         return dict(self._features)
@@ -53,15 +51,3 @@ class MemorySyncState:
 
     async def definition_ids(self) -> set[str]:
         return set(self._definitions)
-
-    async def mark_loaded(self, at_ms: int) -> None:
-        self._loaded_at = at_ms
-
-    async def loaded_at(self) -> int | None:
-        return self._loaded_at
-
-    async def mark_confirmed(self, at_ms: int) -> None:
-        self._confirmed_at = at_ms
-
-    async def confirmed_at(self) -> int | None:
-        return self._confirmed_at

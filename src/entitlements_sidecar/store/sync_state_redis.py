@@ -3,7 +3,8 @@
 - `{prefix}d:s:{<id>}` hash: o (observed ms), b (definition JSON), p (plan code); in its subscription's
   hash slot. A delete keeps `o`.
 - `{prefix}d:plan:{code}` plan JSON; `{prefix}d:onplan:{code}` set of subscription ids on it.
-- `{prefix}d:features` hash: feature code -> JSON; `{prefix}d:ids` set of ids; `{prefix}meta` hash.
+- `{prefix}d:features` hash: feature code -> JSON; `{prefix}d:ids` set of ids. (The map's own marker,
+  `{prefix}meta`, is store/map_meta_redis.py.)
 
 The sets live in other slots than a definition, so a write adds to them before the definition changes
 and removes from them after (also taking back its additions when an older read loses). An interrupted
@@ -22,9 +23,6 @@ from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition,
 from entitlements_sidecar.store import definition_codec as codec
 from entitlements_sidecar.store.lua import Command, LuaScript, execute
 from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
-
-# Bumped when the key layout changes: a syncer that finds another layout's load does its own full sync.
-LAYOUT = "2"
 
 # KEYS: definition. ARGV: observed ms, body ('' to delete), plan code. -> {written, plan before}
 _WRITE = LuaScript("""
@@ -99,21 +97,6 @@ class RedisSyncState:
     async def definition_ids(self) -> set[str]:
         members = await self._call(self._redis.smembers(self._ids))
         return {m.decode() for m in members}
-
-    async def mark_loaded(self, at_ms: int) -> None:
-        await self._call(self._redis.hset(f"{self._prefix}meta", mapping={"loaded_at": str(at_ms), "layout": LAYOUT}))
-
-    async def loaded_at(self) -> int | None:
-        raw, layout = await self._call(self._redis.hmget(f"{self._prefix}meta", ["loaded_at", "layout"]))
-        return int(raw) if raw and layout == LAYOUT.encode() else None
-
-    async def mark_confirmed(self, at_ms: int) -> None:
-        # Several syncers may beat; a plain HSET is enough, since any recent beat means "current".
-        await self._call(self._redis.hset(f"{self._prefix}meta", "confirmed_at", str(at_ms)))
-
-    async def confirmed_at(self) -> int | None:
-        raw = await self._call(self._redis.hget(f"{self._prefix}meta", "confirmed_at"))
-        return int(raw) if raw else None
 
     async def _write_definition(self, external_id: str, observed_ms: int, body: bytes, plan: str) -> bool:
         write = _WRITE.call([self._key(external_id)], [observed_ms, body, plan])

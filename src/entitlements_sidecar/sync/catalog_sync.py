@@ -1,13 +1,15 @@
-"""Keeps the store equal to the catalog file: first load, then polling for edits."""
+"""Keeps the store equal to the catalog file: first load, then polling for edits, and writing it all
+again when the store lost the map (a Redis that restarted empty)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
-from entitlements_sidecar.domain.ports import EntitlementSource, EntitlementStore
+from entitlements_sidecar.domain.ports import EntitlementSource, EntitlementStore, MapMeta
 from entitlements_sidecar.sync.snapshot import ApplyResult, apply_snapshot
 
 log = logging.getLogger(__name__)
@@ -23,17 +25,26 @@ class ReloadableSource(EntitlementSource, Protocol):
 
 
 class CatalogSync:
-    def __init__(self, source: ReloadableSource, store: EntitlementStore, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        source: ReloadableSource,
+        store: EntitlementStore,
+        meta: MapMeta,
+        interval: float = 1.0,
+        map_lost: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._source = source
         self._store = store
+        self._meta = meta
         self._interval = interval
+        self._map_lost = map_lost  # the store lost a complete load (MapWatch reads the marker)
         # When the store last held what the file says (time.time()); readiness measures sync lag from it.
         self.confirmed_at: float | None = None
         self.applied_at: float | None = None
 
     async def initial_load(self) -> ApplyResult:
         self._source.load()
-        result = await apply_snapshot(self._store, await self._source.load_all())
+        result = await self._apply()
         self.confirmed_at = self.applied_at = time.time()
         log.info("catalog loaded", extra={"written": result.written, "deleted": result.deleted})
         return result
@@ -45,12 +56,15 @@ class CatalogSync:
         while True:
             await asyncio.sleep(self._interval)
             pending = self._source.reload_if_changed() or pending
+            if not pending and self._map_lost():
+                log.warning("the map is gone from the store (Redis restarted empty?): writing the catalog again")
+                pending = True
             if not pending:
                 if self._source.last_error is None:
                     self.confirmed_at = time.time()  # unchanged and valid: still current
                 continue
             try:
-                result = await apply_snapshot(self._store, await self._source.load_all())
+                result = await self._apply()
             except Exception:
                 log.exception("applying the catalog failed; retrying")
                 continue
@@ -59,3 +73,9 @@ class CatalogSync:
             if self._source.last_error is None:
                 self.confirmed_at = self.applied_at
             log.info("catalog applied", extra={"written": result.written, "deleted": result.deleted})
+
+    async def _apply(self) -> ApplyResult:
+        epoch = await self._meta.begin_load()
+        result = await apply_snapshot(self._store, await self._source.load_all())
+        await self._meta.finish_load(epoch, int(time.time() * 1000))
+        return result

@@ -1,7 +1,10 @@
 """Full load and reconciliation: make the store equal to Lago's active and pending subscriptions.
 
 At first start it fills an empty store; afterwards it runs periodically and counts what it had to
-repair (changes whose webhooks were missed). Requests go through the client's shared rate limit.
+repair (changes whose webhooks were missed), and again whenever the store lost the map. Requests go
+through the client's shared rate limit. A load is recorded as complete only under the epoch it began
+with (MapMeta), so a map that Redis lost part of during the load is not taken for complete. One full
+sync runs at a time per process.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from entitlements_sidecar.domain.ports import EntitlementStore, SyncStateStore
+from entitlements_sidecar.domain.ports import EntitlementStore, MapMeta, SyncStateStore
 from entitlements_sidecar.sources.lago import mapping
 from entitlements_sidecar.sources.lago.errors import LagoContractError
 from entitlements_sidecar.sources.lago.refresher import LagoReader, Refresher, now_ms
@@ -27,6 +30,7 @@ class SyncReport:
     repaired: int
     removed: int
     seconds: float
+    recorded: bool = True  # False: the store lost the map meanwhile, so the load is not complete
 
 
 class FullSync:
@@ -36,16 +40,24 @@ class FullSync:
         store: EntitlementStore,
         state: SyncStateStore,
         refresher: Refresher,
+        meta: MapMeta,
         concurrency: int = 8,
     ) -> None:
         self._lago = lago
         self._store = store
         self._state = state
         self._refresher = refresher
+        self._meta = meta
         self._concurrency = concurrency
+        self._running = asyncio.Lock()
 
     async def run(self, progress: Progress | None = None) -> SyncReport:
+        async with self._running:  # a rebuild and a reconciliation one after the other, never interleaved
+            return await self._run(progress)
+
+    async def _run(self, progress: Progress | None) -> SyncReport:
         loop = asyncio.get_running_loop()
+        epoch = await self._meta.begin_load()
         started = loop.time()
         features = {f["code"]: mapping.feature_definition(f) async for f in self._lago.list_features()}
         await self._state.replace_features(features)
@@ -79,7 +91,14 @@ class FullSync:
                 progress(done, len(rows))
 
         known_before = await self._store.subscription_ids()
-        await asyncio.gather(*(load(row) for row in rows.values()))
+        loads = [asyncio.ensure_future(load(row)) for row in rows.values()]
+        try:
+            await asyncio.gather(*loads)
+        except BaseException:
+            for task in loads:  # else they go on writing after this run has failed (or a rebuild restarted it)
+                task.cancel()
+            await asyncio.gather(*loads, return_exceptions=True)
+            raise
         removed = 0
         for gone in sorted((known_before | await self._state.definition_ids()) - set(rows)):
             # Not active or pending any more: re-read it, so a terminated row is stored as such.
@@ -87,12 +106,12 @@ class FullSync:
                 removed += await self._refresher.refresh_subscription(gone, "full_sync")
             except LagoContractError:
                 continue  # logged by the client; the next reconciliation asks again
-        at = now_ms()
-        await self._state.mark_loaded(at)
-        await self._state.mark_confirmed(at)
+        recorded = await self._meta.finish_load(epoch, now_ms())
         # Rows that were new to an empty store are loads, not repairs.
         repairs = repaired - len(set(rows) - known_before)
-        report = SyncReport(len(rows), max(0, repairs) + removed, removed, loop.time() - started)
+        report = SyncReport(len(rows), max(0, repairs) + removed, removed, loop.time() - started, recorded)
+        if not recorded:
+            log.warning("the store lost the map during the full sync: not recorded as complete")
         log.info(
             "full sync done",
             extra={

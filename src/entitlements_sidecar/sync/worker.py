@@ -9,7 +9,7 @@ import logging
 from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
 from entitlements_sidecar.domain.events import EventQueue, QueuedEvent
-from entitlements_sidecar.domain.ports import SyncStateStore
+from entitlements_sidecar.domain.ports import MapMeta
 from entitlements_sidecar.sources.lago.refresher import Refresher, now_ms
 
 log = logging.getLogger(__name__)
@@ -21,13 +21,13 @@ class SyncWorker:
         self,
         queue: EventQueue,
         refresher: Refresher,
-        state: SyncStateStore | None = None,
+        meta: MapMeta | None = None,
         batch_size: int = 100,
         beat_every_ms: int = 1000,
     ) -> None:
         self._queue = queue
         self._refresher = refresher
-        self._state = state
+        self._meta = meta
         self._batch_size = batch_size
         self._beat_every_ms = beat_every_ms
         self._last_beat = 0
@@ -55,10 +55,10 @@ class SyncWorker:
 
     async def _beat(self) -> None:
         now = now_ms()
-        if self._state is None or now - self._last_beat < self._beat_every_ms:
+        if self._meta is None or now - self._last_beat < self._beat_every_ms:
             return
         try:
-            await self._state.mark_confirmed(now)
+            await self._meta.mark_confirmed(now)
             self._last_beat = now
         except StoreUnavailableError:
             log.warning("could not record the sync heartbeat", exc_info=True)

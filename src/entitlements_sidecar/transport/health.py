@@ -1,8 +1,9 @@
 """Health that tells the truth: /healthz, /readyz, and gRPC health kept equal to /readyz.
 
-Ready means: the first load is done, the store answers, and the source of truth confirmed the map
-within the staleness budget (sync lag). Readiness is re-evaluated every second and can turn back to
-not-ready at any time: it is never latched green.
+Ready means: the first load is done, the store answers, the map is complete (not lost and being
+rebuilt), and the source of truth confirmed the map within the staleness budget (sync lag).
+Readiness is re-evaluated every second and can turn back to not-ready at any time: it is never
+latched green.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from entitlements_sidecar.domain.map_status import MapStatus
 from entitlements_sidecar.transport.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,9 @@ class HealthMonitor:
         snapshot_at: Callable[[], Awaitable[float | None]] | None = None,
         interval: float = 1.0,
         on_freshness: Callable[[bool], None] | None = None,
+        map_status: MapStatus | None = None,
     ) -> None:
+        self._map_status = map_status
         self._on_freshness = on_freshness  # told, at every evaluation, whether the lag is within budget
         self._snapshot_at = snapshot_at
         self._metrics = metrics
@@ -89,6 +93,9 @@ class HealthMonitor:
 
     async def evaluate(self) -> Readiness:
         checks: dict[str, dict[str, Any]] = {"first_load": {"ok": self.loaded}}
+        if self._map_status is not None:
+            status = self._map_status
+            checks["map"] = {"ok": True} if status.complete else {"ok": False, "detail": status.detail}
         if self._ping is not None:
             try:
                 await asyncio.wait_for(self._ping(), timeout=2.0)

@@ -104,7 +104,7 @@ class Metrics:
         )
         self._l1: Callable[[], tuple[int, int]] | None = None
         self._open_streams: Callable[[], int] | None = None
-        self._counted: list[tuple[str, str, Callable[[], float]]] = []
+        self._watched: list[tuple[str, str, Callable[[], float], bool]] = []
         self.registry.register(_Collector(self))
 
     def count_check(self, allowed: bool, reason: str) -> None:
@@ -114,9 +114,10 @@ class Metrics:
         """`counts` returns the in-process cache's (hits, misses) so far."""
         self._l1 = counts
 
-    def watch_count(self, name: str, help_text: str, count: Callable[[], float]) -> None:
-        """A counter kept by another part (read when scraped): `name` without `_total`."""
-        self._counted.append((name, help_text, count))
+    def watch(self, name: str, help_text: str, read: Callable[[], float], counter: bool = False) -> None:
+        """A gauge (or, with `counter`, a counter: `name` without `_total`) kept by another part, read when
+        Prometheus scrapes."""
+        self._watched.append((name, help_text, read, counter))
 
     def watch_streams(self, open_streams: Callable[[], int]) -> None:
         """`open_streams` returns how many Watch and OpenFeature event streams are open."""
@@ -163,8 +164,9 @@ class _Collector(Collector):
         yield CounterMetricFamily(
             "entitlements_redis_errors", "Redis commands that failed or timed out", value=StoreUnavailableError.raised
         )
-        for name, help_text, read in self._metrics._counted:
-            yield CounterMetricFamily(name, help_text, value=read())
+        for name, help_text, read, counter in self._metrics._watched:
+            family = CounterMetricFamily if counter else GaugeMetricFamily
+            yield family(name, help_text, value=float(read()))
         if self._metrics._open_streams is not None:
             streams = GaugeMetricFamily("entitlements_open_streams", "Open Watch and OpenFeature event streams")
             streams.add_metric([], self._metrics._open_streams())

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from entitlements_sidecar.domain.check import Reason
+from entitlements_sidecar.domain.errors import NotReadyError
+from entitlements_sidecar.domain.map_status import MapStatus
 from entitlements_sidecar.domain.ports import Origin
 from entitlements_sidecar.domain.queries import (
     FULLY_CONSISTENT,
@@ -18,6 +20,7 @@ from entitlements_sidecar.domain.queries import (
 )
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.sources.catalog_source import CatalogSource
+from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 
@@ -30,7 +33,7 @@ async def setup(example_catalog: Path) -> tuple[ReadService, MemoryStore, Path]:
     store = MemoryStore()
     await store.start()
     source = CatalogSource(example_catalog)
-    await CatalogSync(source, store).initial_load()
+    await CatalogSync(source, store, MemoryMapMeta()).initial_load()
     return ReadService(store, source), store, example_catalog
 
 
@@ -121,3 +124,31 @@ async def test_get_for_unknown_and_inactive_subjects(setup: tuple[ReadService, M
     pending = await service.get(Subject(SubjectKind.SUBSCRIPTION, "sub_initech_next"))
     assert pending.found and pending.features == {}
     assert pending.subscriptions[0].subscription.status.value == "pending"
+
+
+async def test_on_a_map_not_known_complete_not_found_is_not_an_answer(example_catalog: Path) -> None:
+    store = MemoryStore()
+    await store.start()
+    source = CatalogSource(example_catalog)
+    await CatalogSync(source, store, MemoryMapMeta()).initial_load()
+    status = MapStatus()
+    status.doubt("lost: being rebuilt")
+    service = ReadService(store, source, map_status=status)
+    unknown = CheckQuery.build(Subject(SubjectKind.SUBSCRIPTION, "sub_not_loaded_yet"), "sso")
+    with pytest.raises(NotReadyError, match="the map is not complete \\(lost: being rebuilt\\)"):
+        await service.check(unknown)
+    with pytest.raises(NotReadyError):
+        await service.get(Subject(SubjectKind.CUSTOMER, "nobody"))
+    # What the map holds is answered as usual; a customer's answer may miss subscriptions, so it is stale.
+    known = await service.check(CheckQuery.build(Subject(SubjectKind.SUBSCRIPTION, "sub_acme_main"), "sso"))
+    assert known.decision.reason is Reason.ENTITLED and not known.freshness.stale
+    acme = await service.check(CheckQuery.build(ACME, "sso"))
+    assert acme.decision.allowed and acme.freshness.stale
+    # A read through to the source is an answer whatever the map holds.
+    gone = await service.check(
+        CheckQuery.build(Subject(SubjectKind.SUBSCRIPTION, "x"), "sso", consistency=FULLY_CONSISTENT)
+    )
+    assert gone.decision.reason is Reason.SUBSCRIPTION_NOT_FOUND
+    status.confirm()
+    assert (await service.check(unknown)).decision.reason is Reason.SUBSCRIPTION_NOT_FOUND
+    assert not (await service.check(CheckQuery.build(ACME, "sso"))).freshness.stale

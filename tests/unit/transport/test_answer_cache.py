@@ -13,6 +13,7 @@ from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 from entitlements_sidecar.sources.catalog_source import CatalogSource
+from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.transport.answer_cache import AnswerCache, _split
@@ -46,7 +47,7 @@ async def served(example_catalog: Path) -> AsyncIterator[Served]:
     store = MemoryStore()
     await store.start()
     source = CatalogSource(example_catalog)
-    await CatalogSync(source, store).initial_load()
+    await CatalogSync(source, store, MemoryMapMeta()).initial_load()
     servicer = EntitlementServicer(ReadService(store, source), store, max_batch_size=10)
     bridge = LoopBridge()
     answers = AnswerCache(servicer, store, bridge, Metrics())
