@@ -10,7 +10,7 @@ BASELINE := .tools/grpcio-1.85
 INTEROP_PY := .tools/openfeature-py
 INTEROP_NODE := .tools/interop-node
 
-.PHONY: run test lint gen check-gen buf-lint redis interop bench bench-stacks clean
+.PHONY: run test lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults clean
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench: $(VENV)/.dev redis $(BASELINE)/bin/python
 $(BASELINE)/bin/python: constraints.txt
 	$(PYTHON) -m venv $(BASELINE)
 	$(BASELINE)/bin/pip install --quiet grpcio==1.85.1 protobuf==6.33.6
+
+## How long answers take to turn honest and then right again under faults (README "Operating it").
+bench-faults: $(VENV)/.dev redis
+	$(BIN)/python -m bench.fault_timings
 
 ## The floor of each candidate serving stack (grpcio versions, aio vs threads, pyvoy): docs/adr/0004.
 bench-stacks: $(VENV)/.dev

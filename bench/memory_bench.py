@@ -20,8 +20,8 @@ from entitlements_sidecar.domain.model import (
 )
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
 from entitlements_sidecar.store.redis_store import RedisStore
-from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from tests.support.processes import RedisServer, start_sidecar
 
 
@@ -52,9 +52,8 @@ async def fill(redis: RedisServer, prefix: str, count: int) -> float:
     for start in range(0, count, 1000):
         await store.put_subscriptions([ten_features(i) for i in range(start, min(count, start + 1000))])
     after = int((await client.info("memory"))["used_memory"])
-    state = RedisSyncState(client, prefix)  # what a syncer would record: lets a reader-only sidecar be ready
-    await state.mark_loaded(1)
-    await state.mark_confirmed(int(time.time() * 1000))
+    meta = RedisMapMeta(client, prefix)  # what a syncer would record: lets a reader-only sidecar be ready
+    await meta.finish_load(await meta.begin_load(), int(time.time() * 1000))
     await client.aclose()
     return (after - before) / count
 
@@ -86,7 +85,7 @@ def measure(redis: RedisServer, count: int = 100_000) -> dict[str, float]:
         "--log-level",
         "warning",
     ]
-    sidecar = start_sidecar(tmp, tmp / "unused.yaml", args, name="reader", timeout=120)
+    sidecar = start_sidecar(tmp, None, args, name="reader", timeout=120)
     try:
         idle = rss_kib(sidecar.process.pid)
         stub = pb_grpc.EntitlementServiceStub(sidecar.channel)

@@ -53,7 +53,7 @@ def start(tmp: Path, redis: RedisServer, lago: LagoEmulator, roles: str, name: s
     ]
     env = {"ENTITLEMENTS_LAGO_API_KEY": lago.api_key, "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key}
     ready = None if "reader" in roles else (lambda s: " serving " in s.log() or s.process.poll() is not None)
-    sidecar = start_sidecar(tmp, tmp / "unused.yaml", args, env=env, name=name, ready=ready, timeout=300)
+    sidecar = start_sidecar(tmp, None, args, env=env, name=name, ready=ready, timeout=300)
     if "syncer" in roles:
         lago.webhook_url = f"http://127.0.0.1:{http_port}/webhooks/lago"
     return sidecar

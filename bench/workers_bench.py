@@ -1,7 +1,7 @@
 """P9: several sidecar processes on one port.
 
-grpcio listens with SO_REUSEPORT, so processes given the same address share it and the kernel
-spreads new *connections* (not calls) over them. Each layout gets the same load, unpinned: 64
+With ENTITLEMENTS_GRPC_REUSE_PORT=true, processes given the same address share it (SO_REUSEPORT) and the
+kernel spreads new *connections* (not calls) over them. Each layout gets the same load, unpinned: 64
 calls in flight over 16 connections. Reported: throughput against one process, CPU per call, and
 each process's share of the calls (from the counts each logs at shutdown).
 """
@@ -54,7 +54,8 @@ def measure_workers(
     result = WorkersResult()
     for workers in (1, 2):
         port = free_port()
-        command = [*sidecar_cmd, f"127.0.0.1:{port}"]
+        # Sharing a port is opt-in (ENTITLEMENTS_GRPC_REUSE_PORT); sidecar_cmd ends with --grpc-address.
+        command = [*sidecar_cmd[:-1], "--grpc-reuse-port", "true", sidecar_cmd[-1], f"127.0.0.1:{port}"]
         server = Server(f"workers-{workers}", command, port, env, cpu=None)
         for _ in range(1, workers):
             server.add_worker(command, ready="serving")

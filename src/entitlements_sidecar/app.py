@@ -49,7 +49,7 @@ from entitlements_sidecar.transport.answer_cache import AnswerCache
 from entitlements_sidecar.transport.deadlines import CallDeadline
 from entitlements_sidecar.transport.flag_events import FlagChangeFeed
 from entitlements_sidecar.transport.flagd_service import FlagdService
-from entitlements_sidecar.transport.grpc_server import GrpcServer
+from entitlements_sidecar.transport.grpc_server import GrpcServer, Keepalive
 from entitlements_sidecar.transport.health import HealthMonitor
 from entitlements_sidecar.transport.http_server import HttpServer, Routes
 from entitlements_sidecar.transport.loop_bridge import LoopBridge
@@ -128,6 +128,7 @@ class App:
         routes: list[Routes] = [self.metrics]
         source: EntitlementSource
         if settings.source == "catalog":
+            assert settings.catalog_path is not None  # config checked it
             catalog = CatalogSource(settings.catalog_path)
             watch = self.map_watch
             self.catalog_sync = CatalogSync(
@@ -191,7 +192,7 @@ class App:
             else None
         )
         self._answers = answers
-        slots = StreamSlots(settings.max_watch_streams)
+        slots = StreamSlots(settings.max_watch_streams, settings.max_streams_per_connection)
         self.metrics.watch_streams(lambda: slots.open)
         feed = FlagChangeFeed(service, self.store)
         flagd = FlagdService(checks, feed, bridge, slots, settings.openfeature_keepalive_seconds)
@@ -205,6 +206,8 @@ class App:
             flagd,
             settings.max_request_bytes,
             grpc_server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
+            reuse_port=settings.grpc_reuse_port,
+            keepalive=Keepalive(settings.grpc_keepalive_seconds, settings.grpc_keepalive_timeout_seconds),
         )
         return OfrepEndpoints(service, feed)
 
@@ -212,7 +215,9 @@ class App:
         settings = self.settings
         if self._redis is not None:
             claim_ms = int(settings.queue_claim_idle_seconds * 1000)
-            self.queue = RedisStreamQueue(self._redis, settings.redis_key_prefix, claim_idle_ms=claim_ms)
+            self.queue = RedisStreamQueue(
+                self._redis, settings.redis_key_prefix, claim_idle_ms=claim_ms, consumer=settings.queue_consumer
+            )
         else:
             self.queue = MemoryQueue()
         verifier = SignatureVerifier(

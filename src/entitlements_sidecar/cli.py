@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {o.field: getattr(args, o.field, None) for o in OPTIONS}
     try:
-        settings = load_settings(overrides)
+        settings = load_settings(overrides, serving=args.command in ("serve", "sync"))
     except EntitlementsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,9 +21,19 @@ import grpc
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 
-# The sidecar is next door and restarts in about a second; grpc's default reconnect backoff grows
-# to two minutes, which would keep an application failing long after its sidecar is back.
-CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000))
+# The sidecar is next door and restarts in about a second; grpc's default reconnect backoff grows to two
+# minutes, and its minimum connect time is 20 s, which would keep an application failing long after its
+# sidecar is back: retry every 100 ms, at most 500 ms apart. Keepalive pings find a sidecar that stopped
+# answering (within the 5 s the sidecar allows between client pings).
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
+_WATCH_RETRY_SECONDS = (0.05, 0.1, 0.2, 0.4)  # re-opening a broken Watch, capped at the last
 
 PrivilegeValue = bool | int | str | None
 
@@ -129,22 +139,31 @@ def decide_locally(state: pb.EntitlementSet, check: Check) -> CheckResult:
 
 
 class _LocalCache:
-    """Watched subjects' entitlements and memoized answers; shared by the watcher and callers."""
+    """Watched subjects' entitlements and memoized answers; shared by the watcher and callers.
 
-    def __init__(self) -> None:
+    The memo holds at most `max_answers` answers (then it starts over: refilling costs one local
+    evaluation per question). Callers read without the lock: every update replaces the memo, and an
+    answer computed from an older state goes into the memo that update replaced, never the new one."""
+
+    def __init__(self, max_answers: int = 10_000) -> None:
         self._states: dict[tuple[str, str], pb.EntitlementSet] = {}
         self._answers: dict[Check, CheckResult] = {}
+        self._max_answers = max_answers
         self._lock = threading.Lock()
 
     def lookup(self, check: Check) -> CheckResult | None:
-        answer = self._answers.get(check)
+        answers = self._answers  # before the state: see the class comment
+        answer = answers.get(check)
         if answer is not None:
             return answer
         state = self._states.get((check.subscription_id, check.customer_id))
         if state is None:
             return None
         answer = decide_locally(state, check)
-        self._answers[check] = answer
+        if self._max_answers > 0:
+            if len(answers) >= self._max_answers:
+                answers.clear()
+            answers[check] = answer
         return answer
 
     def update(self, state: pb.EntitlementSet) -> None:
@@ -157,6 +176,9 @@ class _LocalCache:
             self._states = {}
             self._answers = {}
 
+    def __len__(self) -> int:
+        return len(self._answers)
+
 
 class EntitlementsClient:
     """Blocking client. One channel for the client's lifetime; `timeout` is each call's deadline."""
@@ -167,12 +189,14 @@ class EntitlementsClient:
         timeout: float = 0.25,
         channel: grpc.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        local_answers: int = 10_000,
     ) -> None:
-        """`credentials`: grpc.ssl_channel_credentials(...) for a sidecar serving TLS (or mutual TLS)."""
+        """`credentials`: grpc.ssl_channel_credentials(...) for a sidecar serving TLS (or mutual TLS).
+        `local_answers`: how many answers about watched subjects are memoized (0: none)."""
         self._channel = channel or _channel(target, credentials)
         self._stub = pb_grpc.EntitlementServiceStub(self._channel)
         self._timeout = timeout
-        self._local = _LocalCache()
+        self._local = _LocalCache(local_answers)
         self._watch: Any = None
         self._closed = threading.Event()
 
@@ -214,20 +238,26 @@ class EntitlementsClient:
         return self._stub.GetEntitlements(request, timeout=self._timeout).entitlements
 
     def watch(self, subscription_ids: Iterable[str] = (), customer_ids: Iterable[str] = ()) -> None:
-        """Keep the named subjects locally; returns once their current state has arrived.
+        """Keep the named subjects locally; returns once their current state has arrived (a subject named
+        twice counts once).
 
         If the stream ends (the sidecar restarts), checks go to the sidecar again at once, and the
-        stream is re-opened in the background (backoff 0.1 s doubling to 2 s), which brings the local
-        copy back to the sidecar's current state."""
-        subjects = [pb.Subject(subscription_id=s) for s in subscription_ids]
-        subjects += [pb.Subject(customer_id=c) for c in customer_ids]
-        self._watch = self._open(subjects)
+        stream is re-opened in the background (every 50 ms, backing off to 400 ms), which brings the
+        local copy back to the sidecar's current state."""
+        subjects = [pb.Subject(subscription_id=s) for s in dict.fromkeys(subscription_ids)]
+        subjects += [pb.Subject(customer_id=c) for c in dict.fromkeys(customer_ids)]
+        self._watch = self._open(subjects, wait=False)
         threading.Thread(target=self._follow, args=(subjects,), name="entitlements-watch", daemon=True).start()
 
-    def _open(self, subjects: list[pb.Subject]) -> Any:
-        stream = self._stub.WatchEntitlements(pb.WatchEntitlementsRequest(subjects=subjects))
-        for _ in subjects:
-            self._local.update(next(stream).entitlements)
+    def _open(self, subjects: list[pb.Subject], wait: bool = True) -> Any:
+        # wait: a re-open waits for a restarting sidecar (the stream starts as soon as the channel is back),
+        # where the first watch() fails at once so that the application knows.
+        stream = self._stub.WatchEntitlements(pb.WatchEntitlementsRequest(subjects=subjects), wait_for_ready=wait)
+        waiting = {(s.subscription_id, s.customer_id) for s in subjects}
+        while waiting:  # each subject's initial state, in whatever order they come
+            entitlements = next(stream).entitlements
+            self._local.update(entitlements)
+            waiting.discard((entitlements.subject.subscription_id, entitlements.subject.customer_id))
         return stream
 
     def _follow(self, subjects: list[pb.Subject]) -> None:
@@ -238,14 +268,14 @@ class EntitlementsClient:
             except grpc.RpcError:
                 pass
             self._local.clear()  # the stream ended: answers could go stale, so ask the sidecar again
-            delay = 0.1
-            while not self._closed.wait(delay):
+            attempt = 0
+            while not self._closed.wait(_WATCH_RETRY_SECONDS[min(attempt, len(_WATCH_RETRY_SECONDS) - 1)]):
                 try:
                     self._watch = self._open(subjects)
                     break
-                except (grpc.RpcError, ValueError):  # ValueError: the channel was closed meanwhile
+                except (grpc.RpcError, ValueError, StopIteration):  # ValueError: the channel was closed meanwhile
                     self._local.clear()
-                    delay = min(2.0, delay * 2)
+                    attempt += 1
 
 
 class AsyncEntitlementsClient:

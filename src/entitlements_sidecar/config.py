@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ class Settings:
     redis_key_prefix: str
     redis_timeout_seconds: float
     l1_max_entries: int
-    catalog_path: Path
+    catalog_path: Path | None
     catalog_poll_seconds: float
     max_batch_size: int
     max_request_bytes: int
@@ -43,6 +43,10 @@ class Settings:
     http_tls_client_ca_file: str
     max_watch_streams: int
     grpc_threads: int
+    grpc_reuse_port: bool
+    grpc_keepalive_seconds: float
+    grpc_keepalive_timeout_seconds: float
+    max_streams_per_connection: int
     staleness_budget_seconds: float
     failure_policy: str
     failure_policy_features: str
@@ -65,16 +69,20 @@ class Settings:
     webhook_max_body_bytes: int
     reconcile_interval_seconds: float
     queue_claim_idle_seconds: float
+    queue_consumer: str
     sync_concurrency: int
 
 
 def load_settings(
     overrides: Mapping[str, str | None] | None = None,
     environ: Mapping[str, str] | None = None,
+    serving: bool = True,
 ) -> Settings:
-    """Build Settings from flags (`overrides`, keyed by field), the environment and defaults."""
+    """Build Settings from flags (`overrides`, keyed by field), the environment and defaults. `serving`:
+    for `serve` and `sync`, which need a source of truth (client commands do not)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for option in OPTIONS:
         flag_value = None if option.secret else (overrides or {}).get(option.field)
         if flag_value is not None:
@@ -85,14 +93,40 @@ def load_settings(
             raw, origin = env[option.env], option.env
         else:
             raw, origin = option.default, f"default of {option.env}"
+        origins[option.field] = origin
         try:
             values[option.field] = option.parse(raw)
         except ValueError as exc:
             shown = "<secret>" if option.secret else repr(raw)
             raise ConfigError(f"{origin}={shown}: {exc}") from None
     settings = Settings(**values)
+    _check_tls(settings)
+    if serving:
+        settings = _with_source(settings, origins)
     _check_combination(settings)
     return settings
+
+
+def _with_source(settings: Settings, origins: Mapping[str, str]) -> Settings:
+    """The source of truth must be chosen on purpose (no demo data by accident), and options that do not
+    apply to it are errors rather than silently ignored."""
+    source = settings.source or ("catalog" if settings.catalog_path else "")
+    if not source:
+        raise ConfigError(
+            "no source of truth is configured: set ENTITLEMENTS_SOURCE=lago (Lago's API and webhooks) or "
+            "ENTITLEMENTS_CATALOG_PATH=<file> (a catalog file; `make run` uses examples/catalog.yaml)"
+        )
+    if source == "catalog":
+        if settings.catalog_path is None:
+            raise ConfigError(f"{origins['source']}=catalog needs ENTITLEMENTS_CATALOG_PATH (or --catalog-path)")
+        if settings.roles:
+            raise ConfigError(
+                f"{origins['roles']}: roles apply to source=lago only (a catalog process loads the file and serves)"
+            )
+        return replace(settings, source=source)
+    if settings.catalog_path is not None:
+        raise ConfigError(f"{origins['catalog_path']}: a catalog file applies to source=catalog, not lago")
+    return replace(settings, roles=settings.roles or frozenset({"reader", "syncer"}))
 
 
 def _check_tls(settings: Settings) -> None:
@@ -103,7 +137,6 @@ def _check_tls(settings: Settings) -> None:
 
 
 def _check_combination(settings: Settings) -> None:
-    _check_tls(settings)
     if settings.redis_sentinels and settings.redis_cluster_nodes:
         raise ConfigError("set one of ENTITLEMENTS_REDIS_SENTINELS and ENTITLEMENTS_REDIS_CLUSTER_NODES, not both")
     if settings.source != "lago":

@@ -6,8 +6,6 @@ checked against this one, and each option has a `serve` flag named after its fie
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from entitlements_sidecar.options import (
     Option,
     address,
@@ -16,9 +14,11 @@ from entitlements_sidecar.options import (
     failure_policies_by_feature,
     failure_policy,
     host_ports,
+    optional_path,
     positive_float,
     positive_int,
     roles,
+    switch,
     tcp_address,
 )
 
@@ -73,9 +73,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "catalog_path",
         "ENTITLEMENTS_CATALOG_PATH",
-        "examples/catalog.yaml",
-        "catalog file (YAML or JSON) used as the source of truth",
-        Path,
+        "",
+        "catalog file (YAML or JSON) as the source of truth; setting it alone selects source=catalog",
+        optional_path,
     ),
     Option(
         "catalog_poll_seconds",
@@ -150,6 +150,34 @@ OPTIONS: tuple[Option, ...] = (
         at_least_one,
     ),
     Option(
+        "grpc_reuse_port",
+        "ENTITLEMENTS_GRPC_REUSE_PORT",
+        "false",
+        "true: share the gRPC port with other sidecar processes on this host (SO_REUSEPORT); false: in use is an error",
+        switch,
+    ),
+    Option(
+        "grpc_keepalive_seconds",
+        "ENTITLEMENTS_GRPC_KEEPALIVE_SECONDS",
+        "10",
+        "the server pings each client connection this often (HTTP/2 PING), to find clients that stopped answering",
+        positive_float,
+    ),
+    Option(
+        "grpc_keepalive_timeout_seconds",
+        "ENTITLEMENTS_GRPC_KEEPALIVE_TIMEOUT_SECONDS",
+        "5",
+        "a connection whose client does not answer a ping within this is closed, and its streams end",
+        positive_float,
+    ),
+    Option(
+        "max_streams_per_connection",
+        "ENTITLEMENTS_MAX_STREAMS_PER_CONNECTION",
+        "10",
+        "most Watch and event streams one client connection may hold (the rest get RESOURCE_EXHAUSTED)",
+        at_least_one,
+    ),
+    Option(
         "staleness_budget_seconds",
         "ENTITLEMENTS_STALENESS_BUDGET_SECONDS",
         "300",
@@ -174,7 +202,7 @@ OPTIONS: tuple[Option, ...] = (
         "deadline_margin_seconds",
         "ENTITLEMENTS_DEADLINE_MARGIN_SECONDS",
         "0.01",
-        "a check's Redis and Lago reads stop this long before the caller's deadline, so the failure policy answers",
+        "a check's Redis and Lago reads end this long before its deadline (at least 1/10, at most 1/2 of it)",
         positive_float,
     ),
     Option(
@@ -215,15 +243,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "source",
         "ENTITLEMENTS_SOURCE",
-        "catalog",
-        "source of truth: catalog (the catalog file) or lago (Lago's API and webhooks)",
-        choice("catalog", "lago"),
+        "",
+        "source of truth: catalog (ENTITLEMENTS_CATALOG_PATH) or lago (Lago's API and webhooks); none: refuse to serve",
+        choice("", "catalog", "lago"),
     ),
     Option(
         "roles",
         "ENTITLEMENTS_ROLES",
-        "reader,syncer",
-        "with source=lago: reader (gRPC checks) and/or syncer (webhooks, queue workers, reconciliation)",
+        "",
+        "source=lago only: reader (gRPC checks) and/or syncer (webhooks, queue, reconciliation); empty: both",
         roles,
     ),
     Option(
@@ -291,6 +319,12 @@ OPTIONS: tuple[Option, ...] = (
         "30",
         "a queued event unacknowledged this long (its syncer died) is taken over by another",
         positive_float,
+    ),
+    Option(
+        "queue_consumer",
+        "ENTITLEMENTS_QUEUE_CONSUMER",
+        "",
+        "this syncer's name in the queue's consumer group (empty: the host name); restarted, it re-reads its pending",
     ),
     Option(
         "sync_concurrency",

@@ -53,10 +53,24 @@ def choice(*allowed: str) -> Callable[[str], str]:
 
 
 def roles(text: str) -> frozenset[str]:
+    """Empty: not set (source=lago then plays both roles)."""
     roles = frozenset(r.strip() for r in text.split(",") if r.strip())
-    if not roles or roles - {"reader", "syncer"}:
+    if roles - {"reader", "syncer"} or (text.strip() and not roles):
         raise ValueError("a comma-separated list of reader and syncer")
     return roles
+
+
+def optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+def switch(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
 
 
 def tcp_address(text: str) -> str:

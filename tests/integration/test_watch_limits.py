@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.integration.conftest import stub
-from tests.support.processes import rpc_error, start_sidecar
+from tests.support.processes import REPO, Sidecar, rpc_error, start_sidecar
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
@@ -60,3 +64,46 @@ def test_requests_over_the_size_limit_are_refused_and_change_nothing(tmp_path: P
         assert stub(sidecar).CheckEntitlement(check, timeout=5).allowed  # still serving, same answers
     finally:
         sidecar.terminate()
+
+
+_FROZEN_CLIENT = """
+import sys, time, grpc
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb, entitlements_pb2_grpc as pb_grpc
+stub = pb_grpc.EntitlementServiceStub(grpc.insecure_channel(sys.argv[1]))  # one channel: one connection
+held = []
+for _ in range(int(sys.argv[2])):
+    stream = stub.WatchEntitlements(pb.WatchEntitlementsRequest(subjects=[pb.Subject(customer_id="acme")]))
+    try:
+        next(stream)
+        held.append(stream)
+    except grpc.RpcError as error:
+        print("refused", error.code().name, flush=True)
+print("opened", len(held), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_frozen_client_cannot_hold_every_stream_and_loses_its_own(tmp_path: Path, example_catalog: Path) -> None:
+    args = ["--max-watch-streams", "6", "--max-streams-per-connection", "3",
+            "--grpc-keepalive-seconds", "1", "--grpc-keepalive-timeout-seconds", "1"]  # fmt: skip
+    sidecar = start_sidecar(tmp_path, example_catalog, args)
+    frozen = subprocess.Popen(
+        [sys.executable, "-c", _FROZEN_CLIENT, sidecar.address, "6"], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert frozen.stdout is not None
+    try:
+        lines = [frozen.stdout.readline().strip() for _ in range(4)]
+        assert lines == ["refused RESOURCE_EXHAUSTED"] * 3 + ["opened 3"]  # its connection's share, no more
+        frozen.send_signal(signal.SIGSTOP)  # it holds three streams and answers nothing, pings included
+        other = stub(sidecar).WatchEntitlements(WATCH_ACME, timeout=30)
+        assert next(other).initial  # the others still get streams
+        eventually(lambda: _open_streams(sidecar) == 1, timeout=10, what="the frozen client's streams dropped")
+    finally:
+        frozen.kill()
+        frozen.communicate(timeout=10)
+        sidecar.terminate()
+
+
+def _open_streams(sidecar: Sidecar) -> float:
+    metrics = httpx.get(f"{sidecar.http_url}/metrics", timeout=5).text
+    return float(metrics.split("\nentitlements_open_streams ")[1].split()[0])

@@ -183,7 +183,7 @@ class Sidecar:
 
 def start_sidecar(
     tmp_path: Path,
-    catalog: Path,
+    catalog: Path | None,
     extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     address: str | None = None,
@@ -191,7 +191,8 @@ def start_sidecar(
     ready: Callable[[Sidecar], bool] | None = None,
     timeout: float = 20,
 ) -> Sidecar:
-    """Start `serve` and wait until `ready` (default: gRPC health says SERVING)."""
+    """Start `serve` and wait until `ready` (default: gRPC health says SERVING). `catalog` None: the
+    source comes from `extra_args` (--source lago)."""
     address = address or f"127.0.0.1:{free_port()}"
     log_path = tmp_path / f"{name}.log"
     extra_args = list(extra_args)
@@ -205,8 +206,7 @@ def start_sidecar(
         "serve",
         "--grpc-address",
         address,
-        "--catalog-path",
-        str(catalog),
+        *(["--catalog-path", str(catalog)] if catalog is not None else []),
         "--catalog-poll-seconds",
         "0.05",
         "--shutdown-grace-seconds",

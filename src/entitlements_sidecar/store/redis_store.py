@@ -31,6 +31,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
 
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.model import ResolvedSubscription
@@ -85,6 +86,7 @@ return v
 
 _RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)  # feed reconnect backoff, capped at the last value
 _NO_RETRY = Retry(NoBackoff(), 0)
+_STABLE_SECONDS = 2.0  # a feed that keeps breaking sooner backs off (a cluster failing over drops it often)
 
 
 class RedisStore:
@@ -96,6 +98,7 @@ class RedisStore:
         self._listeners = Listeners()
         self._follower: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._feed_reconnected = False
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "ent:", timeout: float = 2.0) -> RedisStore:
@@ -215,43 +218,50 @@ class RedisStore:
 
     async def _follow(self) -> None:
         attempt = failures = 0
-        restore_retry: Retry | None = None
         while True:
             pubsub = self._feed(failures)
+            held: tuple[Any, Retry] | None = None  # the feed's connection and the retry it came with
             try:
                 await pubsub.subscribe(self._channel)
                 if pubsub.connection is not None:
                     # A broken feed must be noticed at once, before any command can reach a Redis that came
                     # back empty: no retries on this connection (commands keep theirs). Should redis-py still
-                    # reconnect and re-subscribe by itself, messages may have been missed: say so.
-                    restore_retry = pubsub.connection.retry
+                    # reconnect and re-subscribe by itself, messages may have been missed: that is a loss too.
+                    held = (pubsub.connection, pubsub.connection.retry)
                     pubsub.connection.retry = _NO_RETRY
                     pubsub.connection.register_connect_callback(self._reconnected)
-                attempt = 0
+                self._feed_reconnected = False
                 # Anything cached before this point may have missed changes.
                 self._listeners.emit(Change(ChangeKind.FEED_RESET))
                 self._subscribed.set()
+                up_since = asyncio.get_running_loop().time()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if self._feed_reconnected:
+                        raise ConnectionError("the feed's connection was re-established by redis-py")
+                    if not pubsub.subscribed:
+                        raise ConnectionError("the feed is no longer subscribed")
+                    if asyncio.get_running_loop().time() - up_since > _STABLE_SECONDS:
+                        attempt = 0  # up for a while: the next loss is a new outage, retried at once
                     if message is not None and message["type"] == "message":
                         self._dispatch(message["data"])
             except REDIS_FAILURES as exc:
-                log.warning("redis change feed lost: %s", type(exc).__name__)
+                # Once per outage at warning level; the retries of the same outage (backing off) at debug.
+                (log.warning if attempt == 0 else log.debug)("redis change feed lost: %s", type(exc).__name__)
                 self._listeners.emit(Change(ChangeKind.FEED_LOST))
                 await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
                 attempt += 1
                 failures += 1
             finally:
-                if pubsub.connection is not None and restore_retry is not None:
-                    pubsub.connection.retry = restore_retry  # it goes back to the pool for commands
-                    restore_retry = None
+                if held is not None:  # it goes back to the pool, for commands: as it was
+                    connection, retry = held
+                    connection.deregister_connect_callback(self._reconnected)
+                    connection.retry = retry
                 with contextlib.suppress(*REDIS_FAILURES):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _reconnected(self, connection: object) -> None:
-        log.warning("redis change feed reconnected: changes may have been missed meanwhile")
-        self._listeners.emit(Change(ChangeKind.FEED_LOST))
-        self._listeners.emit(Change(ChangeKind.FEED_RESET))
+        self._feed_reconnected = True
 
     def _feed(self, failures: int) -> PubSub:
         # In a cluster every node hears every PUBLISH, so any node will do; after each failure try the next

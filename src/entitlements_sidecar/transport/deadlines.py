@@ -22,14 +22,21 @@ CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("ca
 
 
 class CallDeadline:
+    """Reads end before the deadline by `margin_seconds`, or by a tenth of the time left if that is more
+    (the answer still has to travel back: serialize, send, wake the caller, longer on a busy host), but
+    never by more than half of it, so a short deadline still leaves time to read a healthy Redis."""
+
     def __init__(self, margin_seconds: float) -> None:
-        self.margin = margin_seconds  # for the answer to travel back: serialize, send, the caller's own wake-up
+        self.margin = margin_seconds
+
+    def budget(self, left: float) -> float:
+        return left - max(min(self.margin, left / 2), left / 10)
 
     async def within(self, work: Awaitable[T]) -> T:
         deadline = CALL_DEADLINE.get()
         if deadline is None:
             return await work
-        budget = deadline - self.margin - asyncio.get_running_loop().time()
+        budget = self.budget(deadline - asyncio.get_running_loop().time())
         if budget <= 0:
             _discard(work)
             raise DeadlineError("no time left before the call's deadline to read the store or the source")

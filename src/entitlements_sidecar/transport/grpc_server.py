@@ -4,14 +4,22 @@ Why threads and not grpc.aio: a thread-pool server answers a unary call for abou
 grpc.aio (docs/adr/0004), and the hot path (an answer-cache hit) needs nothing from the event loop.
 Everything else runs on the loop through `LoopBridge`. A Watch stream holds one thread while open,
 so streams run on a pool of their own (`RoutingExecutor`), sized by the Watch stream limit, and
-Watch calls over the limit are refused rather than queued.
+Watch calls over the limit are refused rather than queued, as are streams past a per-connection limit,
+so one client cannot hold every slot; the server pings every connection (HTTP/2 keepalive) and drops a
+client that stops answering, which ends its streams and frees their slots (a frozen process, a host gone).
+
+The listening socket is not shared unless asked for (`reuse_port`): grpcio would otherwise set
+SO_REUSEPORT, and a second sidecar started on the same address would silently take half the calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -31,6 +39,30 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EntitlementService"].full_name
 _HEALTH_NAMES = ("", SERVICE_NAME)
 
 
+@dataclass(frozen=True, slots=True)
+class Keepalive:
+    ping_every_seconds: float = 10.0
+    answer_within_seconds: float = 5.0
+    # Clients may ping us this often (ours ping every 20 s); faster is a misbehaving client.
+    client_ping_at_most_every_seconds: float = 5.0
+
+    def options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.keepalive_time_ms", int(self.ping_every_seconds * 1000)),
+            ("grpc.keepalive_timeout_ms", int(self.answer_within_seconds * 1000)),
+            # grpcio 1.78 closes a connection whose ping goes unanswered only after this (default 60 s).
+            ("grpc.http2.ping_timeout_ms", int(self.answer_within_seconds * 1000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # A quiet Watch stream sends no data, and grpc sends no second ping without data for 5 minutes
+            # by default: ping it every interval all the same.
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_time_between_pings_ms", int(self.ping_every_seconds * 1000)),
+            # What clients may do: ping every 5 s at most often; a client pinging faster is sent away.
+            ("grpc.http2.min_ping_interval_without_data_ms", int(self.client_ping_at_most_every_seconds * 1000)),
+            ("grpc.http2.max_ping_strikes", 2),
+        ]
+
+
 class GrpcServer:
     def __init__(
         self,
@@ -43,6 +75,8 @@ class GrpcServer:
         flagd: FlagdService | None = None,
         max_request_bytes: int = 1024 * 1024,
         credentials: grpc.ServerCredentials | None = None,
+        reuse_port: bool = False,
+        keepalive: Keepalive | None = None,
     ) -> None:
         self.servicer = servicer
         self.health = health.HealthServicer()
@@ -50,10 +84,12 @@ class GrpcServer:
         self._slots = slots or StreamSlots(100)
         self._flagd = flagd
         # Streams (ours, flagd's, health and reflection) hold a thread each: a few beyond our limit.
-        self.server = grpc.server(
-            RoutingExecutor(threads, self._slots.limit + 4),
-            options=[("grpc.max_receive_message_length", max_request_bytes)],
-        )
+        options = [
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            *(keepalive or Keepalive()).options(),
+        ]
+        self.server = grpc.server(RoutingExecutor(threads, self._slots.limit + 4), options=options)
         handlers = self._servicer_handlers()
         if answers is not None:
             handlers.update(answers.handlers())  # the hot RPCs, on raw bytes
@@ -66,12 +102,16 @@ class GrpcServer:
             (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
+        if address.startswith("unix:") and _unix_socket_answers(address.removeprefix("unix:")):
+            raise ConfigError(_in_use(address, reuse_port))  # grpc would unlink the socket and take over its path
         try:
             if credentials is None:
                 self.port = self.server.add_insecure_port(address)
             else:
                 self.port = self.server.add_secure_port(address, credentials)
         except RuntimeError as exc:
+            if _tcp_port_in_use(address):
+                raise ConfigError(_in_use(address, reuse_port)) from None
             raise ConfigError(f"cannot listen on {address}: {exc}") from exc
         self.address = address
 
@@ -129,3 +169,34 @@ class GrpcServer:
     ) -> Iterator[pb.WatchEntitlementsResponse]:
         with self._slots.hold(context):
             yield from self._bridge.stream(self.servicer.WatchEntitlements, request, context)
+
+
+def _in_use(address: str, reuse_port: bool) -> str:
+    message = f"cannot listen on {address}: the address is already in use (another process serves there)"
+    if address.startswith("unix:") or reuse_port:
+        return message
+    return message + "; to share a TCP port between sidecar processes on purpose, set ENTITLEMENTS_GRPC_REUSE_PORT=true"
+
+
+def _unix_socket_answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path.removeprefix("//"))
+        except OSError:
+            return False  # no socket there, or a stale file nobody listens on (grpc replaces it)
+    return True
+
+
+def _tcp_port_in_use(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+        except ValueError:
+            return False
+    return False

@@ -100,16 +100,28 @@ class RoutingExecutor(futures.ThreadPoolExecutor):
 
 
 class StreamSlots:
-    """The limit on open streams (Watch and OpenFeature event streams): each holds a thread."""
+    """The limit on open streams (Watch and OpenFeature event streams): each holds a thread. Also a limit per
+    client connection, so one client (a frozen process, a leak) cannot take every slot; over a unix socket
+    grpc does not tell connections apart, so there only the total limit applies."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_connection: int | None = None) -> None:
         self.limit = limit
+        self.per_connection = per_connection or limit
         self._free = threading.BoundedSemaphore(limit) if limit > 0 else None
         self._lock = threading.Lock()
+        self._by_connection: dict[str, int] = {}
         self.open = 0
 
     @contextlib.contextmanager
     def hold(self, context: grpc.ServicerContext) -> Iterator[None]:
+        connection = _connection(context.peer())
+        with self._lock:
+            held = self._by_connection.get(connection, 0) if connection else 0
+        if held >= self.per_connection:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many open Watch or event streams on this connection (limit {self.per_connection}); retry later",
+            )
         if self._free is None or not self._free.acquire(blocking=False):
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -117,9 +129,22 @@ class StreamSlots:
             )
         with self._lock:
             self.open += 1
+            if connection:
+                self._by_connection[connection] = self._by_connection.get(connection, 0) + 1
         try:
             yield
         finally:
             with self._lock:
                 self.open -= 1
+                if connection:
+                    left = self._by_connection.pop(connection) - 1
+                    if left:
+                        self._by_connection[connection] = left
             self._free.release()
+
+
+def _connection(peer: str | None) -> str:
+    """The client connection a call came on: its address and port for TCP; '' when grpc cannot tell."""
+    if peer and peer.startswith(("ipv4:", "ipv6:")) and peer.rsplit(":", 1)[-1].isdigit():
+        return peer
+    return ""

@@ -57,7 +57,7 @@ def start_syncer(tmp_path: Path, redis_args: list[str], key_prefix: str, lago: L
             "--lago-rate-limit", rate, "--lago-max-retries", "2", "--queue-claim-idle-seconds", "1", *extra,
         ]  # fmt: skip
         env = {"ENTITLEMENTS_LAGO_API_KEY": lago.api_key, "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key}
-        sidecar = start_sidecar(tmp_path, tmp_path / "unused.yaml", args, env=env, name=name, ready=ready)
+        sidecar = start_sidecar(tmp_path, None, args, env=env, name=name, ready=ready)
         syncer = Syncer(sidecar, http_port)
         if "syncer" in roles:
             lago.webhook_url = syncer.webhook_url

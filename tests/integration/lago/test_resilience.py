@@ -91,6 +91,25 @@ def test_a_syncer_killed_before_acknowledging_is_covered_by_another(
     eventually(lambda: sidecar_view(second.sidecar, "sub_0")[1]["seats"]["max"] == 55, what="redelivered")
 
 
+def test_a_restarted_syncer_applies_its_own_pending_entry_without_waiting_for_it_to_look_idle(
+    lago: LagoEmulator, start_syncer: SyncerFactory
+) -> None:
+    seed(lago)
+    idle = ("--queue-claim-idle-seconds", "30")  # the default: another syncer would wait this long
+    first = start_syncer(*idle, name="first")
+    lago.controls.fail_status = 503
+    lago.state.patch_subscription_entitlements("sub_0", {"seats": {"max": 56}})
+    assert lago.flush() == [200]
+    eventually(lambda: "sync batch failed, retrying" in first.sidecar.log(), what="entry read, not acknowledged")
+    first.sidecar.process.send_signal(signal.SIGKILL)
+    first.sidecar.process.wait(timeout=10)
+    lago.controls.fail_status = None
+    started = time.monotonic()
+    second = start_syncer(*idle, name="second")  # the same host: the same consumer name by default
+    eventually(lambda: sidecar_view(second.sidecar, "sub_0")[1]["seats"]["max"] == 56, what="re-applied")
+    assert time.monotonic() - started < 15  # its own entry at start, not after 30 s
+
+
 def test_plan_update_with_1000_subscriptions_costs_at_most_two_lago_requests(
     lago: LagoEmulator, start_syncer: SyncerFactory
 ) -> None:

@@ -78,7 +78,7 @@ def test_embedded_mode_syncs_from_lago_without_redis(lago: LagoEmulator, tmp_pat
     args = ["--source", "lago", "--store", "memory", "--http-address", f"127.0.0.1:{http_port}",
             "--lago-api-url", lago.url]  # fmt: skip
     env = {"ENTITLEMENTS_LAGO_API_KEY": lago.api_key, "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key}
-    sidecar = start_sidecar(tmp_path, tmp_path / "unused.yaml", args, env=env, name="embedded")
+    sidecar = start_sidecar(tmp_path, None, args, env=env, name="embedded")
     try:
         lago.webhook_url = f"http://127.0.0.1:{http_port}/webhooks/lago"
         stub = pb_grpc.EntitlementServiceStub(sidecar.channel)

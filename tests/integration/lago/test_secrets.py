@@ -28,7 +28,7 @@ def test_secrets_from_files_never_reach_the_logs(
     hmac_key_file.write_text(lago.signer.hmac_key)
     http_port = free_port()
     sidecar = start_sidecar(
-        tmp_path, tmp_path / "unused.yaml",
+        tmp_path, None,
         ["--source", "lago", "--store", "redis", "--redis-url", redis_server.url, "--redis-key-prefix", key_prefix,
          "--http-address", f"127.0.0.1:{http_port}", "--lago-api-url", lago.url, "--log-level", "debug",
          "--log-format", log_format],

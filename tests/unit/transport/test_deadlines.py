@@ -32,11 +32,18 @@ async def test_work_past_the_deadline_is_cancelled_before_it_less_the_margin() -
     started = time.monotonic()
     with pytest.raises(DeadlineError, match="did not answer within the call's deadline"):
         await CallDeadline(0.03).within(slow(5))
-    assert 0.06 <= time.monotonic() - started < 0.1  # ended at the deadline less the margin
+    assert 0.06 <= time.monotonic() - started < 0.1  # ended at the deadline less the margin (30 ms > 10 %)
+
+
+def test_the_margin_is_at_least_a_tenth_and_at_most_half_of_the_time_left() -> None:
+    deadline = CallDeadline(0.01)
+    assert deadline.budget(0.005) == pytest.approx(0.0025)  # a short deadline: half of it for the read
+    assert deadline.budget(0.05) == pytest.approx(0.04)  # the 10 ms margin
+    assert deadline.budget(2.0) == pytest.approx(1.8)  # a tenth
 
 
 async def test_no_time_left_fails_at_once_and_leaves_no_coroutine_behind() -> None:
-    CALL_DEADLINE.set(asyncio.get_running_loop().time() + 0.005)
+    CALL_DEADLINE.set(asyncio.get_running_loop().time() - 0.001)  # already past
     work = slow(5)
     with pytest.raises(DeadlineError, match="no time left"):
         await CallDeadline(0.01).within(work)
