@@ -223,7 +223,7 @@ def frozen_client(tmp: Path) -> dict[str, Any]:
             pass
         frozen.send_signal(signal.SIGSTOP)
         started = time.monotonic()
-        eventually(lambda: _open_streams(sidecar) == 0, timeout=60, interval=0.1)
+        eventually(lambda: sidecar.open_streams() == 0, timeout=60, interval=0.1)
         freed = round(time.monotonic() - started, 1)
         return {"keepalive_s": 10, "keepalive_timeout_s": 5, "streams_freed_after_s": freed}
     finally:
@@ -264,11 +264,6 @@ def _until(call: Any, since: float) -> float:
         except grpc.RpcError:
             time.sleep(0.01)
     raise AssertionError("no answer within 30 s")
-
-
-def _open_streams(sidecar: Sidecar) -> float:
-    metrics = httpx.get(f"{sidecar.http_url}/metrics", timeout=5).text
-    return float(metrics.split("\nentitlements_open_streams ")[1].split()[0])
 
 
 SCENARIOS = {

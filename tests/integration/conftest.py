@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
-from tests.support.processes import RedisServer, Sidecar, start_sidecar
+from tests.support.processes import RedisServer, Sidecar, start_redis, start_sidecar
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +29,14 @@ def memory_sidecar(tmp_path: Path, example_catalog: Path) -> Iterator[Sidecar]:
     sidecar = start_sidecar(tmp_path, example_catalog)
     yield sidecar
     sidecar.terminate()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that kill, pause or restart it (not the session's)."""
+    server = start_redis()
+    yield server
+    server.stop()
 
 
 def stub(sidecar: Sidecar) -> pb_grpc.EntitlementServiceStub:

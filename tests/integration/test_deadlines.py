@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -11,19 +10,12 @@ import pytest
 
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.integration.conftest import stub
-from tests.support.processes import RedisServer, rpc_error, start_redis, start_sidecar
+from tests.support.processes import RedisServer, rpc_error, start_sidecar
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
 COLD = pb.CheckEntitlementRequest(subscription_id="sub_globex", feature_code="seats")
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = start_redis()  # this test pauses it, so not the session's
-    yield server
-    server.stop()
 
 
 def test_a_paused_redis_gets_the_policys_answer_within_a_50_ms_deadline(

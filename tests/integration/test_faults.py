@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,20 +16,13 @@ import pytest
 from entitlements_sidecar.client import EntitlementsClient
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.integration.conftest import stub
-from tests.support.processes import REPO, RedisServer, Sidecar, free_port, start_redis, start_sidecar
+from tests.support.processes import REPO, RedisServer, Sidecar, free_port, start_sidecar
 from tests.support.wait import eventually, holds_for
 
 pytestmark = pytest.mark.integration
 
 MAX_SEATS = pb.CheckEntitlementRequest(subscription_id="sub_acme_main", feature_code="seats", privilege_code="max")
 GLOBEX = pb.CheckEntitlementRequest(subscription_id="sub_globex", feature_code="sso")
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = start_redis()  # this test kills it, so not the session's
-    yield server
-    server.stop()
 
 
 def _bump(catalog: Path, old: str, new: str) -> None:
@@ -138,7 +130,7 @@ def test_sidecar_restarted_under_open_watch_and_event_streams(tmp_path: Path, ex
 
         eventually(lambda: local_max() == 28, timeout=20, what="the client's Watch re-opened and resynchronised")
         # Both streams re-opened on the new process (the client's Watch and the provider's EventStream) ...
-        eventually(lambda: _open_streams(sidecar) == 2, timeout=20, what="the provider's event stream back")
+        eventually(lambda: sidecar.open_streams() == 2, timeout=20, what="the provider's event stream back")
         _bump(example_catalog, "seats: {max: 28}", "seats: {max: 29}")  # ... so this reaches both
         assert json.loads(_next_json(provider)) == {"phase": "changed", "max": 29}
         eventually(lambda: local_max() == 29, what="the change through the re-opened Watch")
@@ -149,11 +141,6 @@ def test_sidecar_restarted_under_open_watch_and_event_streams(tmp_path: Path, ex
             provider.kill()
         provider.communicate(timeout=10)
         sidecar.terminate()
-
-
-def _open_streams(sidecar: Sidecar) -> float:
-    metrics = httpx.get(f"{sidecar.http_url}/metrics", timeout=5).text
-    return float(metrics.split("\nentitlements_open_streams ")[1].split()[0])
 
 
 def _next_json(process: subprocess.Popen[str]) -> str:

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from entitlements_sidecar.domain.ports import ChangeKind
 from entitlements_sidecar.store.redis_connection import open_redis
 from entitlements_sidecar.store.redis_store import RedisStore
-from tests.support.processes import RedisServer, start_redis
+from tests.support.processes import RedisServer
 from tests.support.wait import eventually_async
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def own_redis() -> AsyncIterator[RedisServer]:
-    server = start_redis()
-    yield server
-    server.stop()
 
 
 async def test_a_feed_connection_that_redis_dropped_resets_the_feed(own_redis: RedisServer) -> None:

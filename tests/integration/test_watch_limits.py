@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.integration.conftest import stub
-from tests.support.processes import REPO, Sidecar, rpc_error, start_sidecar
+from tests.support.processes import REPO, rpc_error, start_sidecar
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
@@ -97,13 +96,8 @@ def test_a_frozen_client_cannot_hold_every_stream_and_loses_its_own(tmp_path: Pa
         frozen.send_signal(signal.SIGSTOP)  # it holds three streams and answers nothing, pings included
         other = stub(sidecar).WatchEntitlements(WATCH_ACME, timeout=30)
         assert next(other).initial  # the others still get streams
-        eventually(lambda: _open_streams(sidecar) == 1, timeout=10, what="the frozen client's streams dropped")
+        eventually(lambda: sidecar.open_streams() == 1, timeout=10, what="the frozen client's streams dropped")
     finally:
         frozen.kill()
         frozen.communicate(timeout=10)
         sidecar.terminate()
-
-
-def _open_streams(sidecar: Sidecar) -> float:
-    metrics = httpx.get(f"{sidecar.http_url}/metrics", timeout=5).text
-    return float(metrics.split("\nentitlements_open_streams ")[1].split()[0])

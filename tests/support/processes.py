@@ -158,6 +158,13 @@ class Sidecar:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def open_streams(self) -> float:
+        """Watch and OpenFeature event streams open now, from /metrics."""
+        import httpx
+
+        metrics = httpx.get(f"{self.http_url}/metrics", timeout=5).text
+        return float(metrics.split("\nentitlements_open_streams ")[1].split()[0])
+
     def health(self, service: str = "") -> int:
         # A channel of its own: one that failed while the server was starting keeps backing off.
         with grpc.insecure_channel(self.address) as channel:

@@ -5,7 +5,6 @@ acknowledged is applied."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import grpc
 import httpx
@@ -16,19 +15,12 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb
 from tests.integration.lago.conftest import SyncerFactory, seed
 from tests.integration.lago.views import matches, sidecar_view
 from tests.lago_emulator.server import LagoEmulator
-from tests.support.processes import RedisServer, start_redis
+from tests.support.processes import RedisServer
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
 SUBSCRIPTIONS = 300
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = start_redis()  # restarted empty by the test, so not the session's
-    yield server
-    server.stop()
 
 
 @pytest.fixture
