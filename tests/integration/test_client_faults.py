@@ -116,3 +116,17 @@ def test_watch_with_a_subject_named_twice_returns(tmp_path: Path, example_catalo
     finally:
         client.close()
         sidecar.terminate()
+
+
+def test_the_local_memo_stays_bounded_under_many_distinct_questions(tmp_path: Path, example_catalog: Path) -> None:
+    sidecar = start_sidecar(tmp_path, example_catalog)
+    client = EntitlementsClient(sidecar.address, local_answers=100)
+    try:
+        client.watch(subscription_ids=["sub_acme_main"])
+        for quantity in range(3000):  # each a question of its own
+            result = client.check("seats", subscription_id="sub_acme_main", privilege="max", quantity=quantity)
+            assert result.source == "local" and result.allowed is (quantity <= 25)
+        assert 0 < len(client._local) <= 100
+    finally:
+        client.close()
+        sidecar.terminate()
