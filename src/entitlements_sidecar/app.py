@@ -130,9 +130,8 @@ class App:
         if settings.source == "catalog":
             assert settings.catalog_path is not None  # config checked it
             catalog = CatalogSource(settings.catalog_path)
-            watch = self.map_watch
             self.catalog_sync = CatalogSync(
-                catalog, self.store, self.meta, settings.catalog_poll_seconds, map_lost=lambda: watch.lost
+                catalog, self.store, self.meta, settings.catalog_poll_seconds, watch=self.map_watch
             )
             source = catalog
         else:
@@ -224,7 +223,7 @@ class App:
             settings.lago_hmac_key or None, lago.client.get_webhook_public_key, settings.lago_jwt_issuer or None
         )
         self.worker = SyncWorker(self.queue, lago.refresher, self.meta)
-        self.keeper = keeper = MapKeeper(self.meta, self.queue, lago.full_sync, self.map_status, self.store)
+        self.keeper = keeper = MapKeeper(self.map_watch, self.queue, lago.full_sync, self.store)
         self.metrics.watch(
             "entitlements_map_rebuilds",
             "Times this syncer found the map gone from the store and reloaded it",

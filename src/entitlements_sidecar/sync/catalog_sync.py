@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from entitlements_sidecar.domain.ports import EntitlementSource, EntitlementStore, MapMeta
+from entitlements_sidecar.sync.map_watch import MapWatch
 from entitlements_sidecar.sync.snapshot import ApplyResult, apply_snapshot
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,13 @@ class CatalogSync:
         store: EntitlementStore,
         meta: MapMeta,
         interval: float = 1.0,
-        map_lost: Callable[[], bool] = lambda: False,
+        watch: MapWatch | None = None,
     ) -> None:
         self._source = source
         self._store = store
         self._meta = meta
         self._interval = interval
-        self._map_lost = map_lost  # the store lost a complete load (MapWatch reads the marker)
+        self._watch = watch  # says when the store lost a complete load
         # When the store last held what the file says (time.time()); readiness measures sync lag from it.
         self.confirmed_at: float | None = None
         self.applied_at: float | None = None
@@ -56,7 +56,7 @@ class CatalogSync:
         while True:
             await asyncio.sleep(self._interval)
             pending = self._source.reload_if_changed() or pending
-            if not pending and self._map_lost():
+            if not pending and self._watch is not None and self._watch.lost:
                 log.warning("the map is gone from the store (Redis restarted empty?): writing the catalog again")
                 pending = True
             if not pending:
@@ -78,4 +78,6 @@ class CatalogSync:
         epoch = await self._meta.begin_load()
         result = await apply_snapshot(self._store, await self._source.load_all())
         await self._meta.finish_load(epoch, int(time.time() * 1000))
+        if self._watch is not None:
+            await self._watch.check()  # so the next poll does not take the old "lost" for a new loss
         return result

@@ -11,9 +11,9 @@ import time
 
 from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
 from entitlements_sidecar.domain.events import EventQueue
-from entitlements_sidecar.domain.map_status import MapStatus
-from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore, MapMeta
+from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore
 from entitlements_sidecar.sync.full_sync import FullSync
+from entitlements_sidecar.sync.map_watch import MapWatch
 
 log = logging.getLogger(__name__)
 _PROGRESS_EVERY_SECONDS = 5.0
@@ -22,17 +22,16 @@ _PROGRESS_EVERY_SECONDS = 5.0
 class MapKeeper:
     def __init__(
         self,
-        meta: MapMeta,
+        watch: MapWatch,
         queue: EventQueue,
         full_sync: FullSync,
-        status: MapStatus,
         store: EntitlementStore,
         interval: float = 1.0,
     ) -> None:
-        self._meta = meta
+        self._watch = watch  # its marker reads (readiness probes it every second) tell when the map is gone
         self._queue = queue
         self._full_sync = full_sync
-        self._status = status
+        self._status = watch.status
         self._interval = interval
         self.rebuilds = 0  # metrics: times the map was found lost and completely reloaded
         self._logged_at = 0.0
@@ -45,15 +44,17 @@ class MapKeeper:
 
     async def run(self) -> None:
         while True:
+            woken = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                woken = await asyncio.wait_for(self._wake.wait(), self._interval)
             self._wake.clear()
             try:
-                if await self._meta.loaded_at() is not None:
-                    continue
+                state = await self._watch.probe() if woken else self._watch.last
             except StoreUnavailableError:
                 continue
-            await self.rebuild()
+            if state is not None and state.loaded_at is None:
+                await self.rebuild()
+                await self._watch.check()  # read the new marker now, not a second later
 
     async def rebuild(self) -> None:
         log.warning("the map is gone from the store (Redis restarted empty or was flushed?): rebuilding it")
