@@ -88,7 +88,8 @@ $(INTEROP_NODE)/.installed: Makefile
 	@if command -v npm >/dev/null 2>&1; then \
 		mkdir -p $(INTEROP_NODE) && cd $(INTEROP_NODE) && npm init -y >/dev/null && \
 		npm install --silent --no-audit --no-fund @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1 \
-			@openfeature/server-sdk@1.23.0 @openfeature/flagd-provider@0.16.1 && touch .installed; \
+			@openfeature/server-sdk@1.23.0 @openfeature/flagd-provider@0.16.1 @openfeature/ofrep-provider@0.1.3 \
+			@openfeature/web-sdk@1.10.0 @openfeature/ofrep-web-provider@0.4.3 && touch .installed; \
 	else echo "npm not found: Node interop tests will be skipped"; fi
 
 redis: $(VENV)/.dev

@@ -22,7 +22,13 @@ from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.domain.events import EventQueue
 from entitlements_sidecar.domain.failure_policy import FailurePolicies, PolicyReadService
 from entitlements_sidecar.domain.map_status import MapStatus
-from entitlements_sidecar.domain.ports import EntitlementSource, EntitlementStore, MapMeta, SyncStateStore
+from entitlements_sidecar.domain.ports import (
+    EntitlementSource,
+    EntitlementStore,
+    FeatureCatalog,
+    MapMeta,
+    SyncStateStore,
+)
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.sources.catalog_source import CatalogSource
 from entitlements_sidecar.sources.lago.client import LagoClient
@@ -31,6 +37,7 @@ from entitlements_sidecar.sources.lago.refresher import Refresher
 from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
 from entitlements_sidecar.sources.lago.source import LagoSource
 from entitlements_sidecar.store.cached import CachedStore
+from entitlements_sidecar.store.features_timed import TimedFeatureCatalog
 from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
 from entitlements_sidecar.store.memory import MemoryStore
@@ -127,13 +134,14 @@ class App:
         self.worker: SyncWorker | None = None
         routes: list[Routes] = [self.metrics]
         source: EntitlementSource
+        features: FeatureCatalog
         if settings.source == "catalog":
             assert settings.catalog_path is not None  # config checked it
             catalog = CatalogSource(settings.catalog_path)
             self.catalog_sync = CatalogSync(
                 catalog, self.store, self.meta, settings.catalog_poll_seconds, watch=self.map_watch
             )
-            source = catalog
+            source = features = catalog
         else:
             self.lago = LagoParts(settings, self.store, self._redis, self.meta)
             client = self.lago.client
@@ -144,12 +152,13 @@ class App:
                 counter=True,
             )
             source = LagoSource(self.lago.client, self.lago.refresher)
+            features = TimedFeatureCatalog(self.lago.state)
             if "syncer" in settings.roles:
                 routes.append(self._build_syncer(self.lago))
         self.grpc: GrpcServer | None = None
         self._answers: AnswerCache | None = None
         if settings.source == "catalog" or "reader" in settings.roles:
-            routes.append(self._build_reader(ReadService(self.store, source, map_status=self.map_status)))
+            routes.append(self._build_reader(ReadService(self.store, source, map_status=self.map_status), features))
         self.health = HealthMonitor(
             self.metrics,
             settings.staleness_budget_seconds,
@@ -172,7 +181,7 @@ class App:
             ),
         )
 
-    def _build_reader(self, service: ReadService) -> OfrepEndpoints:
+    def _build_reader(self, service: ReadService, features: FeatureCatalog) -> OfrepEndpoints:
         settings = self.settings
         checks = PolicyReadService(
             service,
@@ -194,7 +203,7 @@ class App:
         slots = StreamSlots(settings.max_watch_streams, settings.max_streams_per_connection)
         self.metrics.watch_streams(lambda: slots.open)
         feed = FlagChangeFeed(service, self.store)
-        flagd = FlagdService(checks, feed, bridge, slots, settings.openfeature_keepalive_seconds)
+        flagd = FlagdService(checks, feed, bridge, slots, features, settings.openfeature_keepalive_seconds)
         self.grpc = GrpcServer(
             servicer,
             settings.grpc_address,
@@ -208,7 +217,7 @@ class App:
             reuse_port=settings.grpc_reuse_port,
             keepalive=Keepalive(settings.grpc_keepalive_seconds, settings.grpc_keepalive_timeout_seconds),
         )
-        return OfrepEndpoints(service, feed)
+        return OfrepEndpoints(checks, feed, features)
 
     def _build_syncer(self, lago: LagoParts) -> WebhookIntake:
         settings = self.settings

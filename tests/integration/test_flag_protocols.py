@@ -3,6 +3,9 @@ provider's call), DISABLED privileges, ETag / If-None-Match, and bad requests.""
 
 from __future__ import annotations
 
+import json
+import socket
+import time
 from pathlib import Path
 
 import grpc
@@ -25,13 +28,79 @@ def context(**fields: str) -> struct_pb2.Struct:
     return value
 
 
+SUBJECTS = ["sub_acme_main", "sub_acme_eu", "sub_globex", "sub_initech_next", "sub_umbrella_old", "sub_nobody"]
+CATALOG_KEYS = ["seats", "seats:max", "seats:max_admins", "seats:root", "sso", "sso:provider", "sso:domain",
+                "analytics_api", "audit.log", "audit.log:retention.days"]  # fmt: skip
+
+
 def test_v1_resolve_all_lists_the_subjects_flags(memory_sidecar: Sidecar) -> None:
     stub = v1_grpc.ServiceStub(memory_sidecar.channel)
     flags = stub.ResolveAll(v1.ResolveAllRequest(context=context(targetingKey="sub_acme_main")), timeout=5).flags
     assert flags["sso"].bool_value is True and flags["sso"].reason == "TARGETING_MATCH"
     assert flags["seats:max"].double_value == 25  # v1's AnyFlag carries numbers as doubles
     assert flags["sso:provider"].string_value == "okta"
-    assert "analytics_api" not in flags  # removed for this subscription: absent, so the caller's default applies
+    # removed for this subscription: answered false, as a single ResolveBoolean answers it
+    assert flags["analytics_api"].HasField("bool_value") and flags["analytics_api"].bool_value is False
+
+
+def _v1_single(stub: v1_grpc.ServiceStub, key: str, subject: str) -> tuple[str, object] | None:
+    ctx = context(targetingKey=subject)
+    calls = [
+        lambda: stub.ResolveBoolean(v1.ResolveBooleanRequest(flag_key=key, context=ctx), timeout=5),
+        lambda: stub.ResolveInt(v1.ResolveIntRequest(flag_key=key, context=ctx), timeout=5),
+        lambda: stub.ResolveString(v1.ResolveStringRequest(flag_key=key, context=ctx), timeout=5),
+    ]
+    for call in calls:
+        try:
+            answer = call()
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            continue  # INVALID_ARGUMENT: another type
+        return (answer.reason, answer.value)
+    raise AssertionError(f"no v1 type answers {key!r}")
+
+
+def test_bulk_answers_equal_the_singles_for_every_subject(memory_sidecar: Sidecar) -> None:
+    stub = v1_grpc.ServiceStub(memory_sidecar.channel)
+    url = f"{memory_sidecar.http_url}/ofrep/v1/evaluate/flags"
+    for subject in SUBJECTS:
+        bulk_v1 = stub.ResolveAll(v1.ResolveAllRequest(context=context(targetingKey=subject)), timeout=5).flags
+        bulk_ofrep = httpx.post(url, json={"context": {"targetingKey": subject}}, timeout=5).json()["flags"]
+        by_key = {flag["key"]: flag for flag in bulk_ofrep}
+        assert set(by_key) == set(CATALOG_KEYS) - ({"seats:root"} if subject == "sub_acme_main" else set()), subject
+        for key in CATALOG_KEYS:
+            single = httpx.post(f"{url}/{key}", json={"context": {"targetingKey": subject}}, timeout=5)
+            if key not in by_key:
+                assert single.status_code == 404, (subject, key)  # a removed privilege of a held feature
+                assert key not in bulk_v1 and _v1_single(stub, key, subject) is None
+                continue
+            assert single.status_code == 200 and single.json() == by_key[key], (subject, key)
+            assert "variant" in by_key[key]  # OFREP providers read it on every answer
+            v1_answer = _v1_single(stub, key, subject)
+            if v1_answer is None:  # no value: v1 says NOT_FOUND singly and leaves it out of ResolveAll
+                assert "value" not in by_key[key] and key not in bulk_v1, (subject, key)
+            else:
+                flag = bulk_v1[key]
+                value = getattr(flag, flag.WhichOneof("value"))
+                assert (flag.reason, value) == v1_answer, (subject, key)
+
+
+def test_ofrep_reads_a_body_that_arrives_in_many_writes(memory_sidecar: Sidecar) -> None:
+    host, port = memory_sidecar.http_url.removeprefix("http://").rsplit(":", 1)
+    body = b'{"context": {"targetingKey": "sub_acme_main"}}'
+    head = "POST /ofrep/v1/evaluate/flags/seats:max HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall((head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode())
+        for i in range(0, len(body), 7):
+            conn.sendall(body[i : i + 7])
+            time.sleep(0.02)  # separate TCP segments, as a slow client sends them
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 200 OK", answer
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["value"] == 25
 
 
 def test_privilege_of_a_feature_not_held_v2_no_value_v1_not_found(memory_sidecar: Sidecar) -> None:
@@ -40,7 +109,7 @@ def test_privilege_of_a_feature_not_held_v2_no_value_v1_not_found(memory_sidecar
     assert answer.reason == "DISABLED" and not answer.HasField("value") and not answer.HasField("variant")
     request_v1 = v1.ResolveIntRequest(flag_key="audit.log:retention.days", context=context(targetingKey="sub_globex"))
     code, details = rpc_error(lambda: v1_grpc.ServiceStub(memory_sidecar.channel).ResolveInt(request_v1, timeout=5))
-    assert code is grpc.StatusCode.NOT_FOUND and "disabled" in details
+    assert code is grpc.StatusCode.NOT_FOUND and "no value here (not_entitled)" in details
 
 
 def test_v2_errors_use_flagds_status_codes(memory_sidecar: Sidecar) -> None:

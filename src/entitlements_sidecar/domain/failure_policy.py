@@ -128,7 +128,11 @@ class PolicyReadService:
 
     async def get(self, subject: Subject, consistency: Consistency = CACHED) -> EntitlementView:
         # A full view has no single answer to fall back to: past the deadline, the caller gets DeadlineError.
-        return await self._deadline.within(self.inner.get(subject, consistency))
+        view = await self._deadline.within(self.inner.get(subject, consistency))
+        lag = self._sync_lag()
+        if lag is not None and lag > self._budget and not view.freshness.stale:
+            return replace(view, freshness=replace(view.freshness, stale=True))  # the map may be behind
+        return view
 
     async def check(self, query: CheckQuery) -> CheckAnswer:
         policy = self._policies.for_feature(query.feature_code)

@@ -6,6 +6,11 @@
   code are written `\\\\` and `\\:`; every key has exactly one reading.
 - The evaluation context's `targetingKey` is the subscription external id; a `customerId`
   attribute selects the customer instead (its active subscriptions merged).
+- A value is given only where the map determines one. Otherwise the answer has no value and the
+  caller's default applies: reason DISABLED for a privilege of a feature the subject lacks, DEFAULT
+  for a subject the map does not know. Answers that may be out of date say STALE.
+- Bulk answers are the singles over every flag the catalog defines: the same value, reason and
+  variant for each key.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from entitlements_sidecar.domain.errors import FlagError, FlagErrorCode
 from entitlements_sidecar.domain.ids import IdKind, id_problem
 from entitlements_sidecar.domain.merge import GrantedFeature
-from entitlements_sidecar.domain.model import ValueType
+from entitlements_sidecar.domain.model import FeatureDefinition, ValueType
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
 from entitlements_sidecar.domain.service import EntitlementView
 
@@ -45,14 +50,22 @@ class FlagKey:
         return text if self.privilege is None else f"{text}{SEPARATOR}{_escape(self.privilege)}"
 
 
+class Variant:
+    """Variant names; OFREP providers require one on every answer, defaults included."""
+
+    ENTITLED = "entitled"
+    NOT_ENTITLED = "not_entitled"
+    SUBJECT_NOT_FOUND = "subject_not_found"
+
+
 @dataclass(frozen=True, slots=True)
 class FlagResult:
-    """`value is None` means "no value: use the caller's default" (reason DISABLED)."""
+    """`value is None` means "no value: use the caller's default" (reason DISABLED or DEFAULT)."""
 
     key: str
     value: FlagValue | None
     reason: str
-    variant: str | None
+    variant: str
 
 
 def parse_flag_key(key: str) -> FlagKey:
@@ -101,42 +114,53 @@ def _checked(value: str, kind: IdKind, attribute: str) -> str:
 def evaluate(view: EntitlementView, key: str, wanted: FlagType | None = None) -> FlagResult:
     """One flag for the subject in `view`; `wanted` None means "whatever type it has" (OFREP)."""
     parsed = parse_flag_key(key)
+    if not view.found:
+        # Nothing is known about the subject (or no subscription of the customer is active): the
+        # map determines no value, so the caller's default applies.
+        return FlagResult(key, None, "DEFAULT", Variant.SUBJECT_NOT_FOUND)
+    matched = "STALE" if view.freshness.stale else "TARGETING_MATCH"
     feature = view.features.get(parsed.feature)
     if parsed.privilege is None:
         entitled = feature is not None
         if wanted is FlagType.OBJECT:
-            return FlagResult(key, _feature_object(feature), "TARGETING_MATCH", _variant(entitled))
+            return FlagResult(key, _feature_object(feature), matched, _variant(entitled))
         _expect(key, FlagType.BOOLEAN, wanted)
-        return FlagResult(key, entitled, "TARGETING_MATCH", _variant(entitled))
+        return FlagResult(key, entitled, matched, _variant(entitled))
     if feature is None:
         # Not entitled to the feature: its privileges have no value here; the caller's default applies.
-        return FlagResult(key, None, "DISABLED", None)
+        return FlagResult(key, None, "DISABLED", Variant.NOT_ENTITLED)
     granted = feature.privileges.get(parsed.privilege)
     if granted is None:
         raise FlagError(FlagErrorCode.FLAG_NOT_FOUND, f"flag {key!r}: feature {parsed.feature!r} has no such privilege")
     value = granted.privilege.value
     natural = _flag_type(granted.privilege.value_type)
     if wanted is FlagType.FLOAT and natural is FlagType.INTEGER:
-        return FlagResult(key, float(value), "TARGETING_MATCH", str(value))  # JS "number" flags
+        return FlagResult(key, float(value), matched, str(value))  # JS "number" flags
     _expect(key, natural, wanted)
-    return FlagResult(key, value, "TARGETING_MATCH", str(value).lower() if isinstance(value, bool) else str(value))
+    return FlagResult(key, value, matched, str(value).lower() if isinstance(value, bool) else str(value))
 
 
-def evaluate_all(view: EntitlementView) -> dict[str, FlagResult]:
-    """Every flag with a value for the subject: its entitled features and their privileges."""
+def evaluate_all(view: EntitlementView, catalog: Mapping[str, FeatureDefinition]) -> dict[str, FlagResult]:
+    """What `evaluate` answers for every flag of the catalog (and of the subject's own features),
+    leaving out only the keys a single evaluation answers FLAG_NOT_FOUND."""
     flags: dict[str, FlagResult] = {}
-    for code, feature in view.features.items():
-        key = str(FlagKey(code))
-        flags[key] = FlagResult(key, True, "TARGETING_MATCH", _variant(True))
-        for privilege_code in feature.privileges:
-            privilege_key = str(FlagKey(code, privilege_code))
-            flags[privilege_key] = evaluate(view, privilege_key)
+    for code in sorted(catalog.keys() | view.features.keys()):
+        flags[str(FlagKey(code))] = evaluate(view, str(FlagKey(code)))
+        defined = catalog.get(code)
+        held = view.features.get(code)
+        privileges = set(defined.privileges if defined else ()) | set(held.privileges if held else ())
+        for privilege_code in sorted(privileges):
+            key = str(FlagKey(code, privilege_code))
+            try:
+                flags[key] = evaluate(view, key)
+            except FlagError:
+                continue  # a held feature without this privilege: FLAG_NOT_FOUND singly, absent here
     return flags
 
 
 def flag_values(view: EntitlementView) -> dict[str, Any]:
     """What a subject's flags are, for telling which keys a change touched."""
-    return {key: result.value for key, result in evaluate_all(view).items()}
+    return {key: result.value for key, result in evaluate_all(view, {}).items()}
 
 
 def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[str]:
@@ -163,7 +187,7 @@ def _feature_object(feature: GrantedFeature | None) -> dict[str, Any]:
 
 
 def _variant(entitled: bool) -> str:
-    return "entitled" if entitled else "not_entitled"
+    return Variant.ENTITLED if entitled else Variant.NOT_ENTITLED
 
 
 def _escape(code: str) -> str:

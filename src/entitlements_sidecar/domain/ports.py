@@ -109,6 +109,13 @@ class EntitlementSource(Protocol):
     async def fetch_customer(self, customer_id: str) -> list[ResolvedSubscription]: ...
 
 
+class FeatureCatalog(Protocol):
+    """The features the source of truth defines, so a bulk flag answer holds every flag a single
+    evaluation would answer, not only the subject's own."""
+
+    async def features(self) -> Mapping[str, FeatureDefinition]: ...
+
+
 class SyncStateStore(Protocol):
     """What the syncer keeps besides the resolved map, so plan and feature changes can be
     re-resolved locally: feature definitions, plan entitlements, each subscription's own rows."""

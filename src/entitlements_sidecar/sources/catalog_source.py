@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from entitlements_sidecar.domain.errors import CatalogError
-from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.domain.model import FeatureDefinition, ResolvedSubscription
 from entitlements_sidecar.sources.catalog_file import load_catalog
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class CatalogSource:
         self._path = path
         self._stamp: _Stamp | None = None
         self._resolved: dict[str, ResolvedSubscription] = {}
+        self._features: Mapping[str, FeatureDefinition] = {}
         self.last_error: CatalogError | None = None
 
     @property
@@ -39,7 +41,8 @@ class CatalogSource:
     def load(self) -> None:
         """First load: an invalid or missing file is an error the caller must see."""
         stamp = self._stat()
-        self._resolved = load_catalog(self._path).resolve()
+        catalog = load_catalog(self._path)
+        self._resolved, self._features = catalog.resolve(), catalog.features
         self._stamp = stamp
         self.last_error = None
 
@@ -53,19 +56,23 @@ class CatalogSource:
         if stamp == self._stamp:
             return False
         try:
-            resolved = load_catalog(self._path).resolve()
+            catalog = load_catalog(self._path)
+            resolved = catalog.resolve()
         except CatalogError as exc:
             self._stamp = stamp  # do not re-parse the same broken file every poll
             self._remember(exc)
             return False
         self._stamp = stamp
-        self._resolved = resolved
+        self._resolved, self._features = resolved, catalog.features
         self.last_error = None
         log.info("catalog reloaded", extra={"path": str(self._path), "subscriptions": len(resolved)})
         return True
 
     async def load_all(self) -> list[ResolvedSubscription]:
         return list(self._resolved.values())
+
+    async def features(self) -> Mapping[str, FeatureDefinition]:
+        return self._features
 
     async def fetch_subscription(self, external_id: str) -> ResolvedSubscription | None:
         self.reload_if_changed()

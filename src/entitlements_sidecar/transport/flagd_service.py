@@ -17,6 +17,7 @@ from google.protobuf import json_format, struct_pb2
 
 from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.flags import FlagResult, FlagType, evaluate, evaluate_all, subject_from_context
+from entitlements_sidecar.domain.ports import FeatureCatalog
 from entitlements_sidecar.domain.service import EntitlementReader, EntitlementView
 from entitlements_sidecar.gen.flagd.evaluation.v1 import evaluation_pb2 as v1
 from entitlements_sidecar.gen.flagd.evaluation.v2 import evaluation_pb2 as v2
@@ -41,9 +42,11 @@ class FlagdService:
         feed: FlagChangeFeed,
         bridge: LoopBridge,
         slots: StreamSlots,
+        catalog: FeatureCatalog,
         keepalive_seconds: float = 20.0,
     ) -> None:
         self._service = service
+        self._catalog = catalog
         self._feed = feed
         self._bridge = bridge
         self._slots = slots
@@ -89,7 +92,10 @@ class FlagdService:
                 await context.abort(*status_for(exc))
             if result.value is None and module is v1:
                 # v1 cannot say "no value"; flagd answers a disabled flag with NOT_FOUND.
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"FLAG_NOT_FOUND: flag {result.key!r} is disabled here")
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"FLAG_NOT_FOUND: flag {result.key!r} has no value here ({result.variant})",
+                )
             return _response(response_type, result)
 
         return lambda request, context: self._bridge.call(resolve, request, context)
@@ -97,12 +103,15 @@ class FlagdService:
     async def _resolve_all(self, request: Any, context: AbortContext) -> Any:
         try:
             view = await self._view(request.context)
+            catalog = await self._catalog.features()
         except Exception as exc:
             await context.abort(*status_for(exc))
         response = v1.ResolveAllResponse()
-        for key, result in evaluate_all(view).items():
+        for key, result in evaluate_all(view, catalog).items():
+            if result.value is None:
+                continue  # what v1 answers NOT_FOUND singly
             flag = response.flags[key]
-            flag.reason, flag.variant = result.reason, result.variant or ""
+            flag.reason, flag.variant = result.reason, result.variant
             _set_any(flag, result.value)
         return response
 
@@ -141,8 +150,9 @@ class FlagdService:
 
 def _response(response_type: Any, result: FlagResult) -> Any:
     response = response_type(reason=result.reason)
-    if result.variant is not None:
-        response.variant = result.variant
+    if result.value is None:
+        return response  # no value and no variant: flagd's providers then return the caller's default
+    response.variant = result.variant
     if isinstance(result.value, dict):
         response.value.update(result.value)
     elif result.value is not None:

@@ -17,7 +17,8 @@ from aiohttp import web
 from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import EntitlementsError, FlagError, FlagErrorCode
 from entitlements_sidecar.domain.flags import FlagResult, evaluate, evaluate_all, subject_from_context
-from entitlements_sidecar.domain.service import EntitlementView, ReadService
+from entitlements_sidecar.domain.ports import FeatureCatalog
+from entitlements_sidecar.domain.service import EntitlementReader, EntitlementView
 from entitlements_sidecar.transport.flag_events import FlagChangeFeed
 
 MAX_BODY_BYTES = 64 * 1024
@@ -25,9 +26,10 @@ _STATUS = {FlagErrorCode.FLAG_NOT_FOUND: 404}  # the other codes are 400
 
 
 class OfrepEndpoints:
-    def __init__(self, service: ReadService, feed: FlagChangeFeed) -> None:
+    def __init__(self, service: EntitlementReader, feed: FlagChangeFeed, catalog: FeatureCatalog) -> None:
         self._service = service
         self._feed = feed
+        self._catalog = catalog
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/ofrep/v1/evaluate/flags", self.evaluate_all)
@@ -52,13 +54,14 @@ class OfrepEndpoints:
     async def evaluate_all(self, request: web.Request) -> web.Response:
         try:
             view = await self._view(request)
+            catalog = await self._catalog.features()
         except FlagError as exc:
             return _json({"errorCode": exc.code.value, "errorDetails": exc.message}, 400)
         except _TooLarge as exc:
             return _json({"errorCode": "GENERAL", "errorDetails": str(exc)}, 413)
         except EntitlementsError as exc:
             return _json({"errorCode": "GENERAL", "errorDetails": str(exc)}, 500)
-        body = orjson.dumps({"flags": [_success(r) for r in evaluate_all(view).values()]})
+        body = orjson.dumps({"flags": [_success(r) for r in evaluate_all(view, catalog).values()]})
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if etag in request.headers.get("If-None-Match", ""):
             return web.Response(status=304, headers={"ETag": etag})
@@ -67,9 +70,11 @@ class OfrepEndpoints:
     async def _view(self, request: web.Request) -> EntitlementView:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise _TooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            raise _TooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+        raw = bytearray()
+        async for chunk in request.content.iter_chunked(16 * 1024):  # a body may arrive in many writes
+            raw += chunk
+            if len(raw) > MAX_BODY_BYTES:
+                raise _TooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
         try:
             body = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError as exc:
@@ -87,11 +92,10 @@ class _TooLarge(Exception):
 
 
 def _success(result: FlagResult) -> dict[str, Any]:
-    answer: dict[str, Any] = {"key": result.key, "reason": result.reason}
+    # No `value` means "use the code default" (OFREP's optional value); providers still read `variant`.
+    answer: dict[str, Any] = {"key": result.key, "reason": result.reason, "variant": result.variant}
     if result.value is not None:
         answer["value"] = result.value
-    if result.variant is not None:
-        answer["variant"] = result.variant
     return answer
 
 

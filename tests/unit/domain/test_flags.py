@@ -19,7 +19,7 @@ from entitlements_sidecar.domain.flags import (
     subject_from_context,
 )
 from entitlements_sidecar.domain.merge import GrantedFeature, GrantedPrivilege
-from entitlements_sidecar.domain.model import ResolvedPrivilege, ValueType
+from entitlements_sidecar.domain.model import FeatureDefinition, PrivilegeDefinition, ResolvedPrivilege, ValueType
 from entitlements_sidecar.domain.ports import Origin
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
 from entitlements_sidecar.domain.service import EntitlementView, Freshness
@@ -120,10 +120,53 @@ def test_errors(key: str, wanted: FlagType, code: FlagErrorCode) -> None:
 
 
 def test_all_flags_and_what_changed() -> None:
-    flags = evaluate_all(VIEW)
+    flags = evaluate_all(VIEW, {})
     assert set(flags) == {"seats", "seats:max", "seats:root", "sso", "sso:provider", "sso:domain", "audit.log",
                           "audit.log:retention\\:days"}  # fmt: skip
     after = _view(seats={"max": (ValueType.INTEGER, 26), "root": (ValueType.BOOLEAN, False)})
     assert changed_keys(flag_values(VIEW), flag_values(after)) == {
         "seats:max", "sso", "sso:provider", "sso:domain", "audit.log", "audit.log:retention\\:days"
     }  # fmt: skip
+
+
+CATALOG = {
+    "seats": FeatureDefinition("seats", privileges={"max": PrivilegeDefinition("max", ValueType.INTEGER)}),
+    "analytics": FeatureDefinition("analytics", privileges={"limit": PrivilegeDefinition("limit", ValueType.INTEGER)}),
+}
+
+
+def _keys_of(view: EntitlementView) -> set[str]:
+    return set(evaluate_all(view, CATALOG))
+
+
+def test_bulk_is_the_singles_over_every_flag_of_the_catalog() -> None:
+    unknown = EntitlementView(Subject(SubjectKind.SUBSCRIPTION, "nope"), False, (), {}, VIEW.freshness)
+    for view in (VIEW, unknown):
+        bulk = evaluate_all(view, CATALOG)
+        assert {"seats", "seats:max", "analytics", "analytics:limit"} <= set(bulk)
+        for key, result in bulk.items():
+            assert result == evaluate(view, key), key
+    # seats:root is held but not in the catalog; seats:max is in the catalog: both answered
+    assert {"seats:root", "sso", "sso:provider"} <= _keys_of(VIEW)
+    assert evaluate_all(VIEW, CATALOG)["analytics"].value is False
+    assert evaluate_all(VIEW, CATALOG)["analytics:limit"].value is None
+
+
+def test_every_answer_names_a_variant_and_no_value_means_the_callers_default() -> None:
+    unknown = EntitlementView(Subject(SubjectKind.SUBSCRIPTION, "nope"), False, (), {}, VIEW.freshness)
+    for key in ("seats", "seats:max", "anything:at_all"):
+        result = evaluate(unknown, key, FlagType.INTEGER)  # no type check: nothing is known
+        assert (result.value, result.reason, result.variant) == (None, "DEFAULT", "subject_not_found")
+    lacking = evaluate(VIEW, "analytics:limit")
+    assert (lacking.value, lacking.reason, lacking.variant) == (None, "DISABLED", "not_entitled")
+    assert evaluate(VIEW, "analytics").variant == "not_entitled"
+    assert all(r.variant for r in evaluate_all(VIEW, CATALOG).values())
+
+
+def test_stale_answers_say_stale() -> None:
+    stale = EntitlementView(
+        VIEW.subject, True, (), VIEW.features, Freshness(1, VIEW.freshness.synced_at, Origin.MEMORY, True)
+    )
+    assert evaluate(stale, "seats").reason == "STALE"
+    assert evaluate(stale, "seats:max").reason == "STALE" and evaluate(stale, "seats:max").value == 25
+    assert evaluate(VIEW, "seats").reason == "TARGETING_MATCH"
