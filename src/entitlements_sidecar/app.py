@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from entitlements_sidecar import tracing
@@ -58,6 +58,7 @@ from entitlements_sidecar.transport.flag_events import FlagChangeFeed
 from entitlements_sidecar.transport.flagd_service import FlagdService
 from entitlements_sidecar.transport.grpc_server import GrpcServer, Keepalive
 from entitlements_sidecar.transport.health import HealthMonitor
+from entitlements_sidecar.transport.http_guard import HttpLimits
 from entitlements_sidecar.transport.http_server import HttpServer, Routes
 from entitlements_sidecar.transport.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.metrics import Metrics
@@ -173,12 +174,21 @@ class App:
             map_status=self.map_status,
         )
         routes.append(self.health)
+        rejected = self.metrics.http_rejected
         self.http = HttpServer(
             settings.http_address,
             routes,
             ssl_context=http_ssl_context(
                 settings.http_tls_cert_file, settings.http_tls_key_file, settings.http_tls_client_ca_file
             ),
+            limits=HttpLimits(
+                # Only the webhook intake needs a long line: a JWT signature carries the body.
+                max_signature_line=settings.http_max_signature_bytes if self.queue is not None else 0,
+                head_timeout=settings.http_header_timeout_seconds,
+                body_timeout=settings.http_body_timeout_seconds,
+                idle_timeout=settings.http_idle_timeout_seconds,
+            ),
+            on_reject=lambda reason: rejected.labels(reason).inc(),
         )
 
     def _build_reader(self, service: ReadService, features: FeatureCatalog) -> OfrepEndpoints:
@@ -379,13 +389,3 @@ async def run_full_sync(settings: Settings, progress: Progress | None = None) ->
     finally:
         await lago.client.close()
         await store.close()
-
-
-def progress_bar(write: Callable[[str], Any], width: int = 30) -> Progress:
-    def show(done: int, total: int) -> None:
-        filled = width * done // total if total else width
-        write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done == total:
-            write("\n")
-
-    return show

@@ -1,6 +1,7 @@
 """Command line: `serve` runs the sidecar; `check` and `get` ask a running one.
 
-Exit codes for `check`: 0 allowed, 1 denied, 2 error (bad arguments, sidecar unreachable).
+Exit codes for `check`: 0 allowed, 1 denied, 2 error (bad arguments, sidecar unreachable). Every
+error is one line on stderr starting `error:`, never a traceback.
 """
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import grpc
-from google.protobuf.json_format import MessageToJson
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from entitlements_sidecar import logs
 from entitlements_sidecar.client import CHANNEL_OPTIONS
@@ -23,8 +27,25 @@ from entitlements_sidecar.domain.errors import EntitlementsError
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 
+if TYPE_CHECKING:
+    from entitlements_sidecar.sync.full_sync import Progress
+_log = logging.getLogger("entitlements_sidecar.sync")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be printed; do not let Python complain at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("error: output closed before it was all written", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}".replace("error: : ", "error: "), file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     overrides = {o.field: getattr(args, o.field, None) for o in OPTIONS}
@@ -41,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "serve":
                 asyncio.run(app.serve(settings))
                 return 0
-            report = asyncio.run(app.run_full_sync(settings, app.progress_bar(sys.stderr.write)))
+            report = asyncio.run(app.run_full_sync(settings, _progress(sys.stderr)))
         except EntitlementsError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -96,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--feature", required=True, help="feature code")
             command.add_argument("--privilege", help="privilege code")
             requested = command.add_mutually_exclusive_group()
-            requested.add_argument("--quantity", type=int, help="requested quantity (integer privilege)")
+            requested.add_argument("--quantity", type=_int64, help="requested quantity (integer privilege)")
             requested.add_argument("--value", help="requested value (string or select privilege)")
     for command in client_commands:
         command.add_argument("--ca-file", help="PEM CA that signed the sidecar's certificate: connect over TLS")
@@ -112,10 +133,26 @@ def _tls(args: argparse.Namespace) -> Tls:
     return (args.ca_file, args.cert_file, args.key_file) if args.ca_file else None
 
 
+def _int64(text: str) -> int:
+    value = int(text)  # argparse turns a ValueError into "error: argument --quantity: invalid ..." (exit 2)
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (a 64-bit integer)")
+    return value
+
+
+def _read(path: str | None, flag: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot read {flag} {path}: {exc.strerror}") from None
+
+
 def _channel(target: str, tls: Tls) -> grpc.Channel:
     if tls is None:
         return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-    ca, cert, key = (Path(p).read_bytes() if p else None for p in tls)
+    ca, cert, key = (_read(p, flag) for p, flag in zip(tls, ("--ca-file", "--cert-file", "--key-file"), strict=True))
     credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
     return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
 
@@ -143,7 +180,7 @@ def _check(stub: pb_grpc.EntitlementServiceStub, args: argparse.Namespace) -> in
         request.value = args.value
     answer = stub.CheckEntitlement(request, timeout=args.timeout)
     if args.json:
-        print(MessageToJson(answer, preserving_proto_field_name=True, indent=2))
+        print(json.dumps(as_json(answer), indent=2))
     else:
         verdict = "ALLOWED" if answer.allowed else "DENIED"
         subject = f"subscription {args.subscription}" if args.subscription else f"customer {args.customer}"
@@ -153,7 +190,8 @@ def _check(stub: pb_grpc.EntitlementServiceStub, args: argparse.Namespace) -> in
         if answer.HasField("value"):
             print(f"  value:     {_value(answer.value)} ({_type(answer.value_type)})")
         if answer.subscription_id:
-            print(f"  granted by subscription {answer.subscription_id}")
+            role = "granted by" if answer.allowed else "decided on"
+            print(f"  {role} subscription {answer.subscription_id}")
         print(f"  freshness: {_freshness(answer.freshness)}")
     return 0 if answer.allowed else 1
 
@@ -164,7 +202,7 @@ def _get(stub: pb_grpc.EntitlementServiceStub, args: argparse.Namespace) -> int:
     )
     answer = stub.GetEntitlements(request, timeout=args.timeout).entitlements
     if args.json:
-        print(MessageToJson(answer, preserving_proto_field_name=True, indent=2))
+        print(json.dumps(as_json(answer), indent=2))
         return 0
     subject = f"subscription {args.subscription}" if args.subscription else f"customer {args.customer}"
     if not answer.found:
@@ -196,10 +234,64 @@ def _type(value_type: int) -> str:
     return pb.ValueType.Name(value_type).removeprefix("VALUE_TYPE_").lower()  # type: ignore[arg-type]
 
 
+_SOURCES = {
+    pb.SOURCE_MEMORY: "the in-process map",
+    pb.SOURCE_REDIS: "the shared map (Redis)",
+    pb.SOURCE_SOURCE: "the source of truth, read just now",
+    pb.SOURCE_FALLBACK: "the failure policy (the map could not answer)",
+}
+
+
 def _freshness(freshness: pb.Freshness) -> str:
-    source = pb.Source.Name(freshness.source).removeprefix("SOURCE_").lower()
     stale = ", STALE" if freshness.stale else ""
-    return f"version {freshness.version}, source {source}, synced {freshness.synced_at.ToJsonString()}{stale}"
+    origin = _SOURCES.get(freshness.source, "unknown")
+    if freshness.version == 0:
+        return f"not in the map (nothing synced), answered by {origin}{stale}"
+    synced = freshness.synced_at.ToJsonString()
+    return f"version {freshness.version}, synced {synced}, answered from {origin}{stale}"
+
+
+def as_json(message: Message) -> dict[str, Any]:
+    """Every field, defaults included (`allowed: false` is an answer), with 64-bit integers as JSON
+    numbers (protobuf's JSON mapping writes them as strings)."""
+    data = MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return _numbers(message.DESCRIPTOR, data)
+
+
+def _numbers(descriptor: Any, data: dict[str, Any]) -> dict[str, Any]:
+    for field in descriptor.fields:
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        if field.message_type is not None and field.message_type.full_name.startswith("entitlements."):
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                _numbers(field.message_type, item)
+        elif field.cpp_type in (field.CPPTYPE_INT64, field.CPPTYPE_UINT64):
+            data[field.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+    return data
+
+
+def _progress(stream: TextIO) -> Progress:
+    """A bar on a terminal; elsewhere (a log collector, a file) one log line per tenth done."""
+    if stream.isatty():
+
+        def bar(done: int, total: int, width: int = 30) -> None:
+            filled = width * done // total if total else width
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            if done == total:
+                stream.write("\n")
+
+        return bar
+    said = [-1]
+
+    def lines(done: int, total: int) -> None:
+        tenth = 10 * done // total if total else 10
+        if tenth != said[0]:
+            said[0] = tenth
+            _log.info("full sync progress", extra={"done": done, "total": total})
+
+    return lines
 
 
 def _status(target: str, http_address: str, as_json: bool, tls: Tls = None) -> int:

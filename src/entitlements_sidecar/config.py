@@ -59,6 +59,10 @@ class Settings:
     source: str
     roles: frozenset[str]
     http_address: str
+    http_max_signature_bytes: int
+    http_header_timeout_seconds: float
+    http_body_timeout_seconds: float
+    http_idle_timeout_seconds: float
     lago_api_url: str
     lago_api_key: str = field(repr=False)
     lago_hmac_key: str = field(repr=False)
@@ -87,7 +91,7 @@ def load_settings(
         flag_value = None if option.secret else (overrides or {}).get(option.field)
         if flag_value is not None:
             raw, origin = flag_value, option.flag
-        elif option.secret and f"{option.env}_FILE" in env:
+        elif (option.secret or option.from_file) and f"{option.env}_FILE" in env:
             raw, origin = read_secret(env[f"{option.env}_FILE"], f"{option.env}_FILE"), f"{option.env}_FILE"
         elif option.env in env:
             raw, origin = env[option.env], option.env
@@ -97,7 +101,7 @@ def load_settings(
         try:
             values[option.field] = option.parse(raw)
         except ValueError as exc:
-            shown = "<secret>" if option.secret else repr(raw)
+            shown = "<secret>" if option.secret or option.from_file else repr(raw)
             raise ConfigError(f"{origin}={shown}: {exc}") from None
     settings = Settings(**values)
     _check_tls(settings)

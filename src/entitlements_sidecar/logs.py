@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,3 +71,31 @@ def configure(level: str, fmt: str = "text") -> None:
     root.setLevel(level.upper())
     # One line per Lago request is noise at info; our own logs say what each request was for.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+
+
+class Throttled:
+    """Log lines about clients' mistakes, at most one per kind every `every` seconds: one bad client
+    must not flood the logs. A line after a quiet spell says how many were left out."""
+
+    def __init__(
+        self, logger: logging.Logger, every: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._logger = logger
+        self._every = every
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._dropped: dict[str, int] = {}
+
+    def log(self, level: int, kind: str, message: str, **extra: Any) -> None:
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._every:
+            self._dropped[kind] = self._dropped.get(kind, 0) + 1
+            return
+        if len(self._last) > 1000:  # kinds are few; never let them grow without bound
+            self._last.clear()
+        self._last[kind] = now
+        dropped = self._dropped.pop(kind, 0)
+        if dropped:
+            extra["similar_left_out"] = dropped
+        self._logger.log(level, message, extra={"kind": kind, **extra})

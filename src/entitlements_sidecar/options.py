@@ -16,6 +16,7 @@ class Option:
     help: str
     parse: Callable[[str], Any] = str
     secret: bool = False  # no flag (flags show in `ps`), never logged; also read from `<env>_FILE`
+    from_file: bool = False  # may hold a password: also read from `<env>_FILE`, never shown in errors
 
     @property
     def flag(self) -> str:
@@ -87,6 +88,32 @@ def address(text: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError("expected host:port or unix:/path")
+    return text
+
+
+def redis_url(text: str) -> str:
+    """A Redis URL redis-py accepts, checked here so a typo is a clear error, not a traceback later.
+    The messages never repeat the URL: it may hold a password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected redis://, rediss:// or unix://")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("unix:// needs a socket path")
+        return text
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("the URL needs a host")
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+    database = parts.path.lstrip("/")
+    if database and not database.isdigit():
+        raise ValueError("the path must be a database number, e.g. /0")
     return text
 
 

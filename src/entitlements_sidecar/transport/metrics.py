@@ -82,6 +82,12 @@ class Metrics:
             ["type", "outcome"],
             registry=self.registry,
         )
+        self.http_rejected = Counter(
+            "entitlements_http_rejected_total",
+            "HTTP requests refused before parsing: too large (431), too slow (408) or malformed (400)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.reconciliation_repairs = Counter(
             "entitlements_reconciliation_repairs_total",
             "Subscriptions that periodic reconciliation found wrong and repaired",

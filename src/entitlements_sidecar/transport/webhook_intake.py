@@ -18,10 +18,12 @@ from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import EntitlementsError
 from entitlements_sidecar.domain.events import EventQueue, SyncEvent, Target
 from entitlements_sidecar.domain.ids import IdKind, id_problem
+from entitlements_sidecar.logs import Throttled
 from entitlements_sidecar.sources.lago.signatures import SignatureError, SignatureVerifier
 from entitlements_sidecar.transport.metrics import Metrics
 
 log = logging.getLogger(__name__)
+_refusals = Throttled(log)
 
 _TARGETS = {"subscription": Target.SUBSCRIPTION, "plan": Target.PLAN, "feature": Target.FEATURE}
 _KEYS = {Target.SUBSCRIPTION: "external_id", Target.PLAN: "code", Target.FEATURE: "code"}
@@ -49,6 +51,20 @@ class WebhookIntake:
         with tracing.span("webhook"):
             webhook_type, outcome, response = await self._handle(request)
         self._metrics.webhooks.labels(webhook_type, outcome).inc()
+        if response.status >= 400:
+            # Why a delivery was refused (a wrong HMAC token shows here), never the signature itself;
+            # throttled per outcome, so a flood of bad deliveries is a few lines.
+            reason = orjson.loads(response.body)["error"] if isinstance(response.body, bytes) else outcome
+            _refusals.log(
+                logging.WARNING if outcome in ("bad_signature", "unavailable") else logging.INFO,
+                f"webhook-{outcome}",
+                "webhook refused",
+                status=response.status,
+                outcome=outcome,
+                type=webhook_type,
+                reason=reason,
+                peer=request.remote,
+            )
         return response
 
     async def _handle(self, request: web.Request) -> tuple[str, str, web.Response]:

@@ -147,3 +147,44 @@ def test_ids_that_grpc_would_refuse_are_refused_at_intake(lago: LagoEmulator, st
     holds_for(lambda: len(lago.controls.api_requests()) == requests_before, seconds=0.5, what="no Lago read")
     metrics = httpx.get(f"http://127.0.0.1:{syncer.http_port}/metrics", timeout=5).text
     assert "entitlements_queue_depth 0.0" in metrics
+
+
+def test_refused_deliveries_are_logged_with_the_reason_and_never_the_signature(
+    lago: LagoEmulator, start_syncer: SyncerFactory
+) -> None:
+    seed(lago)
+    syncer = start_syncer()
+    lago.state.patch_subscription_entitlements("sub_0", {"seats": {"max": 31}})
+    [webhook] = lago.take_outbox()
+    body = rails_json(webhook.payload)
+    wrong = {**lago.signer.headers(webhook, body, "hmac"), "X-Lago-Signature": lago.signer.hmac_signature(body, "bad")}
+    for _ in range(50):  # a misconfigured HMAC token: Lago retries, and other deliveries keep coming
+        assert post(syncer, body, wrong).status_code == 401
+    log = syncer.sidecar.log()
+    refused = [line for line in log.splitlines() if "webhook refused" in line]
+    assert 1 <= len(refused) <= 2, refused  # throttled: one line per outcome every 10 s
+    assert "WARNING" in refused[0] and "hmac signature does not match the body" in refused[0]
+    assert "status=401" in refused[0] and wrong["X-Lago-Signature"] not in log
+
+
+def test_a_header_flood_with_a_good_signature_is_refused_before_it_is_parsed(
+    lago: LagoEmulator, start_syncer: SyncerFactory
+) -> None:
+    seed(lago)
+    syncer = start_syncer()
+    lago.state.patch_subscription_entitlements("sub_0", {"seats": {"max": 32}})
+    [webhook] = lago.take_outbox()
+    body = rails_json(webhook.payload)
+    flood = {f"X-Filler-{i}": "a" * 200_000 for i in range(40)}  # was answered 200 "queued"
+    try:
+        response = post(syncer, body, {**lago.signer.headers(webhook, body, "hmac"), **flood})
+        status = response.status_code
+    except httpx.HTTPError:
+        status = 0  # the server may close before the client has finished sending
+    assert status in (431, 0)
+    metrics = httpx.get(f"http://127.0.0.1:{syncer.http_port}/metrics", timeout=5).text
+    assert 'outcome="queued"' not in metrics
+    assert 'entitlements_http_rejected_total{reason="too_large"} 1.0' in metrics
+    # the long line the JWT signature needs is the signature's alone
+    huge_signature = {**lago.signer.headers(webhook, body, "hmac"), "X-Other": "b" * 100_000}
+    assert post(syncer, body, huge_signature).status_code == 431

@@ -117,7 +117,9 @@ class Refresher:
         await self._learn_features(mapping.features_in(raw.get("entitlements") or []))
         [(version, changed)] = await self._store.put_subscriptions([mapping.resolved_subscription(raw)])
         if changed:
-            log.info(
+            # A full sync writes every subscription: its report counts them, one line each would drown the log.
+            log.log(
+                logging.DEBUG if reason == "full_sync" else logging.INFO,
                 "subscription applied",
                 extra={
                     "subscription": definition.external_id,
