@@ -30,6 +30,7 @@ from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.transport.answer_cache import AnswerCache
 from entitlements_sidecar.transport.flagd_service import FlagdService
+from entitlements_sidecar.transport.grpc_decoding import HandlerCollector, all_checked
 from entitlements_sidecar.transport.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.routing_executor import RoutingExecutor, StreamSlots
 from entitlements_sidecar.transport.servicer import EntitlementServicer
@@ -94,10 +95,12 @@ class GrpcServer:
         if answers is not None:
             handlers.update(answers.handlers())  # the hot RPCs, on raw bytes
         services = {SERVICE_NAME: handlers, **(flagd.handlers() if flagd else {})}
-        for name, methods in services.items():
-            self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
-            self.server.add_registered_method_handlers(name, methods)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        health_handlers = HandlerCollector()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, health_handlers)
+        for name, methods in {**services, **health_handlers.services}.items():
+            checked = all_checked(methods)  # a request that is not the message: INVALID_ARGUMENT
+            self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, checked),))
+            self.server.add_registered_method_handlers(name, checked)
         reflection.enable_server_reflection(
             (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
