@@ -116,3 +116,21 @@ def test_tls_settings_that_cannot_work_stop_startup(tmp_path: Path) -> None:
     assert result.returncode == 2 and "missing.crt is not a readable file" in result.stderr
     only_cert = run_cli("serve", "--tls-cert-file", str(tmp_path / "x.crt"))
     assert only_cert.returncode == 2 and "both a certificate and a key" in only_cert.stderr
+
+
+def test_a_wrong_key_or_garbage_pem_is_named_for_both_ports(tmp_path: Path) -> None:
+    _issue(tmp_path, "server", None, server=True)
+    _issue(tmp_path, "other", None, server=True)
+    (tmp_path / "garbage.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n")
+    cert, other_key, garbage = (str(tmp_path / n) for n in ("server.crt", "other.key", "garbage.pem"))
+    for prefix in ("--tls", "--http-tls"):
+        wrong_key = run_cli("serve", "--catalog-path", "examples/catalog.yaml", f"{prefix}-cert-file", cert,
+                            f"{prefix}-key-file", other_key, "--grpc-address", f"127.0.0.1:{free_port()}",
+                            "--http-address", f"127.0.0.1:{free_port()}")  # fmt: skip
+        assert wrong_key.returncode == 2, wrong_key.stderr
+        assert "Traceback" not in wrong_key.stderr and "Failed to bind" not in wrong_key.stderr
+        assert f"with key {other_key}" in wrong_key.stderr and "KEY_VALUES_MISMATCH" in wrong_key.stderr
+        bad_pem = run_cli("serve", "--catalog-path", "examples/catalog.yaml", f"{prefix}-cert-file", garbage,
+                          f"{prefix}-key-file", other_key, "--grpc-address", f"127.0.0.1:{free_port()}",
+                          "--http-address", f"127.0.0.1:{free_port()}")  # fmt: skip
+        assert bad_pem.returncode == 2 and f"cannot use {garbage}" in bad_pem.stderr, bad_pem.stderr
