@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,27 @@ import pytest
 
 from tests.support.processes import REPO, RedisServer, start_redis
 from tests.support.redis_cluster import RedisClusterNodes, start_redis_cluster
+
+DEFAULT_PORTS = (8080, 50051, 6379)  # the sidecar's default HTTP and gRPC ports, and Redis's
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_ports_taken() -> Iterator[None]:
+    """Hold the default ports for the whole session, as `make run` in another terminal would: a test
+    that relies on a fixed port fails here rather than on a developer's machine. A port something
+    else already holds is just as taken."""
+    held = []
+    for port in DEFAULT_PORTS:
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            held.append(sock)
+        except OSError:
+            sock.close()
+    yield
+    for sock in held:
+        sock.close()
 
 
 @pytest.fixture(scope="session")

@@ -172,6 +172,7 @@ class App:
             snapshot_at=self._snapshot_at,
             on_freshness=self._answers.set_fresh if self._answers is not None else None,
             map_status=self.map_status,
+            source_problem=self.catalog_sync.problem if self.catalog_sync is not None else None,
         )
         routes.append(self.health)
         rejected = self.metrics.http_rejected

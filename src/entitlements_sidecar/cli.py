@@ -245,6 +245,8 @@ _SOURCES = {
 def _freshness(freshness: pb.Freshness) -> str:
     stale = ", STALE" if freshness.stale else ""
     origin = _SOURCES.get(freshness.source, "unknown")
+    if freshness.source == pb.SOURCE_FALLBACK and freshness.version == 0:
+        return f"answered by {origin}{stale}"
     if freshness.version == 0:
         return f"not in the map (nothing synced), answered by {origin}{stale}"
     synced = freshness.synced_at.ToJsonString()
@@ -322,6 +324,8 @@ def _status(target: str, http_address: str, as_json: bool, tls: Tls = None) -> i
             for name, result in ready["checks"].items():
                 detail = result.get("detail", "")
                 print(f"  {name}: {'ok' if result['ok'] else 'FAILING'}{f' ({detail})' if detail else ''}")
+                if result.get("warning"):
+                    print(f"    WARNING: {result['warning']}")
             lag = ready.get("sync_lag_seconds")
             shown = "unknown (never confirmed)" if lag is None else f"{lag:.1f} s"
             print(f"freshness: sync lag {shown}, budget {ready['staleness_budget_seconds']:g} s")

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -17,14 +18,15 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb
 from entitlements_sidecar.sync.snapshot import ApplyResult
 from tests.integration.conftest import stub
 from tests.support.processes import free_port, rpc_error, run_cli, start_sidecar
-from tests.support.wait import eventually_async
+from tests.support.wait import eventually, eventually_async
 
 pytestmark = pytest.mark.integration
 
 
 async def test_health_is_not_serving_until_the_first_load(example_catalog: Path) -> None:
     port = free_port()
-    settings = load_settings({"grpc_address": f"127.0.0.1:{port}", "catalog_path": str(example_catalog)}, environ={})
+    overrides = {"grpc_address": f"127.0.0.1:{port}", "http_address": f"127.0.0.1:{free_port()}"}
+    settings = load_settings({**overrides, "catalog_path": str(example_catalog)}, environ={})
     app = App(settings)
     release = asyncio.Event()
     assert app.catalog_sync is not None
@@ -86,7 +88,8 @@ def test_unix_socket_listener(tmp_path: Path, example_catalog: Path) -> None:
 def test_invalid_catalog_stops_startup_with_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("features:\n  - {code: f, privileges: [{code: p, value_type: money}]}\n")
-    result = run_cli("serve", "--catalog-path", str(bad), "--grpc-address", f"127.0.0.1:{free_port()}")
+    result = run_cli("serve", "--catalog-path", str(bad), "--grpc-address", f"127.0.0.1:{free_port()}",
+                     "--http-address", f"127.0.0.1:{free_port()}")  # fmt: skip
     assert result.returncode == 2
     assert f"{bad}: features[0].privileges[0].value_type: must be one of" in result.stderr
 
@@ -94,7 +97,8 @@ def test_invalid_catalog_stops_startup_with_a_clear_error(tmp_path: Path) -> Non
 def test_unreachable_redis_stops_startup(example_catalog: Path) -> None:
     result = run_cli(
         "serve", "--catalog-path", str(example_catalog), "--grpc-address", f"127.0.0.1:{free_port()}",
-        "--store", "redis", "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
+        "--http-address", f"127.0.0.1:{free_port()}", "--store", "redis",
+        "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
     )  # fmt: skip
     assert result.returncode == 2
     assert "redis unreachable" in result.stderr
@@ -112,3 +116,27 @@ def test_a_taken_http_port_stops_a_syncer_with_a_clear_error() -> None:
         )  # fmt: skip
     assert result.returncode == 2
     assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_rejected_catalog_edit_shows_in_readiness_and_status(tmp_path: Path, example_catalog: Path) -> None:
+    sidecar = start_sidecar(tmp_path, example_catalog)
+    try:
+        example_catalog.write_text("features:\n  - {code: f, privileges: [{code: p, value_type: money}]}\n")
+
+        def warned() -> dict[str, object] | None:
+            body = httpx.get(f"{sidecar.http_url}/readyz", timeout=2).json()
+            return body if "warning" in body["checks"].get("source", {}) else None
+
+        body = eventually(warned, timeout=10, what="the rejected edit in /readyz")
+        warning = body["checks"]["source"]["warning"]  # type: ignore[index]
+        assert "serving the catalog applied at" in warning and "value_type: must be one of" in warning
+        assert body["ready"] is True  # still within the staleness budget: the last good catalog is served
+        host, port = sidecar.http_url.removeprefix("http://").rsplit(":", 1)
+        status = run_cli("status", "--target", sidecar.address, "--http", f"{host}:{port}")
+        assert "WARNING: the catalog file was not loaded" in status.stdout, status.stdout
+        answer = stub(sidecar).CheckEntitlement(
+            pb.CheckEntitlementRequest(subscription_id="sub_globex", feature_code="seats"), timeout=5
+        )
+        assert answer.allowed  # the last good catalog
+    finally:
+        sidecar.terminate()

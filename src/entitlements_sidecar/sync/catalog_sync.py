@@ -42,6 +42,14 @@ class CatalogSync:
         self.confirmed_at: float | None = None
         self.applied_at: float | None = None
 
+    def problem(self) -> str | None:
+        """Why the file's current content is not what is served, if it is not."""
+        error = self._source.last_error
+        if error is None:
+            return None
+        served = "the catalog applied at " + _when(self.applied_at) if self.applied_at else "the last good catalog"
+        return f"the catalog file was not loaded, serving {served}: {error}"
+
     async def initial_load(self) -> ApplyResult:
         self._source.load()
         result = await self._apply()
@@ -81,3 +89,7 @@ class CatalogSync:
         if self._watch is not None:
             await self._watch.check()  # so the next poll does not take the old "lost" for a new loss
         return result
+
+
+def _when(at: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at or 0))

@@ -54,8 +54,12 @@ class HealthMonitor:
         interval: float = 1.0,
         on_freshness: Callable[[bool], None] | None = None,
         map_status: MapStatus | None = None,
+        source_problem: Callable[[], str | None] | None = None,
     ) -> None:
         self._map_status = map_status
+        # A problem with the source that does not stop serving (a rejected catalog edit): reported as a
+        # warning; readiness turns false only once the sync lag passes the budget.
+        self._source_problem = source_problem
         self._on_freshness = on_freshness  # told, at every evaluation, whether the lag is within budget
         self._snapshot_at = snapshot_at
         self._metrics = metrics
@@ -87,7 +91,7 @@ class HealthMonitor:
             if readiness.ready != told and self._on_change is not None:
                 await self._on_change(readiness.ready)
                 if told is not None:
-                    log.warning("readiness changed", extra={"ready": readiness.ready, "checks": readiness.checks})
+                    log.info("readiness changed", extra={"ready": readiness.ready, "checks": readiness.checks})
                 told = readiness.ready
             await asyncio.sleep(self._interval)
 
@@ -102,6 +106,9 @@ class HealthMonitor:
                 checks["store"] = {"ok": True}
             except Exception as exc:
                 checks["store"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+        if self._source_problem is not None:
+            problem = self._source_problem()
+            checks["source"] = {"ok": True} if problem is None else {"ok": True, "warning": problem}
         lag: float | None = None
         try:
             confirmed = await self._confirmed_at()
