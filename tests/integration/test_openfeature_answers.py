@@ -107,6 +107,8 @@ def test_every_provider_gives_the_value_or_the_callers_default_with_the_reason(
         example_catalog.write_text("features: [oops\n")  # an invalid edit: the last good catalog is served
         ready = f"{sidecar.http_url}/readyz"
         eventually(lambda: httpx.get(ready, timeout=2).status_code == 503, timeout=15, what="the map going stale")
+        changed = eventually(lambda: [ln for ln in sidecar.log().splitlines() if "readiness changed" in ln], timeout=5)
+        assert " INFO " in changed[0], changed  # an expected transition, not a warning
         for process in processes:
             assert process.stdin is not None
             process.stdin.write("stale\n")

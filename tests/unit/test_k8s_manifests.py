@@ -1,19 +1,19 @@
-"""k8s/: every overlay assembles, and every port, probe, env var, secret key and reference points at
-something that exists, in the manifests or in the sidecar's own options.
-
-No kustomize binary is assumed: `assemble` does what these manifests use (resources, labels,
-secretGenerator, strategic-merge patches by kind and name, named lists merged by name). When a
-`kustomize` binary is on PATH, its output is compared with ours.
+"""k8s/: every overlay renders with kustomize (`kubectl kustomize`, or a `kustomize` binary), every
+object is valid against the Kubernetes schemas (kubernetes-validate), and every port, probe, env
+var, secret and reference points at something that exists; credentials only where used, the
+sidecar's ports closed to other pods, an eviction that can proceed, probes that wait for no sync.
 """
 
 from __future__ import annotations
 
-import copy
+import base64
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -23,51 +23,35 @@ from entitlements_sidecar.config import OPTIONS, load_settings
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir())
 OPTION_ENVS = {o.env for o in OPTIONS}
-SECRET_FILE_ENVS = {f"{o.env}_FILE" for o in OPTIONS if o.secret}
+FILE_ENVS = {f"{o.env}_FILE" for o in OPTIONS if o.secret or o.from_file}
+SECRET_ENVS = {o.env for o in OPTIONS if o.secret or o.from_file}
+LAGO_CREDENTIALS = {"ENTITLEMENTS_LAGO_API_KEY_FILE", "ENTITLEMENTS_LAGO_HMAC_KEY_FILE"}
 SIDECAR_IMAGE = "entitlements-sidecar"
+# Native sidecars (init containers with restartPolicy: Always) are on by default from 1.29.
+KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 Obj = dict[str, Any]
 
 
-def assemble(directory: Path) -> list[Obj]:
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    objects: list[Obj] = []
-    for resource in kustomization.get("resources", []):
-        path = directory / resource
-        if path.is_dir():
-            objects += assemble(path)
-        else:
-            objects += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-    for generator in kustomization.get("secretGenerator", []):
-        data = dict(literal.split("=", 1) for literal in generator.get("literals", []))
-        objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": generator["name"]}, "data": data})
-    for patch in kustomization.get("patches", []):
-        change = yaml.safe_load((directory / patch["path"]).read_text())
-        [target] = [o for o in objects if _key(o) == _key(change)]
-        _merge(target, change)
-    for label_set in kustomization.get("labels", []):
-        for obj in objects:
-            obj["metadata"].setdefault("labels", {}).update(label_set["pairs"])
-    return objects
+def _kustomize() -> list[str] | None:
+    if shutil.which("kubectl") is not None:
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize") is not None:
+        return ["kustomize", "build"]
+    return None
+
+
+@cache
+def render(overlay: str) -> tuple[Obj, ...]:
+    command = _kustomize()
+    if command is None:
+        pytest.skip("neither kubectl nor kustomize is installed")
+    built = subprocess.run([*command, str(K8S / "overlays" / overlay)], capture_output=True, text=True, timeout=60)
+    assert built.returncode == 0, built.stderr
+    return tuple(o for o in yaml.safe_load_all(built.stdout) if o)
 
 
 def _key(obj: Obj) -> tuple[str, str]:
     return obj["kind"], obj["metadata"]["name"]
-
-
-def _merge(target: Any, change: Any) -> None:
-    for key, value in change.items():
-        current = target.get(key)
-        if isinstance(value, dict) and isinstance(current, dict):
-            _merge(current, value)
-        elif isinstance(value, list) and isinstance(current, list) and all("name" in v for v in value):
-            by_name = {item["name"]: item for item in current}
-            for item in value:
-                if item["name"] in by_name:
-                    _merge(by_name[item["name"]], item)
-                else:
-                    current.append(copy.deepcopy(item))
-        else:
-            target[key] = copy.deepcopy(value)
 
 
 def _pods(objects: list[Obj]) -> list[tuple[Obj, Obj]]:
@@ -95,7 +79,16 @@ def _env(container: Obj, objects: list[Obj]) -> dict[str, str]:
 
 @pytest.fixture(params=OVERLAYS)
 def objects(request: pytest.FixtureRequest) -> list[Obj]:
-    return assemble(K8S / "overlays" / request.param)
+    return list(render(request.param))
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_object_is_valid_against_the_kubernetes_schemas(objects: list[Obj], version: str) -> None:
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)  # strict: no unknown fields either
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(f"{_key(obj)} on Kubernetes {version}: {exc.message} at {list(exc.path)}") from None
 
 
 def test_every_file_parses() -> None:
@@ -133,10 +126,11 @@ def test_sidecar_containers_are_configured_only_with_real_options(objects: list[
     for pod, container in sidecars:
         env = _env(container, objects)
         for name in env:
-            assert name in OPTION_ENVS | SECRET_FILE_ENVS, f"{container['name']}: {name} is not an option"
+            assert name in OPTION_ENVS | FILE_ENVS, f"{container['name']}: {name} is not an option"
         plain = {k: v for k, v in env.items() if k in OPTION_ENVS}
         # Secrets come from mounted files (checked below); stand-ins let the rest be checked as at start-up.
-        plain |= {name.removesuffix("_FILE"): "from-the-mounted-file" for name in SECRET_FILE_ENVS & env.keys()}
+        stand_ins = {"ENTITLEMENTS_REDIS_URL_FILE": "redis://from-the-mounted-file:6379/0"}
+        plain |= {n.removesuffix("_FILE"): stand_ins.get(n, "from-the-mounted-file") for n in FILE_ENVS & env.keys()}
         args = _parser().parse_args(container["args"])
         assert args.command == "serve"
         settings = load_settings({"roles": args.roles}, environ=plain)  # every value parses, the roles fit
@@ -165,7 +159,7 @@ def _check_probes(container: Obj, grpc_address: str, http_address: str, serves_g
 def _check_secret_files(pod: Obj, container: Obj, env: dict[str, str], objects: list[Obj]) -> None:
     volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in container.get("volumeMounts", [])}
-    for name in SECRET_FILE_ENVS & env.keys():
+    for name in FILE_ENVS & env.keys():
         directory, file_name = env[name].rsplit("/", 1)
         volume = mounts.get(directory)
         assert volume is not None and "secret" in volume, f"{name}: {directory} is not a mounted secret"
@@ -190,20 +184,68 @@ def _port(container: Obj, name: str) -> int:
 
 
 def test_dev_has_its_redis_and_production_does_not() -> None:
-    dev, production = assemble(K8S / "overlays" / "dev"), assemble(K8S / "overlays" / "production")
-    dev_config = _named(dev, "ConfigMap", "entitlements-config")
-    assert dev_config is not None
-    host = dev_config["data"]["ENTITLEMENTS_REDIS_URL"].split("//")[1].split(":")[0]
-    assert _named(dev, "Service", host) is not None and _named(dev, "StatefulSet", host) is not None
-    prod_config = _named(production, "ConfigMap", "entitlements-config")
-    assert prod_config is not None and prod_config["data"]["ENTITLEMENTS_REDIS_URL"].startswith("rediss://")
-    assert not [o for o in production if o["kind"] in ("StatefulSet", "Secret")]
+    dev, production = render("dev"), render("production")
+    dev_secret = _named(list(dev), "Secret", "entitlements-redis")
+    assert dev_secret is not None
+    host = base64.b64decode(dev_secret["data"]["url"]).decode().split("//")[1].split(":")[0]
+    assert _named(list(dev), "Service", host) is not None and _named(list(dev), "StatefulSet", host) is not None
+    assert not [o for o in production if o["kind"] in ("StatefulSet", "Secret")]  # created outside git
 
 
-@pytest.mark.skipif(shutil.which("kustomize") is None, reason="no kustomize binary: our assembly stands in")
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_kustomize_agrees(overlay: str) -> None:
-    built = subprocess.run(["kustomize", "build", str(K8S / "overlays" / overlay)], capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr
-    theirs = {_key(o) for o in yaml.safe_load_all(built.stdout) if o}
-    assert theirs == {_key(o) for o in assemble(K8S / "overlays" / overlay)}
+def test_credentials_only_where_they_are_used(objects: list[Obj]) -> None:
+    for config_map in (o for o in objects if o["kind"] == "ConfigMap"):
+        leaked = set(config_map.get("data", {})) & SECRET_ENVS
+        assert not leaked, f"{_key(config_map)} holds {leaked}: secrets (the Redis URL too) belong in Secrets"
+    for workload, pod in _pods(objects):
+        for container in _containers(pod):
+            env = _env(container, objects)
+            if not container["image"].startswith(SIDECAR_IMAGE):
+                continue
+            roles = _parser().parse_args(container["args"]).roles
+            if roles == "reader":
+                assert not LAGO_CREDENTIALS & env.keys(), f"{_key(workload)}: a reader gets Lago credentials"
+                secrets = {v["secret"]["secretName"] for v in pod["spec"].get("volumes", []) if "secret" in v}
+                assert secrets == {"entitlements-redis"}, f"{_key(workload)} mounts {secrets}"
+            else:
+                assert env.keys() >= LAGO_CREDENTIALS
+
+
+def test_an_eviction_can_always_proceed(objects: list[Obj]) -> None:
+    for pdb in (o for o in objects if o["kind"] == "PodDisruptionBudget"):
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        [workload] = [w for w, pod in _pods(objects) if selector.items() <= pod["metadata"]["labels"].items()]
+        replicas = workload["spec"].get("replicas", 1)
+        if "minAvailable" in pdb["spec"]:
+            assert pdb["spec"]["minAvailable"] < replicas, f"{_key(pdb)} blocks every eviction of {replicas}"
+        else:
+            assert pdb["spec"]["maxUnavailable"] >= 1
+
+
+def test_the_sidecars_ports_are_closed_to_other_pods_and_the_apps_stay_open(objects: list[Obj]) -> None:
+    app = _named(objects, "Deployment", "example-app")
+    assert app is not None
+    pod = app["spec"]["template"]
+    labels = pod["metadata"]["labels"].items()
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    [policy] = [o for o in policies if o["spec"]["podSelector"]["matchLabels"].items() <= labels]
+    open_to_all = {p["port"] for rule in policy["spec"]["ingress"] if not rule.get("from") for p in rule["ports"]}
+    restricted = {p["port"] for rule in policy["spec"]["ingress"] if rule.get("from") for p in rule["ports"]}
+    app_ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    [sidecar] = pod["spec"]["initContainers"]
+    sidecar_ports = {p["name"] for p in sidecar["ports"]}
+    assert app_ports and app_ports <= open_to_all, "the policy shuts the application's own ports"
+    assert not sidecar_ports & open_to_all, "the sidecar answers any subject: its ports are for the app"
+    assert "grpc" not in restricted and restricted <= {"http"}  # /metrics, for the monitoring namespace only
+
+
+def test_no_probe_waits_for_a_sync(objects: list[Obj]) -> None:
+    # The first load waits for the syncer's first full sync, which takes as long as Lago's rate limit
+    # makes it: probes that restart (startup, liveness) may only ask whether the process is alive.
+    for _, pod in _pods(objects):
+        for container in _containers(pod):
+            if not container["image"].startswith(SIDECAR_IMAGE):
+                continue
+            for kind in ("startupProbe", "livenessProbe"):
+                probe = container.get(kind)
+                if probe is not None:
+                    assert probe.get("httpGet", {}).get("path") == "/healthz", f"{container['name']} {kind}: {probe}"
