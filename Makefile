@@ -10,7 +10,7 @@ BASELINE := .tools/grpcio-1.85
 INTEROP_PY := .tools/openfeature-py
 INTEROP_NODE := .tools/interop-node
 
-.PHONY: run test lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults clean
+.PHONY: run lago-local test lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults bench-http clean
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ $(VENV)/.dev: pyproject.toml constraints.txt
 ## Start the sidecar on the embedded default: in-memory store, examples/catalog.yaml, 127.0.0.1:50051.
 run: $(VENV)/.runtime
 	$(BIN)/entitlements-sidecar serve --catalog-path examples/catalog.yaml
+
+## Lago mode on loopback: Redis, the repo's Lago emulator with demo data, a syncer and two readers.
+lago-local: $(VENV)/.dev redis
+	$(BIN)/python -m scripts.lago_local
 
 ## Lint, then the whole test suite against a real redis-server.
 test: lint redis interop
@@ -69,6 +73,10 @@ $(BASELINE)/bin/python: constraints.txt
 ## How long answers take to turn honest and then right again under faults (README "Operating it").
 bench-faults: $(VENV)/.dev redis
 	$(BIN)/python -m bench.fault_timings
+
+## The HTTP port under a header flood (peak RSS), and JWT signature sizes: docs/adr/0009.
+bench-http: $(VENV)/.dev
+	$(BIN)/python -m bench.http_flood
 
 ## The floor of each candidate serving stack (grpcio versions, aio vs threads, pyvoy): docs/adr/0004.
 bench-stacks: $(VENV)/.dev

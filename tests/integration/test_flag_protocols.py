@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -45,7 +47,7 @@ def test_v1_resolve_all_lists_the_subjects_flags(memory_sidecar: Sidecar) -> Non
 
 def _v1_single(stub: v1_grpc.ServiceStub, key: str, subject: str) -> tuple[str, object] | None:
     ctx = context(targetingKey=subject)
-    calls = [
+    calls: list[Callable[[], Any]] = [
         lambda: stub.ResolveBoolean(v1.ResolveBooleanRequest(flag_key=key, context=ctx), timeout=5),
         lambda: stub.ResolveInt(v1.ResolveIntRequest(flag_key=key, context=ctx), timeout=5),
         lambda: stub.ResolveString(v1.ResolveStringRequest(flag_key=key, context=ctx), timeout=5),
@@ -82,7 +84,7 @@ def test_bulk_answers_equal_the_singles_for_every_subject(memory_sidecar: Sideca
                 assert "value" not in by_key[key] and key not in bulk_v1, (subject, key)
             else:
                 flag = bulk_v1[key]
-                value = getattr(flag, flag.WhichOneof("value"))
+                value = getattr(flag, str(flag.WhichOneof("value")))
                 assert (flag.reason, value) == v1_answer, (subject, key)
 
 

@@ -3,6 +3,8 @@ the expected message, no traceback, and a quiet log however often it happens."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 
@@ -33,13 +35,14 @@ def test_garbage_requests_are_invalid_argument_without_tracebacks(memory_sidecar
     channel = memory_sidecar.channel
     for _ in range(20):
         for method in METHODS:
-            call = channel.unary_unary(method)  # no serializers: raw bytes
+            call: Any = channel.unary_unary(method)  # no serializers: raw bytes
             with pytest.raises(grpc.RpcError) as caught:
                 call(GARBAGE, timeout=5)
             assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, (method, caught.value.details())
             assert "not a valid" in (caught.value.details() or ""), method
         for method in STREAMS:
-            stream = channel.unary_stream(method)(GARBAGE, timeout=5)
+            stream: Any = channel.unary_stream(method)
+            stream = stream(GARBAGE, timeout=5)
             with pytest.raises(grpc.RpcError) as caught:
                 next(stream)
             assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, (method, caught.value.details())

@@ -128,6 +128,7 @@ def test_a_rejected_catalog_edit_shows_in_readiness_and_status(tmp_path: Path, e
             return body if "warning" in body["checks"].get("source", {}) else None
 
         body = eventually(warned, timeout=10, what="the rejected edit in /readyz")
+        assert body is not None
         warning = body["checks"]["source"]["warning"]  # type: ignore[index]
         assert "serving the catalog applied at" in warning and "value_type: must be one of" in warning
         assert body["ready"] is True  # still within the staleness budget: the last good catalog is served

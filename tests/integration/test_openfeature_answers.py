@@ -63,7 +63,7 @@ def _phase(process: subprocess.Popen[str], name: str) -> dict[str, Any]:
             answer: dict[str, Any] = json.loads(line)
             assert answer["phase"] == name, answer
             return answer
-    raise AssertionError(f"{process.args[1]} ended before phase {name!r}")
+    raise AssertionError(f"{process.args!r} ended before phase {name!r}")
 
 
 def _check(provider: str, results: dict[str, Any], stale: bool) -> None:

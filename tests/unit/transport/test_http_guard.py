@@ -35,7 +35,8 @@ class _Transport(asyncio.Transport):
 
 
 def _guard(limits: HttpLimits | None = None) -> tuple[GuardedProtocol, _Inner, _Transport, list[str]]:
-    inner, transport, rejected = _Inner(), _Transport(), []
+    inner, transport = _Inner(), _Transport()
+    rejected: list[str] = []
     guard = GuardedProtocol(inner, limits or HttpLimits(), rejected.append)
     guard.connection_made(transport)
     return guard, inner, transport, rejected
