@@ -166,3 +166,28 @@ def test_event_stream_ready_keep_alive_then_unavailable_on_shutdown(tmp_path: Pa
         assert sidecar.terminate(keep_channel=True) == 0
     code, _ = rpc_error(lambda: [message for message in stream if message.type != "keep_alive"])
     assert code is grpc.StatusCode.UNAVAILABLE  # providers reconnect
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["s" * 300, " sub_acme_main", "sub\x00acme", "../x"], ids=["long", "space", "nul", "path"]
+)
+def test_one_id_rule_for_every_protocol(memory_sidecar: Sidecar, bad_id: str) -> None:
+    from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+    from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+
+    ours = pb_grpc.EntitlementServiceStub(memory_sidecar.channel)
+    code, details = rpc_error(
+        lambda: ours.CheckEntitlement(pb.CheckEntitlementRequest(subscription_id=bad_id, feature_code="sso"), timeout=5)
+    )
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and details.startswith("subscription_id"), details
+    flagd = v2_grpc.ServiceStub(memory_sidecar.channel)
+    request = v2.ResolveBooleanRequest(flag_key="sso", context=context(targetingKey=bad_id))
+    code, details = rpc_error(lambda: flagd.ResolveBoolean(request, timeout=5))
+    # flagd has no INVALID_CONTEXT code, and its providers read INVALID_ARGUMENT as TYPE_MISMATCH
+    assert code is grpc.StatusCode.FAILED_PRECONDITION and details.startswith("INVALID_CONTEXT: context.targetingKey")
+    ofrep = httpx.post(f"{memory_sidecar.http_url}/ofrep/v1/evaluate/flags/sso",
+                       json={"context": {"targetingKey": bad_id}}, timeout=5)  # fmt: skip
+    assert ofrep.status_code == 400 and ofrep.json()["errorCode"] == "INVALID_CONTEXT", ofrep.text
+    bulk = httpx.post(f"{memory_sidecar.http_url}/ofrep/v1/evaluate/flags",
+                      json={"context": {"targetingKey": bad_id}}, timeout=5)  # fmt: skip
+    assert bulk.status_code == 400 and bulk.json()["errorCode"] == "INVALID_CONTEXT", bulk.text
