@@ -68,6 +68,7 @@ class GuardedProtocol(asyncio.Protocol):
         self._chunked = False
         self._left = 0  # body or chunk bytes still to come
         self._skip_crlf = False  # a chunk's data ended: its CRLF comes next
+        self._signature_seen = False  # this head has had its one long line
 
     # -- asyncio.Protocol, forwarded -----------------------------------------------------------
 
@@ -139,7 +140,9 @@ class GuardedProtocol(asyncio.Protocol):
         if self._lines == 1 and not _REQUEST_LINE.fullmatch(line):
             self._reject(400, "not an HTTP/1.x request line")
             return
-        is_signature = line[: len(SIGNATURE_HEADER)].lower() == SIGNATURE_HEADER
+        # One signature line may be long; a second one is held to the limits of every other line.
+        is_signature = not self._signature_seen and _is_signature(line)
+        self._signature_seen = self._signature_seen or is_signature
         limit = self._limits.max_signature_line if is_signature else self._limits.max_line
         if len(line) > max(limit, self._limits.max_line):
             self._reject(431, f"a header line is longer than {max(limit, self._limits.max_line)} bytes")
@@ -163,7 +166,12 @@ class GuardedProtocol(asyncio.Protocol):
 
     def _check_partial_line(self) -> None:
         # A line without its end yet: refuse it as soon as it is too long to be any line we accept.
-        longest = self._limits.longest_line if self._state is _State.HEAD else 1024
+        if self._state is not _State.HEAD:
+            longest = 1024
+        elif len(self._line) >= len(SIGNATURE_HEADER) and not self._signature_seen and _is_signature(self._line):
+            longest = self._limits.longest_line
+        else:
+            longest = self._limits.max_line
         if self._state is _State.HEAD and self._timer is None:
             self._start_timer(self._limits.head_timeout, "request head not received in time")
         if len(self._line) > longest + 2:
@@ -217,6 +225,7 @@ class GuardedProtocol(asyncio.Protocol):
         self._state = _State.HEAD  # the head timer starts with the next request's first byte
 
     def _reset_head(self) -> None:
+        self._signature_seen = False
         self._lines = 0
         self._other_bytes = 0
         self._lengths = []
@@ -251,6 +260,10 @@ class GuardedProtocol(asyncio.Protocol):
         )
         self._transport.write(head.encode() + body)
         self._transport.close()
+
+
+def _is_signature(line: bytes | bytearray) -> bool:
+    return bytes(line[: len(SIGNATURE_HEADER)]).lower() == SIGNATURE_HEADER
 
 
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP/1\.[01]")

@@ -73,6 +73,12 @@ async def test_only_the_signature_may_be_long() -> None:
     guard, _, transport, rejected = _guard(limits)
     guard.data_received(b"POST /webhooks/lago HTTP/1.1\r\nX-Other: " + b"s" * 5000 + b"\r\n")
     assert rejected == ["too_large"]
+    guard, _, transport, rejected = _guard(limits)  # only one signature line may be long
+    guard.data_received(b"POST /webhooks/lago HTTP/1.1\r\n" + (b"X-Lago-Signature: " + b"s" * 5000 + b"\r\n") * 2)
+    assert rejected == ["too_large"]
+    guard, _, transport, rejected = _guard(limits)  # nor does a long partial line wait to be refused
+    guard.data_received(b"POST /webhooks/lago HTTP/1.1\r\nX-Other: " + b"s" * 200)
+    assert rejected == ["too_large"]
 
 
 async def test_the_head_timer_answers_408() -> None:
