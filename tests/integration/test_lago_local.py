@@ -43,10 +43,9 @@ def test_the_local_lago_mode_serves_two_readers_and_applies_a_change() -> None:
         assert process.stdout.readline().strip() == "webhooks delivered: [200]"
         for reader in readers:
             eventually(lambda: '"int_value": 25' in seats_max(reader), timeout=20, what=f"{reader} sees 25")  # noqa: B023
-        process.stdin.close()
-        assert process.wait(timeout=60) == 0
-        assert "stopped" in process.stdout.read()
+        rest = process.communicate(timeout=60)[0]  # end of input: it stops everything
+        assert process.returncode == 0 and "stopped" in rest, rest
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait(timeout=10)
+        process.communicate(timeout=10)  # closes the pipes
