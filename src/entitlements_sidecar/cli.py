@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: output closed before it was all written", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}".replace("error: : ", "error: "), file=sys.stderr)
+        detail = exc.strerror or str(exc)
+        print(f"error: {exc.filename}: {detail}" if exc.filename else f"error: {detail}", file=sys.stderr)
         return 2
 
 
