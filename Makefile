@@ -9,6 +9,7 @@ PYTEST_ARGS ?=
 BASELINE := .tools/grpcio-1.85
 INTEROP_PY := .tools/openfeature-py
 INTEROP_NODE := .tools/interop-node
+INTEROP_GO := .tools/interop-go/go_ofrep
 
 .PHONY: run lago-local test lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults bench-http clean
 
@@ -85,7 +86,7 @@ bench-stacks: $(VENV)/.dev
 
 ## What the interop tests run: the real OpenFeature Python SDK and providers in their own venv (they
 ## need a newer grpcio and protobuf than the sidecar pins), and, where node is installed, npm packages.
-interop: $(INTEROP_PY)/.installed $(INTEROP_NODE)/.installed
+interop: $(INTEROP_PY)/.installed $(INTEROP_NODE)/.installed $(INTEROP_GO)
 
 $(INTEROP_PY)/.installed: Makefile
 	$(PYTHON) -m venv $(INTEROP_PY)
@@ -99,6 +100,11 @@ $(INTEROP_NODE)/.installed: Makefile
 			@openfeature/server-sdk@1.23.0 @openfeature/flagd-provider@0.16.1 @openfeature/ofrep-provider@0.1.3 \
 			@openfeature/web-sdk@1.10.0 @openfeature/ofrep-web-provider@0.4.3 && touch .installed; \
 	else echo "npm not found: Node interop tests will be skipped"; fi
+
+$(INTEROP_GO): tests/interop/go_ofrep/main.go tests/interop/go_ofrep/go.mod tests/interop/go_ofrep/go.sum
+	@if command -v go >/dev/null 2>&1; then \
+		mkdir -p $(dir $@) && cd tests/interop/go_ofrep && go vet . && go build -o $(CURDIR)/$@ .; \
+	else echo "go not found: the Go OFREP interop test will be skipped"; fi
 
 redis: $(VENV)/.dev
 	VENV=$(VENV) sh scripts/ensure-redis.sh

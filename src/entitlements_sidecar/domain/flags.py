@@ -6,9 +6,11 @@
   code are written `\\\\` and `\\:`; every key has exactly one reading.
 - The evaluation context's `targetingKey` is the subscription external id; a `customerId`
   attribute selects the customer instead (its active subscriptions merged).
-- A value is given only where the map determines one. Otherwise the answer has no value and the
-  caller's default applies: reason DISABLED for a privilege of a feature the subject lacks, DEFAULT
-  for a subject the map does not know. Answers that may be out of date say STALE.
+- A value is given only where the map determines one. Otherwise the answer has no value, reason
+  DISABLED, and the caller's default applies; the variant says why (`not_entitled`: a privilege of a
+  feature the subject lacks; `subject_not_found`: a subject the map does not know). DISABLED, not
+  DEFAULT, because it is the reason every provider we read turns into "the default" (Go's OFREP
+  provider reports a value-less DEFAULT as a type mismatch). Answers that may be out of date say STALE.
 - Bulk answers are the singles over every flag the catalog defines: the same value, reason and
   variant for each key.
 """
@@ -60,7 +62,7 @@ class Variant:
 
 @dataclass(frozen=True, slots=True)
 class FlagResult:
-    """`value is None` means "no value: use the caller's default" (reason DISABLED or DEFAULT)."""
+    """`value is None` means "no value: use the caller's default" (reason DISABLED)."""
 
     key: str
     value: FlagValue | None
@@ -117,7 +119,7 @@ def evaluate(view: EntitlementView, key: str, wanted: FlagType | None = None) ->
     if not view.found:
         # Nothing is known about the subject (or no subscription of the customer is active): the
         # map determines no value, so the caller's default applies.
-        return FlagResult(key, None, "DEFAULT", Variant.SUBJECT_NOT_FOUND)
+        return FlagResult(key, None, "DISABLED", Variant.SUBJECT_NOT_FOUND)
     matched = "STALE" if view.freshness.stale else "TARGETING_MATCH"
     feature = view.features.get(parsed.feature)
     if parsed.privilege is None:

@@ -156,7 +156,7 @@ def test_every_answer_names_a_variant_and_no_value_means_the_callers_default() -
     unknown = EntitlementView(Subject(SubjectKind.SUBSCRIPTION, "nope"), False, (), {}, VIEW.freshness)
     for key in ("seats", "seats:max", "anything:at_all"):
         result = evaluate(unknown, key, FlagType.INTEGER)  # no type check: nothing is known
-        assert (result.value, result.reason, result.variant) == (None, "DEFAULT", "subject_not_found")
+        assert (result.value, result.reason, result.variant) == (None, "DISABLED", "subject_not_found")
     lacking = evaluate(VIEW, "analytics:limit")
     assert (lacking.value, lacking.reason, lacking.variant) == (None, "DISABLED", "not_entitled")
     assert evaluate(VIEW, "analytics").variant == "not_entitled"
