@@ -175,7 +175,13 @@ async def test_cached_reads_come_from_memory_and_min_version_reads_through(store
         assert isinstance(stores.store, CachedStore) and stores.store.hits >= 1
     fresh = await stores.store.get_subscription("s1", min_version=1)
     assert fresh is not None and fresh.version == 1
-    assert await stores.store.get_subscription("s1", min_version=5) is not None  # nothing newer exists
+    misses = stores.store.misses if isinstance(stores.store, CachedStore) else 0
+    newer = await stores.store.get_subscription("s1", min_version=5)  # newer than anything cached: read through
+    assert newer is not None and newer.version == 1  # nothing newer exists, so the stored record
+    if isinstance(stores.store, CachedStore):
+        assert stores.store.misses == misses + 1, "a min_version above the cached version was served from the L1"
+        inner_is_redis = isinstance(stores.other, RedisStore)
+        assert newer.origin is (Origin.REDIS if inner_is_redis else Origin.MEMORY)
 
 
 async def test_batch_writes_report_versions_and_changes(stores: Stores) -> None:

@@ -63,9 +63,10 @@ class Load:
 def test_redis_killed_while_checks_run(tmp_path: Path, example_catalog: Path, own_redis: RedisServer) -> None:
     args = ["--store", "redis", "--redis-url", own_redis.url, "--redis-timeout-seconds", "0.5"]
     writer = start_sidecar(tmp_path, example_catalog, args, name="writer")
-    reader = start_sidecar(
-        tmp_path, example_catalog, [*args, "--failure-policy-features", "sso=fail_open"], name="reader"
-    )
+    # The reader never re-reads its catalog file (poll once an hour): the edit below can reach it only through
+    # the writer's write to Redis and its invalidation, not through a write of its own.
+    reader_args = [*args, "--failure-policy-features", "sso=fail_open", "--catalog-poll-seconds", "3600"]
+    reader = start_sidecar(tmp_path, example_catalog, reader_args, name="reader")
     try:
         for request in (MAX_SEATS, GLOBEX):  # into the reader's L1
             source = lambda r=request: stub(reader).CheckEntitlement(r, timeout=5).freshness.source  # noqa: E731

@@ -280,21 +280,24 @@ def test_watch_validates_subjects(redis_sidecar: Sidecar) -> None:
 
 def test_concurrent_checks_from_threads(redis_sidecar: Sidecar) -> None:
     errors: list[BaseException] = []
+    answered: list[int] = []
 
     def worker() -> None:
         try:
             for _ in range(50):
                 answer = check(redis_sidecar, customer_id="acme", feature_code="seats", privilege_code="max")
                 assert answer.value.int_value == 25
+                answered.append(1)
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    assert not errors
+    assert not [t for t in threads if t.is_alive()], "a worker hung"  # join's timeout alone would pass it
+    assert not errors and len(answered) == 8 * 50
 
 
 def test_health_and_reflection(redis_sidecar: Sidecar) -> None:

@@ -57,10 +57,18 @@ def test_the_sidecar_follows_a_sentinel_failover(
         assert master.client().dbsize() > 0  # it wrote to the master the Sentinel named
         eventually(lambda: replica.client().dbsize() == master.client().dbsize(), what="replicated")
 
+        def source() -> int:
+            return int(stub(sidecar).CheckEntitlement(MAX_SEATS, timeout=5).freshness.source)
+
+        eventually(lambda: source() == pb.SOURCE_MEMORY, what="an in-process cache hit")
+
         master.kill()
         eventually(
             lambda: replica.client().info("replication")["role"] == "master", timeout=20, what="the replica promoted"
         )
+        # After the reconnect the in-process cache is emptied: the same question is read from the new master.
+        # (Nothing was written meanwhile, so nothing else would drop the cached entry.)
+        eventually(lambda: source() == pb.SOURCE_REDIS, timeout=20, what="the cache emptied on failover")
         catalog = example_catalog.read_text()
         example_catalog.write_text(catalog.replace("seats: {max: 25}", "seats: {max: 31}"))
         eventually(

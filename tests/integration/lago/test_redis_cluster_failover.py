@@ -36,6 +36,11 @@ def seats(stub: pb_grpc.EntitlementServiceStub, subscription_id: str) -> int:
     return int(stub.CheckEntitlement(request, timeout=5).value.int_value)
 
 
+def source(stub: pb_grpc.EntitlementServiceStub, subscription_id: str) -> int:
+    request = pb.CheckEntitlementRequest(subscription_id=subscription_id, feature_code="seats", privilege_code="max")
+    return int(stub.CheckEntitlement(request, timeout=5).freshness.source)
+
+
 def test_reader_and_syncer_follow_a_master_failover(
     lago: LagoEmulator, start_syncer: SyncerFactory, cluster: RedisClusterNodes, key_prefix: str
 ) -> None:
@@ -54,7 +59,8 @@ def test_reader_and_syncer_follow_a_master_failover(
     low, high = SLOTS * dead // 3, SLOTS * (dead + 1) // 3
     keyslots = {f"sub_{i}": int(doomed.cluster("KEYSLOT", f"{key_prefix}s:{{sub_{i}}}")) for i in range(12)}
     target = next(sub for sub, keyslot in keyslots.items() if low <= keyslot < high)
-    assert seats(stub, target) == 10  # now in the reader's L1
+    assert seats(stub, target) == 10
+    eventually(lambda: source(stub, target) == pb.SOURCE_MEMORY, what="the value in the reader's L1")
 
     cluster.processes[dead].kill()
     cluster.processes[dead].wait(timeout=10)
@@ -68,6 +74,7 @@ def test_reader_and_syncer_follow_a_master_failover(
     eventually(lambda: lago.deliver(webhooks) == [200], timeout=20, what="webhook accepted after the failover")
     eventually(lambda: seats(stub, target) == 41, timeout=20, what="the change applied and read on the new master")
     # The reader's L1 holds 41 again; only an invalidation through its moved feed can replace it.
+    eventually(lambda: source(stub, target) == pb.SOURCE_MEMORY, what="41 served from the reader's L1")
     lago.state.patch_subscription_entitlements(target, {"seats": {"max": 42}})
     assert lago.flush() == [200]
     eventually(lambda: seats(stub, target) == 42, timeout=20, what="an invalidation through the moved feed")

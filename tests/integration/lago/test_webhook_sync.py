@@ -77,8 +77,10 @@ def test_pending_downgrade_then_applied(lago: LagoEmulator, start_syncer: Syncer
     seed(lago)
     syncer = start_syncer()
     lago.state.create_subscription("sub_0", "cust_0", "starter")  # downgrade: pending row, current stays
+    reads = len(subscription_reads(lago, "sub_0"))
     lago.flush()
-    eventually(lambda: "subscription.updated" in syncer.sidecar.log(), what="downgrade scheduled")
+    # The end state equals the state before: wait for the webhook's re-read, or "still on pro" proves nothing.
+    eventually(lambda: len(subscription_reads(lago, "sub_0")) > reads, what="the downgrade webhook re-read")
     eventually(lambda: matches(lago, syncer.sidecar, "sub_0"), what="still on pro")
     assert sidecar_view(syncer.sidecar, "sub_0")[1]["seats"]["max"] == 10
     lago.state.apply_pending_downgrade("sub_0")
@@ -93,8 +95,11 @@ def test_termination_and_cancellation(lago: LagoEmulator, start_syncer: SyncerFa
     lago.state.terminate("sub_0")
     lago.state.create_subscription("sub_1", "cust_1", "starter")  # a pending downgrade of sub_1 ...
     lago.state.terminate("sub_1", status="pending")  # ... canceled through DELETE ?status=pending
+    reads = len(subscription_reads(lago, "sub_1"))
     lago.flush()
     eventually(lambda: sidecar_view(syncer.sidecar, "sub_0") == ("terminated", {}), what="termination")
+    # sub_1 ends where it began (active on pro): only its re-read shows the cancellation was processed.
+    eventually(lambda: len(subscription_reads(lago, "sub_1")) > reads, what="the cancellation re-read")
     eventually(lambda: matches(lago, syncer.sidecar, "sub_1"), what="cancellation")
     stub = pb_grpc.EntitlementServiceStub(syncer.sidecar.channel)
     answer = stub.CheckEntitlement(pb.CheckEntitlementRequest(subscription_id="sub_0", feature_code="sso"), timeout=5)

@@ -23,6 +23,8 @@ from entitlements_sidecar.transport.metrics import Metrics
 from entitlements_sidecar.transport.servicer import EntitlementServicer
 from tests.unit.domain.builders import STARTER, subscription
 
+pytestmark = pytest.mark.integration
+
 MAX = pb.CheckEntitlementRequest(subscription_id="sub_acme_main", feature_code="seats", privilege_code="max")
 
 
