@@ -11,7 +11,7 @@ INTEROP_PY := .tools/openfeature-py
 INTEROP_NODE := .tools/interop-node
 INTEROP_GO := .tools/interop-go/go_ofrep
 
-.PHONY: run lago-local test lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults bench-http clean
+.PHONY: run lago-local test h2load lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults bench-http clean
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ lago-local: $(VENV)/.dev redis
 	$(BIN)/python -m scripts.lago_local
 
 ## Lint, then the whole test suite against a real redis-server.
-test: lint redis interop
+test: lint redis interop h2load
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev check-gen buf-lint
@@ -61,9 +61,12 @@ buf-lint:
 		echo "buf lint: skipped (npm is not installed; CI has it)"; \
 	fi
 
-## Benchmarks (not part of `make test`): h2load against the sidecar and bare echo servers.
-bench: $(VENV)/.dev redis $(BASELINE)/bin/python
+## h2load (Debian's nghttp2-client): the benchmarks' load generator; `make test` checks their call counting.
+h2load:
 	@command -v h2load >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
+
+## Benchmarks (not part of `make test`): h2load against the sidecar and bare echo servers.
+bench: $(VENV)/.dev redis h2load $(BASELINE)/bin/python
 	$(BIN)/python -m bench.run --baseline-python $(BASELINE)/bin/python
 
 # The reference the performance targets are stated against: a bare grpcio 1.85 aio echo (bench/README.md).
@@ -80,8 +83,7 @@ bench-http: $(VENV)/.dev
 	$(BIN)/python -m bench.http_flood
 
 ## The floor of each candidate serving stack (grpcio versions, aio vs threads, pyvoy): docs/adr/0004.
-bench-stacks: $(VENV)/.dev
-	@command -v h2load >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
+bench-stacks: $(VENV)/.dev h2load
 	$(BIN)/python -m bench.stack_survey
 
 ## What the interop tests run: the real OpenFeature Python SDK and providers in their own venv (they

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from tests.support.processes import REPO
 from tests.support.wait import eventually
 
 SERVICE = "/entitlements.v1.EntitlementService"
+SIDECAR_COUNTS = r"calls served .*?\b{rpc}=(\d+)"  # the sidecar's count line (logged on SIGUSR1)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -32,6 +34,14 @@ class Run:
     p99_us: float
     cpu_us_per_call: float
     checks_per_call: int = 1
+    served: int = -1  # calls the server answered OK in the measured window (its own count)
+
+    @property
+    def counts_ok(self) -> bool:
+        """Every call h2load finished was answered OK. h2load counts a non-OK grpc-status as done; the
+        server counts only OK answers. Calls still in flight when h2load stops may be answered but not
+        counted by h2load, so the server may be ahead by at most the calls in flight."""
+        return self.calls <= self.served <= self.calls + self.in_flight
 
 
 def cpu_seconds(pid: int) -> float:
@@ -62,6 +72,8 @@ def h2load(
     connections: int | None = None,
     cpu: int | None = 1,
 ) -> tuple[int, float, list[int]]:
+    """One h2load run of `seconds`, with no warm-up inside it (warm up with a run of its own), so that
+    its "done" and the server's count cover the same calls."""
     clients = connections or (1 if in_flight == 1 else 4)
     log.unlink(missing_ok=True)  # h2load appends to an existing log
     cmd = [
@@ -69,8 +81,6 @@ def h2load(
         "h2load",
         "-D",
         str(max(1, round(seconds))),
-        "--warm-up-time",
-        "1",
         "-c",
         str(clients),
         "-m",
@@ -92,17 +102,28 @@ def h2load(
     return done, rps, latencies
 
 
-def percentile(values: list[int], q: float) -> float:
-    return float(values[min(len(values) - 1, int(q * len(values)))]) if values else float("nan")
+def percentile(values: list[int] | list[float], q: float) -> float:
+    """Nearest rank of sorted `values`: the smallest value with at least q of them at or below it (the p99
+    of 100 values is the 99th, not the largest)."""
+    if not values:
+        return float("nan")
+    return float(values[max(0, math.ceil(q * len(values)) - 1)])
 
 
 class Server:
     """One server process (or several sharing a port: `add_worker`), answering CheckEntitlement."""
 
     def __init__(
-        self, name: str, cmd: list[str], port: int, env: dict[str, str] | None = None, cpu: int | None = 0
+        self,
+        name: str,
+        cmd: list[str],
+        port: int,
+        env: dict[str, str] | None = None,
+        cpu: int | None = 0,
+        count_pattern: str = r"served (\d+)",
     ) -> None:
         self.name, self.port, self.cpu, self.env = name, port, cpu, env
+        self.count_pattern = count_pattern  # its count line; `{rpc}` is the method's name
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         self._spawn(cmd)
@@ -138,6 +159,14 @@ class Server:
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(process.pid) for process in self.processes)
 
+    def served(self, rpc: str) -> int:
+        """Calls of `rpc` answered OK so far, summed over the processes: each prints its count on SIGUSR1."""
+        pattern = re.compile(self.count_pattern.replace("{rpc}", rpc))
+        total = 0
+        for process, log in zip(self.processes, self.logs, strict=True):
+            total += _signalled_count(process, log, pattern, self.name)
+        return total
+
     def stop(self) -> list[str]:
         """SIGTERM every process; their logs (where each reports the calls it answered)."""
         self.channel.close()
@@ -148,7 +177,20 @@ class Server:
         return [log.read_text() for log in self.logs]
 
 
-def check_method(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable:
+def _signalled_count(process: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str], name: str) -> int:
+    seen = len(pattern.findall(log.read_text()))
+    process.send_signal(signal.SIGUSR1)
+
+    def printed() -> list[str] | None:
+        found = pattern.findall(log.read_text())
+        return found if len(found) > seen else None
+
+    found = eventually(printed, timeout=10, what=f"{name} to print its count")
+    assert found is not None  # eventually returns only a truthy value
+    return int(found[-1])
+
+
+def check_method(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable:  # type: ignore[type-arg]
     return channel.unary_unary(
         f"{SERVICE}/CheckEntitlement",
         pb.CheckEntitlementRequest.SerializeToString,
@@ -167,13 +209,14 @@ def measure(
     connections: int | None = None,
     load_cpu: int | None = 1,
 ) -> Run:
-    before = server.cpu_seconds()
     log = tmp / "h2load.log"
+    h2load(server.port, rpc, body, in_flight, 1, log, connections, load_cpu)  # warm-up, not counted
+    served_before = server.served(rpc)
+    before = server.cpu_seconds()
     calls, rps, latencies = h2load(server.port, rpc, body, in_flight, seconds, log, connections, load_cpu)
     used = server.cpu_seconds() - before
-    # CPU is measured over the warm-up too, so divide by every call the server answered in the run.
-    warm = int(rps * 1.0)
-    return Run(
+    served = server.served(rpc) - served_before
+    run = Run(
         server.name,
         rpc,
         in_flight,
@@ -181,6 +224,10 @@ def measure(
         rps,
         percentile(latencies, 0.5),
         percentile(latencies, 0.99),
-        1e6 * used / max(1, calls + warm),
+        1e6 * used / max(1, served),  # CPU over the measured window ÷ the calls counted in it
         checks,
+        served,
     )
+    if not run.counts_ok:
+        print(f"COUNT MISMATCH {server.name} {rpc}/{in_flight}: h2load finished {calls}, server answered OK {served}")
+    return run

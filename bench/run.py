@@ -1,8 +1,11 @@
 """`make bench`: the sidecar and bare echo servers under h2load, in one run, with targets checked.
 
-Servers are pinned to CPU 0 and h2load to CPU 1 (when there are two). CPU per call is the server
-process's CPU time over the run divided by the calls it answered; the calls h2load reports are
-checked against the servers' own counts, because h2load counts a non-OK grpc-status as a success.
+Servers are pinned to CPU 0 and h2load to CPU 1 (when there are two). Each run warms up with a run of
+its own, then the server's count of calls answered OK is read (SIGUSR1) before and after the measured
+run: CPU per call is the server's CPU time over that window divided by that count, and the count must
+equal h2load's (which counts a non-OK grpc-status as done), single and batch calls alike. A count that
+does not match, or a target missed, makes the exit status non-zero. Results are written only from a
+clean tree, under the commit read before the run (and checked after it).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -27,7 +29,8 @@ from typing import Any
 import grpc
 
 from bench import memory_bench, sync_bench, workers_bench
-from bench.load import SERVICE, Run, Server, frame, measure, pin
+from bench.load import SERVICE, SIDECAR_COUNTS, Run, Server, frame, measure, percentile, pin
+from bench.provenance import provenance
 from entitlements_sidecar.client import EntitlementsClient
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.support.processes import REPO, free_port, start_redis
@@ -61,7 +64,9 @@ def main() -> int:
         default=sys.executable,
         help="a Python with grpcio 1.85 for the reference aio echo (`make bench` builds one in .tools/)",
     )
+    parser.add_argument("--dirty", action="store_true", help="measure uncommitted code (recorded as dirty)")
     args = parser.parse_args()
+    origin = provenance(allow_dirty=args.dirty)  # the commit measured: read before the run
     if not shutil.which("h2load"):
         print("h2load not found: `make bench` installs Debian's nghttp2-client", file=sys.stderr)
         return 2
@@ -88,7 +93,9 @@ def main() -> int:
     baseline_env = {**env, "PYTHONPATH": f"{REPO}:{REPO / 'src'}"}
     sidecar_cmd = _sidecar_cmd(redis.url, tmp / "catalog.yaml")
     sidecar_port, echo_port, sync_port = free_port(), free_port(), free_port()
-    sidecar = Server("sidecar", [*sidecar_cmd, f"127.0.0.1:{sidecar_port}"], sidecar_port, env)
+    sidecar = Server(
+        "sidecar", [*sidecar_cmd, f"127.0.0.1:{sidecar_port}"], sidecar_port, env, count_pattern=SIDECAR_COUNTS
+    )
     echo_cmd = [args.baseline_python, "-m", "bench.echo_server", "--stack", "aio", "--port", str(echo_port)]
     echo = Server("echo-aio", echo_cmd, echo_port, baseline_env)
     sync_cmd = [sys.executable, "-m", "bench.echo_server", "--stack", "sync", "--port", str(sync_port)]
@@ -126,7 +133,7 @@ def main() -> int:
     try:
         workers = workers_bench.measure_workers(sidecar_cmd, env, bodies["check"], args.seconds, tmp)
         changes = sorted(sync_bench.propagation(redis))
-        p6_p99_ms = 1000 * changes[int(0.99 * len(changes))]
+        p6_p99_ms = 1000 * percentile(changes, 0.99)  # nearest rank: of 100 changes, the 99th
         print(f"  webhook -> two sidecars: p50 {1000 * statistics.median(changes):.1f} ms, p99 {p6_p99_ms:.1f} ms")
         p7_seconds, p7_requests = sync_bench.plan_fan_out(redis)
         print(f"  plan.updated for 10,000 subscriptions: {p7_seconds:.2f} s, {p7_requests} Lago requests")
@@ -138,12 +145,8 @@ def main() -> int:
         )
     finally:
         redis.stop()
-    served = {
-        "echo-aio": _served(r"served (\d+)", echo_log),
-        "echo-sync": _served(r"served (\d+)", sync_log),
-        "sidecar": _served(r"calls served CheckEntitlement=(\d+)", sidecar_log),
-    }
-    counts_ok = _counts_ok(runs, served) and workers.counts_ok
+    del sidecar_log, echo_log, sync_log  # counted per run (Run.counts_ok), not at shutdown
+    counts_ok = all(r.counts_ok for r in runs) and workers.counts_ok
     report = _targets(runs, redis_reads_on_hits, local_us)
     report.insert(5, ("P6", "webhook -> both of two sidecars answer it, p99 (ms)", p6_p99_ms, 100.0, p6_p99_ms <= 100))
     ok7 = p7_seconds <= 5 and p7_requests <= 2
@@ -152,7 +155,17 @@ def main() -> int:
         ("P7", f"plan.updated, 10,000 subscriptions consistent (s; {p7_requests} Lago requests)", p7_seconds, 5.0, ok7),
     )
     report.append(workers.target())
-    _write(runs + workers.runs, report, counts_ok, args, memory, baseline_grpcio, workers.summary())
+    if provenance(allow_dirty=args.dirty)["commit"] != origin["commit"]:
+        print("HEAD moved during the run: not written", file=sys.stderr)
+        return 1
+    _write(runs + workers.runs, report, counts_ok, args, memory, baseline_grpcio, workers.summary(), origin)
+    missed = [key for key, _, _, _, passed in report if passed is False]
+    problems = ([f"targets missed: {', '.join(missed)}"] if missed else []) + (
+        [] if counts_ok else ["call counts did not match"]
+    )
+    if problems:
+        print(f"\nFAILED: {'; '.join(problems)}")
+        return 1
     return 0
 
 
@@ -197,11 +210,6 @@ def _print_run(run: Run) -> None:
     )
 
 
-def _served(pattern: str, log: str) -> int:
-    found = re.search(pattern, log)
-    return int(found.group(1)) if found else -1
-
-
 def _warm(server: Server, redis: Any, check: pb.CheckEntitlementRequest, batch: pb.CheckEntitlementsRequest) -> None:
     """Read every subject the runs ask about until a pass sends Redis nothing, so the runs measure L1 hits
     (what P5 checks). One pass is not enough right after start: invalidations of the sidecar's own
@@ -223,17 +231,6 @@ def _warm(server: Server, redis: Any, check: pb.CheckEntitlementRequest, batch: 
         return _commands_since_reset(redis, "warm-up", 0.0, quiet=True) == 0
 
     eventually(quiet_pass, timeout=30, what="a warm-up pass without Redis commands")
-
-
-def _counts_ok(runs: list[Run], served_by: dict[str, int]) -> bool:
-    """Every call h2load counted was answered OK by the server (plus warm-ups and probes)."""
-    ok = True
-    for name, served in served_by.items():
-        reported = sum(r.calls for r in runs if r.server == name and r.rpc == "CheckEntitlement")
-        if served < reported:
-            print(f"COUNT MISMATCH {name}: h2load {reported}, server answered OK {served}")
-            ok = False
-    return ok
 
 
 def _median(runs: list[Run], server: str, rpc: str, in_flight: int, field: str) -> float:
@@ -306,6 +303,7 @@ def _write(
     memory: dict[str, float],
     baseline_grpcio: str,
     workers: dict[str, Any],
+    origin: dict[str, Any],
 ) -> None:
     print("\nTargets (medians of the rounds):")
     for key, text, value, limit, passed in report:
@@ -317,9 +315,7 @@ def _write(
     print(f"  (baseline) shipped echo ÷ grpcio {baseline_grpcio} aio echo, CPU/call at 64: {sync_ratio:.3f}")
     _print_p2_plus(runs)
     print(f"  call counts verified against the servers: {'yes' if counts_ok else 'NO'}")
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-    ).stdout.strip()
+    commit = origin["commit"] + ("-dirty" if origin["dirty"] else "")
     cpu_model = next(
         (
             line.split(":", 1)[1].strip()
@@ -330,7 +326,7 @@ def _write(
     )
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "commit": commit or "unknown",
+        "commit": commit,
         "machine": {
             "cpus": os.cpu_count(),
             "cpu": cpu_model,
@@ -339,7 +335,7 @@ def _write(
             "baseline_grpcio": baseline_grpcio,
             "pinned": bool(pin(0)),
         },
-        "settings": {"seconds": args.seconds, "rounds": args.rounds},
+        "settings": {"seconds": args.seconds, "rounds": args.rounds, "counts": "per run"},
         "runs": [asdict(r) for r in runs],
         "targets": [{"id": k, "what": t, "value": v, "limit": lim, "pass": p} for k, t, v, lim, p in report],
         "counts_verified": counts_ok,

@@ -368,6 +368,8 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    if app.grpc is not None:
+        loop.add_signal_handler(signal.SIGUSR1, app.grpc.log_calls)  # live counts (benchmarks check them)
     try:
         await app.start()
         await stopping.wait()

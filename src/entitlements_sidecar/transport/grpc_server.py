@@ -136,6 +136,10 @@ class GrpcServer:
         stopped = self.server.stop(grace)
         # Wait off the loop: calls still in flight need the loop to finish.
         await asyncio.to_thread(stopped.wait, grace + 5)
+        self.log_calls()
+
+    def log_calls(self) -> None:
+        """Calls answered OK so far, per method (at shutdown, and on SIGUSR1 for a live count)."""
         log.info("calls served", extra=self.servicer.calls.served_snapshot())
 
     def _servicer_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
