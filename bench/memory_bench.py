@@ -1,5 +1,7 @@
-"""Memory: Redis bytes per subscription for a 10-feature map, and a reader sidecar's resident memory
-with 100,000 subscriptions in its L1 (and the answer cache filled for one question each)."""
+"""Memory: Redis bytes per subscription for a 10-feature map (the resolved map alone, and with what a
+Lago syncer keeps besides it for each subscription: its definition hash and its entries in the id and
+on-plan sets), and a reader sidecar's resident memory with 100,000 subscriptions in its L1 (and the
+answer cache filled for one question each)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from entitlements_sidecar.domain.model import (
     ResolvedFeature,
     ResolvedPrivilege,
     ResolvedSubscription,
+    SubscriptionDefinition,
     SubscriptionStatus,
     ValueType,
 )
@@ -22,6 +25,7 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
 from entitlements_sidecar.store.redis_store import RedisStore
+from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from tests.support.processes import RedisServer, start_sidecar
 
 
@@ -44,18 +48,35 @@ def ten_features(index: int) -> ResolvedSubscription:
     )
 
 
-async def fill(redis: RedisServer, prefix: str, count: int) -> float:
-    """Write `count` subscriptions; return Redis bytes per subscription (used_memory delta)."""
+def definition(index: int) -> SubscriptionDefinition:
+    """What the syncer keeps for a subscription on a plan: its own rows (here one override)."""
+    return SubscriptionDefinition(
+        f"sub_{index:06d}",
+        f"cust_{index // 2:06d}",
+        "pro",
+        SubscriptionStatus.ACTIVE,
+        datetime(2026, 8, 1, tzinfo=UTC),
+        {"feature_3": {"max": 13}},
+    )
+
+
+async def fill(redis: RedisServer, prefix: str, count: int) -> tuple[float, float]:
+    """Write `count` subscriptions, then the syncer's definitions of them; return Redis bytes per
+    subscription (used_memory deltas) for the map alone and for the map with the definitions."""
     client = aioredis.Redis.from_url(redis.url)
-    store = RedisStore(client, prefix)
+    store, state = RedisStore(client, prefix), RedisSyncState(client, prefix)
     before = int((await client.info("memory"))["used_memory"])
     for start in range(0, count, 1000):
         await store.put_subscriptions([ten_features(i) for i in range(start, min(count, start + 1000))])
-    after = int((await client.info("memory"))["used_memory"])
+    after_map = int((await client.info("memory"))["used_memory"])
+    observed = int(time.time() * 1000)
+    for start in range(0, count, 1000):
+        await asyncio.gather(*(state.put_definition(definition(i), observed) for i in range(start, start + 1000)))
+    after_definitions = int((await client.info("memory"))["used_memory"])
     meta = RedisMapMeta(client, prefix)  # what a syncer would record: lets a reader-only sidecar be ready
     await meta.finish_load(await meta.begin_load(), int(time.time() * 1000))
     await client.aclose()
-    return (after - before) / count
+    return (after_map - before) / count, (after_definitions - before) / count
 
 
 def rss_kib(pid: int) -> int:
@@ -67,7 +88,7 @@ def rss_kib(pid: int) -> int:
 
 def measure(redis: RedisServer, count: int = 100_000) -> dict[str, float]:
     prefix = "memory-bench:"
-    bytes_per_subscription = asyncio.run(fill(redis, prefix, count))
+    bytes_per_subscription, with_definitions = asyncio.run(fill(redis, prefix, count))
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     args = [
         "--source",
@@ -104,6 +125,7 @@ def measure(redis: RedisServer, count: int = 100_000) -> dict[str, float]:
         sidecar.terminate()
     return {
         "redis_bytes_per_subscription": bytes_per_subscription,
+        "redis_bytes_per_subscription_with_definitions": with_definitions,
         "sidecar_rss_idle_mib": idle / 1024,
         "sidecar_rss_with_l1_mib": full / 1024,
         "subscriptions": count,

@@ -139,7 +139,8 @@ def main() -> int:
         print(f"  plan.updated for 10,000 subscriptions: {p7_seconds:.2f} s, {p7_requests} Lago requests")
         memory = memory_bench.measure(redis)
         print(
-            f"  memory: {memory['redis_bytes_per_subscription']:.0f} Redis bytes per 10-feature subscription; "
+            f"  memory: {memory['redis_bytes_per_subscription']:.0f} Redis bytes per 10-feature subscription "
+            f"({memory['redis_bytes_per_subscription_with_definitions']:.0f} with a syncer's definitions); "
             f"sidecar RSS {memory['sidecar_rss_idle_mib']:.0f} MiB idle, "
             f"{memory['sidecar_rss_with_l1_mib']:.0f} MiB with 100,000 subscriptions in L1"
         )

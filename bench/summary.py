@@ -38,16 +38,21 @@ def table(path: Path) -> str:
     machine = data["machine"]
     lines.append("")
     lines.append(
-        f"`{path.as_posix()}` (commit {data['commit']}): {machine['cpus']} CPUs ({machine['cpu']}), "
+        f"`bench/results/{path.name}` (commit {data['commit']}): {machine['cpus']} CPUs ({machine['cpu']}), "
         f"Python {machine['python']}, grpcio {machine['grpcio']} (reference {machine.get('baseline_grpcio', '-')}), "
         + ("server pinned to one CPU and h2load to another." if machine["pinned"] else "no CPU pinning.")
     )
     memory = data.get("memory")
     if memory:
+        with_definitions = memory.get("redis_bytes_per_subscription_with_definitions")
+        if with_definitions:
+            stored = f" ({with_definitions:,.0f} with the syncer's definitions, in Lago mode)"
+        else:
+            stored = " (the map alone: in Lago mode the syncer's definitions come on top)"
         lines.append(
-            f"- memory: {memory['redis_bytes_per_subscription']:,.0f} Redis bytes per subscription with 10 features; "
-            f"sidecar RSS {memory['sidecar_rss_idle_mib']:.0f} MiB idle, {memory['sidecar_rss_with_l1_mib']:,.0f} MiB "
-            f"with {memory['subscriptions']:,.0f} such subscriptions in L1"
+            f"- memory: {memory['redis_bytes_per_subscription']:,.0f} Redis bytes per subscription with 10 features"
+            f"{stored}; sidecar RSS {memory['sidecar_rss_idle_mib']:.0f} MiB idle, "
+            f"{memory['sidecar_rss_with_l1_mib']:,.0f} MiB with {memory['subscriptions']:,.0f} such subscriptions in L1"
         )
     if data["settings"].get("counts") != "per run":
         verdict = "checked only at shutdown, with slack for h2load's uncounted warm-up (files before issue 12)"
