@@ -33,6 +33,16 @@ def provenance(allow_dirty: bool = False) -> dict[str, Any]:
     }
 
 
+def changed_since(origin: dict[str, Any]) -> str | None:
+    """Why the tree no longer holds the code `origin` measured (HEAD moved, or it got dirty), or None."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if commit != origin["commit"]:
+        return f"HEAD moved from {origin['commit']} to {commit} during the run"
+    if not origin["dirty"] and _git("status", "--porcelain", "--untracked-files=no"):
+        return "the tree was changed during the run"
+    return None
+
+
 def write_results(name: str, origin: dict[str, Any], body: dict[str, Any]) -> Path:
     import json
 

@@ -30,7 +30,7 @@ import grpc
 
 from bench import memory_bench, sync_bench, workers_bench
 from bench.load import SERVICE, SIDECAR_COUNTS, Run, Server, frame, measure, percentile, pin
-from bench.provenance import provenance
+from bench.provenance import changed_since, provenance
 from entitlements_sidecar.client import EntitlementsClient
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.support.processes import REPO, free_port, start_redis
@@ -100,9 +100,13 @@ def main() -> int:
     echo = Server("echo-aio", echo_cmd, echo_port, baseline_env)
     sync_cmd = [sys.executable, "-m", "bench.echo_server", "--stack", "sync", "--port", str(sync_port)]
     sync_echo = Server("echo-sync", sync_cmd, sync_port, env)
+    # The same aio server with no protobuf at all (fixed answer bytes): P2 is also stated against it.
+    raw_port = free_port()
+    raw_echo = Server("echo-raw", [args.baseline_python, "bench/raw_echo.py", "aio", str(raw_port)], raw_port, env)
     plan = [
         (echo, "CheckEntitlement", "check", 1, 1),
         (echo, "CheckEntitlement", "check", 64, 1),
+        (raw_echo, "CheckEntitlement", "check", 64, 1),
         (sync_echo, "CheckEntitlement", "check", 1, 1),
         (sync_echo, "CheckEntitlement", "check", 64, 1),
         (sidecar, "CheckEntitlement", "check", 1, 1),
@@ -130,6 +134,7 @@ def main() -> int:
         print(f"  client local cached check: {local_us:.2f} µs", flush=True)
     finally:
         sidecar_log, echo_log, sync_log = sidecar.stop()[0], echo.stop()[0], sync_echo.stop()[0]
+        raw_echo.stop()
     try:
         workers = workers_bench.measure_workers(sidecar_cmd, env, bodies["check"], args.seconds, tmp)
         changes = sorted(sync_bench.propagation(redis))
@@ -156,8 +161,9 @@ def main() -> int:
         ("P7", f"plan.updated, 10,000 subscriptions consistent (s; {p7_requests} Lago requests)", p7_seconds, 5.0, ok7),
     )
     report.append(workers.target())
-    if provenance(allow_dirty=args.dirty)["commit"] != origin["commit"]:
-        print("HEAD moved during the run: not written", file=sys.stderr)
+    changed = changed_since(origin)
+    if changed is not None:
+        print(f"{changed}: results not written", file=sys.stderr)
         return 1
     _write(runs + workers.runs, report, counts_ok, args, memory, baseline_grpcio, workers.summary(), origin)
     missed = [key for key, _, _, _, passed in report if passed is False]
@@ -267,6 +273,13 @@ def _targets(runs: list[Run], redis_reads: int, local_us: float) -> list[tuple[s
             None,
         ),
         ("P2", "check CPU/call at 64 ÷ grpcio 1.85 aio echo", cpu("sidecar", 64) / cpu("echo-aio", 64), 0.45, None),
+        (
+            "P2r",
+            "check CPU/call at 64 ÷ grpcio 1.85 aio raw-bytes echo (no protobuf)",
+            cpu("sidecar", 64) / cpu("echo-raw", 64),
+            0.45,
+            None,
+        ),
         ("P3", "batch checks/s ÷ single-check RPS", batch_checks / single_rps, 50.0, None),
         ("P4", "p99 at 1 in flight (ms)", p99_one / 1000, 1.0, None),
         ("P5", "Redis commands during L1-hit load", float(redis_reads), 0.0, None),

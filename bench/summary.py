@@ -13,6 +13,7 @@ ROWS = [
     ("sidecar", "CheckEntitlements", 4, "CheckEntitlements, 100 checks per call"),
     ("echo-sync", "CheckEntitlement", 64, "bare echo on the stack we ship (grpcio thread-pool server)"),
     ("echo-aio", "CheckEntitlement", 64, "bare grpcio 1.85 aio echo (the reference of P2)"),
+    ("echo-raw", "CheckEntitlement", 64, "bare grpcio 1.85 aio echo of fixed bytes, no protobuf (P2r)"),
 ]
 
 
