@@ -124,17 +124,28 @@ def plan_fan_out(redis: RedisServer, subscriptions: int = 10_000) -> tuple[float
 
 
 def main() -> None:
+    """`python -m bench.sync_bench [--dirty]`: P6 and P7 alone (e.g. beside an older commit's run from a
+    git worktree); writes `bench/results/<date>-<commit>-sync.json`, so quoted figures have a file."""
+    from bench.load import percentile
+    from bench.provenance import changed_since, provenance, write_results
     from tests.support.processes import start_redis
 
+    origin = provenance(allow_dirty="--dirty" in sys.argv[1:])
     redis = start_redis()
     try:
         latencies = sorted(propagation(redis))
-        p50, p99 = statistics.median(latencies), latencies[int(0.99 * len(latencies))]
+        p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)  # nearest rank: the 99th of 100
         print(f"P6 p50 {1000 * p50:.1f} ms, p99 {1000 * p99:.1f} ms")
         seconds, requests = plan_fan_out(redis)
         print(f"P7 {seconds:.2f} s, {requests} Lago requests")
     finally:
         redis.stop()
+    changed = changed_since(origin)
+    if changed is not None:
+        raise SystemExit(f"{changed}: results not written")
+    body = {"p6_ms": {"p50": 1000 * p50, "p99": 1000 * p99, "changes": len(latencies)},
+            "p7": {"seconds": seconds, "lago_requests": requests}}  # fmt: skip
+    print(f"written {write_results('sync', origin, body).relative_to(Path(__file__).resolve().parents[1])}")
 
 
 if __name__ == "__main__":
