@@ -10,6 +10,7 @@ BASELINE := .tools/grpcio-1.85
 INTEROP_PY := .tools/openfeature-py
 INTEROP_NODE := .tools/interop-node
 INTEROP_GO := .tools/interop-go/go_ofrep
+GHZ := .tools/ghz/bin/ghz
 
 .PHONY: run lago-local test h2load lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults bench-http clean
 
@@ -65,8 +66,12 @@ buf-lint:
 h2load:
 	@command -v h2load >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
 
+## ghz: the benchmarks' load generator for a mix of many different requests (h2load repeats one).
+$(GHZ):
+	mkdir -p $(dir $@) && GOBIN=$(CURDIR)/$(dir $@) go install github.com/bojand/ghz/cmd/ghz@v0.93.0
+
 ## Benchmarks (not part of `make test`): h2load against the sidecar and bare echo servers.
-bench: $(VENV)/.dev redis h2load $(BASELINE)/bin/python
+bench: $(VENV)/.dev redis h2load $(GHZ) $(BASELINE)/bin/python
 	$(BIN)/python -m bench.run --baseline-python $(BASELINE)/bin/python
 
 # The reference the performance targets are stated against: a bare grpcio 1.85 aio echo (bench/README.md).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -35,6 +36,7 @@ class Run:
     cpu_us_per_call: float
     checks_per_call: int = 1
     served: int = -1  # calls the server answered OK in the measured window (its own count)
+    mix: str = ""  # "": one request repeated (h2load); else the name of a request mix (ghz, many requests)
 
     @property
     def counts_ok(self) -> bool:
@@ -100,6 +102,57 @@ def h2load(
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
     latencies = sorted(int(line.split()[2]) for line in log.read_text().splitlines() if line.strip())
     return done, rps, latencies
+
+
+GHZ = REPO / ".tools" / "ghz" / "bin" / "ghz"
+
+
+def ghz(
+    port: int, protoset: Path, data: Path, in_flight: int, seconds: float, cpu: int | None = 1
+) -> tuple[int, float, float, float]:
+    """One ghz run cycling through the requests in `data` (a JSON array, sent round-robin): (calls answered
+    OK, rps, p50 µs, p99 µs). Calls cut off when ghz closes its connections at the end are not counted;
+    any other non-OK answer is an error."""
+    cmd = [
+        *pin(cpu), str(GHZ), "--insecure", "--protoset", str(protoset),
+        "--call", "entitlements.v1.EntitlementService/CheckEntitlement", "-D", str(data),
+        "-c", str(in_flight), "--connections", str(1 if in_flight == 1 else 4), "--cpus", "1",
+        "-z", f"{max(1, round(seconds))}s", "-O", "json", f"127.0.0.1:{port}",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False).stdout
+    report = json.loads(out)
+    codes = dict(report.get("statusCodeDistribution") or {})
+    ok = int(codes.pop("OK", 0))
+    # Calls in flight when the duration ends are cut off by ghz itself (canceled, or their connection closing).
+    errors = report.get("errorDistribution") or {}
+    closing = sum(n for e, n in errors.items() if "transport is closing" in e)
+    cut_off = codes.get("Canceled", 0) + min(codes.get("Unavailable", 0), closing)
+    if cut_off <= in_flight:
+        codes.pop("Canceled", None)
+        if codes.get("Unavailable", 0) <= closing:
+            codes.pop("Unavailable", None)
+    if codes:
+        print(f"ghz: non-OK answers {codes}")
+        ok = -ok  # a negative count never matches the server's: the run fails its count check
+    latency = {d["percentage"]: d["latency"] / 1000 for d in report.get("latencyDistribution") or []}
+    return ok, float(report["rps"]), float(latency.get(50, "nan")), float(latency.get(99, "nan"))
+
+
+def measure_mix(
+    server: Server, protoset: Path, data: Path, mix: str, in_flight: int, seconds: float, load_cpu: int | None = 1
+) -> Run:
+    """Like `measure`, with ghz cycling through many different requests instead of h2load repeating one."""
+    ghz(server.port, protoset, data, in_flight, 1, load_cpu)  # warm-up, not counted
+    served_before = server.served("CheckEntitlement")
+    before = server.cpu_seconds()
+    calls, rps, p50, p99 = ghz(server.port, protoset, data, in_flight, seconds, load_cpu)
+    used = server.cpu_seconds() - before
+    served = server.served("CheckEntitlement") - served_before
+    run = Run(server.name, "CheckEntitlement", in_flight, calls, rps, p50, p99, 1e6 * used / max(1, served), 1,
+              served, mix)  # fmt: skip
+    if not run.counts_ok:
+        print(f"COUNT MISMATCH {server.name} {mix}/{in_flight}: ghz answered OK {calls}, server counted {served}")
+    return run
 
 
 def percentile(values: list[int] | list[float], q: float) -> float:

@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 
 from bench import memory_bench, sync_bench, workers_bench
-from bench.load import SERVICE, SIDECAR_COUNTS, Run, Server, frame, measure, percentile, pin
+from bench.load import GHZ, SERVICE, SIDECAR_COUNTS, Run, Server, frame, measure, measure_mix, percentile, pin
 from bench.provenance import changed_since, provenance
 from entitlements_sidecar.client import EntitlementsClient
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
@@ -70,6 +70,9 @@ def main() -> int:
     if not shutil.which("h2load"):
         print("h2load not found: `make bench` installs Debian's nghttp2-client", file=sys.stderr)
         return 2
+    if not GHZ.exists():
+        print(f"{GHZ} not found: `make bench` builds it from the Go module proxy", file=sys.stderr)
+        return 2
     baseline_grpcio = subprocess.run(
         [args.baseline_python, "-c", "import grpc; print(grpc.__version__)"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -96,6 +99,12 @@ def main() -> int:
     sidecar = Server(
         "sidecar", [*sidecar_cmd, f"127.0.0.1:{sidecar_port}"], sidecar_port, env, count_pattern=SIDECAR_COUNTS
     )
+    # The realistic mix: many subjects and quantities, so L1 hits miss the answer cache; and the same
+    # requests to a sidecar without an L1, so every call reads Redis.
+    no_l1_port = free_port()
+    no_l1_cmd = [*sidecar_cmd[:-1], "--l1-max-entries", "0", sidecar_cmd[-1], f"127.0.0.1:{no_l1_port}"]
+    no_l1 = Server("sidecar-no-l1", no_l1_cmd, no_l1_port, env, count_pattern=SIDECAR_COUNTS)
+    protoset, mix_data = _mix_inputs(tmp)
     echo_cmd = [args.baseline_python, "-m", "bench.echo_server", "--stack", "aio", "--port", str(echo_port)]
     echo = Server("echo-aio", echo_cmd, echo_port, baseline_env)
     sync_cmd = [sys.executable, "-m", "bench.echo_server", "--stack", "sync", "--port", str(sync_port)]
@@ -130,11 +139,17 @@ def main() -> int:
                     redis_reads_on_hits += _commands_since_reset(client, f"{rpc}/{in_flight}", seconds)
                 runs.append(run)
                 _print_run(run)
+            for server, mix in ((sidecar, "many subjects, L1 hits, answer-cache misses"),
+                                (no_l1, "many subjects, every call read from Redis (no L1)")):  # fmt: skip
+                run = measure_mix(server, protoset, mix_data, mix, 64, args.seconds)
+                runs.append(run)
+                _print_run(run)
         local_us = _local_check_us(sidecar)
         print(f"  client local cached check: {local_us:.2f} µs", flush=True)
     finally:
         sidecar_log, echo_log, sync_log = sidecar.stop()[0], echo.stop()[0], sync_echo.stop()[0]
         raw_echo.stop()
+        no_l1.stop()
     try:
         workers = workers_bench.measure_workers(sidecar_cmd, env, bodies["check"], args.seconds, tmp)
         changes = sorted(sync_bench.propagation(redis))
@@ -176,6 +191,25 @@ def main() -> int:
     return 0
 
 
+def _mix_inputs(tmp: Path) -> tuple[Path, Path]:
+    """ghz's inputs: the API's descriptor set, and 20,000 different checks (1,000 subscriptions x quantities
+    1-20: more distinct questions than the answer cache holds, half of them over the limit of 10)."""
+    protoset = tmp / "entitlements.protoset"
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{REPO / 'protos'}", "--include_imports",
+         f"--descriptor_set_out={protoset}", str(REPO / "protos" / "entitlements" / "v1" / "entitlements.proto")],
+        check=True,
+    )  # fmt: skip
+    checks = [
+        {"subscription_id": f"sub_{i % 1000:05d}", "feature_code": "seats", "privilege_code": "max",
+         "quantity": 1 + (i // 1000)}
+        for i in range(20_000)
+    ]  # fmt: skip
+    data = tmp / "mix.json"
+    data.write_text(json.dumps(checks))
+    return protoset, data
+
+
 def _sidecar_cmd(redis_url: str, catalog_path: Path) -> list[str]:
     """`serve` on Redis and the generated catalog; the listen address goes last."""
     return [
@@ -212,7 +246,8 @@ def _commands_since_reset(client: Any, what: str, seconds: float, quiet: bool = 
 def _print_run(run: Run) -> None:
     print(
         f"  {run.server:12} {run.rpc:17} in-flight {run.in_flight:3}: {run.rps:9.0f} rps, "
-        f"p50 {run.p50_us:7.0f} µs, p99 {run.p99_us:7.0f} µs, {run.cpu_us_per_call:6.1f} µs CPU/call",
+        f"{run.mix + ': ' if run.mix else ''}p50 {run.p50_us:7.0f} µs, p99 {run.p99_us:7.0f} µs, "
+        f"{run.cpu_us_per_call:6.1f} µs CPU/call",
         flush=True,
     )
 
@@ -242,7 +277,7 @@ def _warm(server: Server, redis: Any, check: pb.CheckEntitlementRequest, batch: 
 
 def _median(runs: list[Run], server: str, rpc: str, in_flight: int, field: str) -> float:
     return statistics.median(
-        getattr(r, field) for r in runs if (r.server, r.rpc, r.in_flight) == (server, rpc, in_flight)
+        getattr(r, field) for r in runs if (r.server, r.rpc, r.in_flight, r.mix) == (server, rpc, in_flight, "")
     )
 
 

@@ -11,6 +11,8 @@ ROWS = [
     ("sidecar", "CheckEntitlement", 1, "CheckEntitlement"),
     ("sidecar", "CheckEntitlement", 64, "CheckEntitlement"),
     ("sidecar", "CheckEntitlements", 4, "CheckEntitlements, 100 checks per call"),
+    ("sidecar", "CheckEntitlement", 64, "CheckEntitlement, many subjects, L1 hits, answer-cache misses"),
+    ("sidecar-no-l1", "CheckEntitlement", 64, "CheckEntitlement, many subjects, every call read from Redis (no L1)"),
     ("echo-sync", "CheckEntitlement", 64, "bare echo on the stack we ship (grpcio thread-pool server)"),
     ("echo-aio", "CheckEntitlement", 64, "bare grpcio 1.85 aio echo (the reference of P2)"),
     ("echo-raw", "CheckEntitlement", 64, "bare grpcio 1.85 aio echo of fixed bytes, no protobuf (P2r)"),
@@ -25,7 +27,12 @@ def table(path: Path) -> str:
     data = json.loads(path.read_text())
     lines = ["| | calls in flight | rps | p50 | p99 | server CPU per call |", "|---|---|---|---|---|---|"]
     for server, rpc, in_flight, label in ROWS:
-        runs = [r for r in data["runs"] if (r["server"], r["rpc"], r["in_flight"]) == (server, rpc, in_flight)]
+        mix = label.split(", ", 1)[1] if label.startswith("CheckEntitlement, many") else ""
+        runs = [
+            r
+            for r in data["runs"]
+            if (r["server"], r["rpc"], r["in_flight"], r.get("mix", "")) == (server, rpc, in_flight, mix)
+        ]
         if not runs:
             continue
         rps = statistics.median(r["rps"] for r in runs)
