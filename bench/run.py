@@ -229,13 +229,16 @@ def _sidecar_cmd(redis_url: str, catalog_path: Path) -> list[str]:
     ]
 
 
+SIDECARS_ON_REDIS = 2  # the L1 sidecar and the one without an L1: each probes the marker once a second
+
+
 def _commands_since_reset(client: Any, what: str, seconds: float, quiet: bool = False) -> int:
-    """Redis commands since CONFIG RESETSTAT, except our own bookkeeping and the readiness probe's HGETALL
-    of the map's marker (once a second, whatever the load): what the checks themselves sent."""
+    """Redis commands since CONFIG RESETSTAT, except our own bookkeeping and the readiness probes' HGETALL
+    of the map's marker (once a second per sidecar, whatever the load): what the checks themselves sent."""
     stats = client.info("commandstats")
     ignored = ("cmdstat_info", "cmdstat_config", "cmdstat_config|resetstat")
     used = {k: int(v["calls"]) for k, v in stats.items() if k not in ignored}
-    probes = math.ceil(seconds) + 1
+    probes = SIDECARS_ON_REDIS * (math.ceil(seconds) + 1)
     if used.get("cmdstat_hgetall", 0) <= probes:  # more would be checks reading customers from Redis
         used.pop("cmdstat_hgetall", None)
     if used and not quiet:
