@@ -123,16 +123,15 @@ def ghz(
     report = json.loads(out)
     codes = dict(report.get("statusCodeDistribution") or {})
     ok = int(codes.pop("OK", 0))
-    # Calls in flight when the duration ends are cut off by ghz itself (canceled, or their connection closing).
-    errors = report.get("errorDistribution") or {}
-    closing = sum(n for e, n in errors.items() if "transport is closing" in e)
-    cut_off = codes.get("Canceled", 0) + min(codes.get("Unavailable", 0), closing)
-    if cut_off <= in_flight:
+    # When the duration ends, ghz cancels the calls in flight and closes its connections, which fails the calls
+    # it was about to send (seen: Canceled 1 and Unavailable 64 at 64 in flight). Up to two per worker are
+    # taken for that; a server failing calls fails many more in a run of seconds, and any other code counts.
+    cut_off = codes.get("Canceled", 0) + codes.get("Unavailable", 0)
+    if cut_off <= 2 * in_flight:
         codes.pop("Canceled", None)
-        if codes.get("Unavailable", 0) <= closing:
-            codes.pop("Unavailable", None)
+        codes.pop("Unavailable", None)
     if codes:
-        print(f"ghz: non-OK answers {codes}")
+        print(f"ghz: non-OK answers {codes}: {report.get('errorDistribution')}")
         ok = -ok  # a negative count never matches the server's: the run fails its count check
     latency = {d["percentage"]: d["latency"] / 1000 for d in report.get("latencyDistribution") or []}
     return ok, float(report["rps"]), float(latency.get(50, "nan")), float(latency.get(99, "nan"))
