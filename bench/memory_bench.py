@@ -70,8 +70,8 @@ async def fill(redis: RedisServer, prefix: str, count: int) -> tuple[float, floa
         await store.put_subscriptions([ten_features(i) for i in range(start, min(count, start + 1000))])
     after_map = int((await client.info("memory"))["used_memory"])
     observed = int(time.time() * 1000)
-    for start in range(0, count, 1000):
-        await asyncio.gather(*(state.put_definition(definition(i), observed) for i in range(start, start + 1000)))
+    for start in range(0, count, 50):  # 50 at a time: within the client's connection pool
+        await asyncio.gather(*(state.put_definition(definition(i), observed) for i in range(start, start + 50)))
     after_definitions = int((await client.info("memory"))["used_memory"])
     meta = RedisMapMeta(client, prefix)  # what a syncer would record: lets a reader-only sidecar be ready
     await meta.finish_load(await meta.begin_load(), int(time.time() * 1000))
