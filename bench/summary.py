@@ -65,7 +65,7 @@ def table(path: Path) -> str:
     if data["settings"].get("counts") != "per run":
         verdict = "checked only at shutdown, with slack for h2load's uncounted warm-up (files before issue 12)"
     elif data["counts_verified"]:
-        verdict = "every run's h2load count matched the server's count of OK answers"
+        verdict = "every run's load-generator count (h2load or ghz) matched the server's count of OK answers"
     else:
         verdict = "MISMATCH: some run's calls were not all answered OK (see the runs' `served`)"
     lines.append(f"- call counts: {verdict}")
