@@ -216,7 +216,7 @@ class Server:
         pattern = re.compile(self.count_pattern.replace("{rpc}", rpc))
         total = 0
         for process, log in zip(self.processes, self.logs, strict=True):
-            total += _signalled_count(process, log, pattern, self.name)
+            total += signalled_count(process, log, pattern, self.name)
         return total
 
     def stop(self) -> list[str]:
@@ -229,7 +229,8 @@ class Server:
         return [log.read_text() for log in self.logs]
 
 
-def _signalled_count(process: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str], name: str) -> int:
+def signalled_count(process: subprocess.Popen[bytes], log: Path, pattern: re.Pattern[str], name: str) -> int:
+    """The count a server prints on SIGUSR1 (the last match of `pattern`'s group in its log)."""
     seen = len(pattern.findall(log.read_text()))
     process.send_signal(signal.SIGUSR1)
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.load import cpu_seconds, frame, h2load, percentile, pin
+from bench.load import cpu_seconds, frame, h2load, percentile, pin, signalled_count
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.support.processes import REPO, free_port
 from tests.support.wait import eventually
@@ -63,6 +63,9 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
+_SERVED = re.compile(r"served (\d+)")
+
+
 def run_one(
     name: str, cmd: list[str], port: int, body: Path, seconds: int, tmp: Path, live_counts: bool = True
 ) -> dict[str, object]:
@@ -74,11 +77,11 @@ def run_one(
     try:
         eventually(lambda: _listening(port), timeout=60, what=f"{name} listening")
         h2load(port, "CheckEntitlement", body, 64, 1, tmp / "h2load.log")  # warm-up, not counted
-        served_before = _count(process, log) if live_counts else 0
+        served_before = signalled_count(process, log, _SERVED, name) if live_counts else 0
         before = tree_cpu_seconds(process.pid)
         calls, rps, latencies = h2load(port, "CheckEntitlement", body, 64, seconds, tmp / "h2load.log")
         used = tree_cpu_seconds(process.pid) - before
-        served = _count(process, log) - served_before if live_counts else -1
+        served = signalled_count(process, log, _SERVED, name) - served_before if live_counts else -1
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -97,18 +100,6 @@ def run_one(
         flush=True,
     )
     return result
-
-
-def _count(process: subprocess.Popen[bytes], log: Path) -> int:
-    """The server's count of calls answered OK, printed on SIGUSR1."""
-    before = len(re.findall(r"served (\d+)", log.read_text()))
-    process.send_signal(signal.SIGUSR1)
-    found = eventually(
-        lambda: (counts := re.findall(r"served (\d+)", log.read_text()))[before:] and counts,
-        timeout=10,
-        what="the server's count",
-    )
-    return int(found[-1])
 
 
 def _listening(port: int) -> bool:
