@@ -14,7 +14,7 @@ import grpc
 
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
-from entitlements_sidecar.transport.routing_executor import RoutingExecutor
+from entitlements_sidecar.transport.grpc.routing import RoutingExecutor
 
 
 class Echo(pb_grpc.EntitlementServiceServicer):

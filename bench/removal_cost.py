@@ -22,11 +22,11 @@ from typing import Any
 from bench.provenance import provenance, write_results
 from entitlements_sidecar.sources.lago import mapping
 from entitlements_sidecar.sources.lago.client import LagoClient
+from entitlements_sidecar.sources.lago.full_sync import FullSync
 from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
 from entitlements_sidecar.sources.lago.refresher import Refresher
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.sync_state_memory import MemorySyncState
-from entitlements_sidecar.sync.full_sync import FullSync
 from tests.lago_emulator.server import LagoEmulator
 
 LAGO_CLOUD_RATE = 50.0

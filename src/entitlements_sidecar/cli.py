@@ -28,7 +28,7 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from entitlements_sidecar.sync.full_sync import Progress
+    from entitlements_sidecar.domain.events import Progress
 _log = logging.getLogger("entitlements_sidecar.sync")
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.events import EventQueue, SyncEvent, Target
+from entitlements_sidecar.store.memory_queue import MemoryQueue
 from entitlements_sidecar.store.redis_queue import QueueMissingError, RedisStreamQueue
-from entitlements_sidecar.sync.memory_queue import MemoryQueue
 from tests.support.redis_cluster import redis_client
 from tests.support.wait import eventually_async
 

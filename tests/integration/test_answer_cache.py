@@ -12,15 +12,15 @@ import pytest
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+from entitlements_sidecar.metrics import Metrics
 from entitlements_sidecar.sources.catalog_source import CatalogSource
 from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
-from entitlements_sidecar.transport.answer_cache import AnswerCache, _split
-from entitlements_sidecar.transport.grpc_server import GrpcServer
-from entitlements_sidecar.transport.loop_bridge import LoopBridge
-from entitlements_sidecar.transport.metrics import Metrics
-from entitlements_sidecar.transport.servicer import EntitlementServicer
+from entitlements_sidecar.transport.grpc.answer_cache import AnswerCache, _split
+from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
+from entitlements_sidecar.transport.grpc.server import GrpcServer
+from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
 from tests.unit.domain.builders import STARTER, subscription
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ async def served(example_catalog: Path) -> AsyncIterator[Served]:
     await store.start()
     source = CatalogSource(example_catalog)
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
-    servicer = EntitlementServicer(ReadService(store, source), store, max_batch_size=10)
+    servicer = EntitlementServicer(ReadService(store, source), store, 10, 100, Metrics())
     bridge = LoopBridge()
     answers = AnswerCache(servicer, store, bridge, Metrics())
     server = GrpcServer(servicer, "127.0.0.1:0", bridge, answers)

@@ -1,5 +1,19 @@
 """The one exception hierarchy. Adapters translate library errors into these; the transport maps
-them to status codes in one table (transport/status.py)."""
+them to gRPC codes, flagd codes and HTTP statuses in one module (transport/wire.py).
+
+    EntitlementsError
+    ├── InvalidArgumentError      a request field is wrong (names the field)
+    ├── UnauthenticatedError      a request's credentials are missing or wrong (a webhook signature)
+    ├── TooLargeError             a request body is over its limit
+    ├── StoreUnavailableError     Redis cannot answer now: try again
+    ├── SourceUnavailableError    the source cannot answer now: try again
+    ├── SourceRejectedError       the source refused us (Lago 401/403, another 4xx): retrying will not help
+    ├── NotReadyError             the map is not known complete: "not found" would be a guess
+    ├── DeadlineError             no answer before the caller's deadline
+    ├── CatalogError              a catalog file is invalid (names the file and the path in it)
+    ├── ConfigError               a setting is invalid (names the variable or flag)
+    └── FlagError                 an OpenFeature evaluation without a value (carries OpenFeature's code)
+"""
 
 from __future__ import annotations
 
@@ -19,19 +33,25 @@ class InvalidArgumentError(EntitlementsError):
         self.problem = problem
 
 
+class UnauthenticatedError(EntitlementsError):
+    """A request's credentials are missing or wrong (an unsigned or wrongly signed webhook)."""
+
+
+class TooLargeError(EntitlementsError):
+    """A request body is larger than its limit."""
+
+
 class StoreUnavailableError(EntitlementsError):
     """The shared store (Redis) could not be reached or answered with an error."""
 
-    # Every Redis adapter raises this on any Redis failure, so counting here counts them all (/metrics).
-    raised = 0
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        StoreUnavailableError.raised += 1
-
 
 class SourceUnavailableError(EntitlementsError):
-    """The source of truth (Lago or the catalog file) could not be read."""
+    """The source of truth (Lago or the catalog file) could not be read now; a later try may work."""
+
+
+class SourceRejectedError(EntitlementsError):
+    """The source refused a request in a way that retrying will not change (Lago answered 401 or 403 to
+    our API key, or another 4xx): it lasts until the configuration or the source changes."""
 
 
 class NotReadyError(EntitlementsError):

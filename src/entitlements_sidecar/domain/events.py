@@ -1,9 +1,10 @@
-"""Sync events: what a webhook asks the syncer to re-read, and the queue seam that carries them."""
+"""Sync events and the seams the generic syncer (`sync/`) runs over: the queue that carries events, the
+handler that applies them, and the loader that makes the whole map equal to the source."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,3 +43,45 @@ class EventQueue(Protocol):
     async def ack(self, ids: Sequence[str]) -> None: ...
 
     async def depth(self) -> int: ...
+
+
+class EventHandler(Protocol):
+    async def apply(self, events: Sequence[SyncEvent]) -> None:
+        """Bring the store up to date for a batch. SourceUnavailableError or StoreUnavailableError: try
+        the same batch again later; anything else: retrying would not help."""
+        ...
+
+
+Progress = Callable[[int, int], None]  # (subscriptions done, of how many)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    subscriptions: int
+    repaired: int
+    removed: int
+    seconds: float
+    recorded: bool = True  # False: the store lost the map meanwhile, so the load is not complete
+
+
+class MapLoader(Protocol):
+    async def run(self, progress: Progress | None = None) -> SyncReport:
+        """Load every subscription the source holds and remove what it no longer holds."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One verified webhook: its type, the event it asks for (None: it changes nothing we keep), and the
+    sender's delivery key, which makes a redelivery a duplicate."""
+
+    kind: str
+    event: SyncEvent | None
+    unique_key: str
+
+
+class WebhookDecoder(Protocol):
+    async def decode(self, headers: Mapping[str, str], body: bytes) -> Delivery:
+        """UnauthenticatedError (bad signature), InvalidArgumentError (malformed), SourceUnavailableError
+        or SourceRejectedError (the signature cannot be checked now)."""
+        ...

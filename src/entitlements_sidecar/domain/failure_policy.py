@@ -27,6 +27,7 @@ from entitlements_sidecar.domain.check import Decision, Reason
 from entitlements_sidecar.domain.errors import (
     DeadlineError,
     NotReadyError,
+    SourceRejectedError,
     SourceUnavailableError,
     StoreUnavailableError,
 )
@@ -37,7 +38,7 @@ from entitlements_sidecar.domain.service import CheckAnswer, EntitlementView, Fr
 _EPOCH = datetime.fromtimestamp(0, UTC)
 _T = TypeVar("_T")
 # What makes a check unanswerable fresh, as opposed to a bad request or a bug.
-_CANNOT_BE_FRESH = (StoreUnavailableError, SourceUnavailableError, DeadlineError, NotReadyError)
+_CANNOT_BE_FRESH = (StoreUnavailableError, SourceUnavailableError, SourceRejectedError, DeadlineError, NotReadyError)
 
 
 class PolicyKind(enum.Enum):

@@ -193,3 +193,17 @@ class Deadline(Protocol):
         """Await `work`; raise DeadlineError (and cancel it) when it would end after the caller's deadline
         less a margin. Without a deadline on the current call, just await it."""
         ...
+
+
+class SyncProbe(Protocol):
+    def confirmed_at(self) -> float | None:
+        """When the source last confirmed the whole map (epoch seconds): the sync lag counts from it."""
+        ...
+
+    def snapshot_at(self) -> float | None:
+        """When the map was last loaded or reconciled in full."""
+        ...
+
+    def problem(self) -> str | None:
+        """A problem that does not stop serving yet (a rejected catalog edit, a refused API key)."""
+        ...

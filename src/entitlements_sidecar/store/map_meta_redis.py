@@ -11,10 +11,10 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any
 
-from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.ports import MapState
 from entitlements_sidecar.store.lua import LuaScript, execute
 from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
+from entitlements_sidecar.store.redis_errors import unavailable
 
 # Bumped when the key layout changes: a syncer that finds another layout's load does its own full sync.
 LAYOUT = "2"
@@ -78,10 +78,10 @@ class RedisMapMeta:
         try:
             return await execute(self._redis, [command])
         except REDIS_FAILURES as exc:
-            raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+            raise unavailable(exc) from exc
 
     async def _call(self, pending: Awaitable[Any]) -> Any:
         try:
             return await pending
         except REDIS_FAILURES as exc:
-            raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+            raise unavailable(exc) from exc

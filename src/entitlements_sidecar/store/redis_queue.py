@@ -23,6 +23,7 @@ from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.events import QueuedEvent, SyncEvent, Target
 from entitlements_sidecar.store.lua import LuaScript, execute
 from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
+from entitlements_sidecar.store.redis_errors import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,9 @@ class RedisStreamQueue:
             await self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
-                raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+                raise unavailable(exc) from exc
         except REDIS_FAILURES as exc:
-            raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+            raise unavailable(exc) from exc
 
     async def publish(self, event: SyncEvent, unique_key: str) -> bool:
         keys = [f"{self._stream}:seen:{unique_key}", self._stream]
@@ -92,7 +93,7 @@ class RedisStreamQueue:
         try:
             [entry_id] = await execute(self._redis, [_PUBLISH.call(keys, args)])
         except REDIS_FAILURES as exc:
-            raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+            raise unavailable(exc) from exc
         if entry_id == -1:
             raise QueueMissingError("the queue's consumer group is missing (Redis lost it?); a syncer re-creates it")
         return entry_id is not None
@@ -102,13 +103,13 @@ class RedisStreamQueue:
             entries = await self._read(count)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
-                raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+                raise unavailable(exc) from exc
             log.warning("the queue's consumer group is gone (Redis restarted empty?): creating it again")
             await self.start()
             self._own_pending = None  # gone with it
             return []
         except REDIS_FAILURES as exc:
-            raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+            raise unavailable(exc) from exc
         gone = [_text(entry_id) for entry_id, fields in entries if not fields]
         if gone:  # pending entries the stream no longer holds (trimmed): nothing to apply, so let them go
             await self.ack(gone)
@@ -146,16 +147,16 @@ class RedisStreamQueue:
                 await pipe.execute()
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
-                raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+                raise unavailable(exc) from exc
             log.info("acknowledged entries went with the lost queue", extra={"entries": len(ids)})
         except REDIS_FAILURES as exc:
-            raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+            raise unavailable(exc) from exc
 
     async def depth(self) -> int:
         try:
             return int(await self._redis.xlen(self._stream))
         except REDIS_FAILURES as exc:
-            raise StoreUnavailableError(f"redis error: {type(exc).__name__}") from exc
+            raise unavailable(exc) from exc
 
 
 def _queued(entry_id: Any, fields: dict[Any, Any]) -> QueuedEvent:

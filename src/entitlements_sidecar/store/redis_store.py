@@ -33,7 +33,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
-from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.model import ResolvedSubscription
 from entitlements_sidecar.domain.ports import (
     Change,
@@ -47,6 +46,7 @@ from entitlements_sidecar.store import codec
 from entitlements_sidecar.store.listeners import Listeners
 from entitlements_sidecar.store.lua import Command, LuaScript, execute
 from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, open_redis
+from entitlements_sidecar.store.redis_errors import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class RedisStore:
         try:
             await self._redis.ping()
         except REDIS_FAILURES as exc:
-            raise StoreUnavailableError(f"redis unreachable: {type(exc).__name__}") from exc
+            raise unavailable(exc, "redis unreachable") from exc
         self._follower = asyncio.create_task(self._follow(), name="redis-change-feed")
         await asyncio.wait_for(self._subscribed.wait(), timeout=10)
 
@@ -126,7 +126,7 @@ class RedisStore:
         try:
             fields = await self._redis.hmget(self._sub_key(external_id), "v", "b", "t")
         except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         return _record(fields)
 
     async def get_subscriptions(self, external_ids: Sequence[str]) -> list[StoredSubscription | None]:
@@ -138,14 +138,14 @@ class RedisStore:
                     pipe.hmget(self._sub_key(external_id), "v", "b", "t")
                 rows = await pipe.execute()
         except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         return [_record(row) for row in rows]
 
     async def get_customer(self, customer_id: str, min_version: int = 0) -> StoredCustomer | None:
         try:
             fields = await self._redis.hgetall(self._customer_key(customer_id))
         except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         members = sorted(_text(k)[2:] for k in fields if _text(k).startswith("m:"))
         if not members:
             return None
@@ -155,7 +155,7 @@ class RedisStore:
         try:
             members = await self._redis.smembers(self._ids)
         except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         return {_text(m) for m in members}
 
     # -- writes ---------------------------------------------------------------------------
@@ -209,7 +209,7 @@ class RedisStore:
         try:
             return await execute(self._redis, commands)
         except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
 
     # -- change feed ----------------------------------------------------------------------
 
@@ -292,8 +292,3 @@ def _record(fields: Sequence[bytes | str | None]) -> StoredSubscription | None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _unavailable(exc: BaseException) -> StoreUnavailableError:
-    # Never pass raw library text to clients; the type is enough to diagnose from logs.
-    return StoreUnavailableError(f"redis error: {type(exc).__name__}")

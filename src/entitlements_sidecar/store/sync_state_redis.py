@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition, SubscriptionDefinition
 from entitlements_sidecar.store import definition_codec as codec
 from entitlements_sidecar.store.lua import Command, LuaScript, execute
 from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
+from entitlements_sidecar.store.redis_errors import unavailable
 
 # KEYS: definition. ARGV: observed ms, body ('' to delete), plan code. -> {written, plan before}
 _WRITE = LuaScript("""
@@ -58,7 +58,7 @@ class RedisSyncState:
                     pipe.hset(key, mapping={code: codec.encode_feature(f) for code, f in features.items()})
                 await pipe.execute()
         except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
 
     async def plan(self, code: str) -> PlanDefinition | None:
         raw = await self._call(self._redis.get(f"{self._prefix}d:plan:{code}"))
@@ -80,7 +80,7 @@ class RedisSyncState:
                     pipe.hget(self._key(external_id), "b")
                 bodies = await pipe.execute()
         except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         return {i: codec.decode_definition(b) for i, b in zip(external_ids, bodies, strict=True) if b}
 
     async def put_definition(self, definition: SubscriptionDefinition, observed_ms: int) -> bool:
@@ -123,20 +123,16 @@ class RedisSyncState:
         try:
             return await execute(self._redis, commands)
         except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
 
     async def _call(self, pending: Awaitable[Any]) -> Any:
         try:
             return await pending
         except REDIS_FAILURES as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
 
     def _key(self, external_id: str) -> str:
         return f"{self._prefix}d:s:{{{external_id}}}"
 
     def _on_plan(self, plan_code: str) -> str:
         return f"{self._prefix}d:onplan:{plan_code}"
-
-
-def _unavailable(exc: BaseException) -> StoreUnavailableError:
-    return StoreUnavailableError(f"redis error: {type(exc).__name__}")

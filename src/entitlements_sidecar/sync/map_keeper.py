@@ -10,9 +10,8 @@ import logging
 import time
 
 from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
-from entitlements_sidecar.domain.events import EventQueue
+from entitlements_sidecar.domain.events import EventQueue, MapLoader
 from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore
-from entitlements_sidecar.sync.full_sync import FullSync
 from entitlements_sidecar.sync.map_watch import MapWatch
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,7 @@ class MapKeeper:
         self,
         watch: MapWatch,
         queue: EventQueue,
-        full_sync: FullSync,
+        full_sync: MapLoader,
         store: EntitlementStore,
         interval: float = 1.0,
     ) -> None:

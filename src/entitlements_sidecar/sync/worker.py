@@ -7,32 +7,36 @@ import contextlib
 import logging
 
 from entitlements_sidecar import tracing
-from entitlements_sidecar.domain.errors import SourceUnavailableError, StoreUnavailableError
-from entitlements_sidecar.domain.events import EventQueue, QueuedEvent
+from entitlements_sidecar.domain.clock import now_ms
+from entitlements_sidecar.domain.errors import SourceRejectedError, SourceUnavailableError, StoreUnavailableError
+from entitlements_sidecar.domain.events import EventHandler, EventQueue, QueuedEvent
 from entitlements_sidecar.domain.ports import MapMeta
-from entitlements_sidecar.sources.lago.refresher import Refresher, now_ms
+from entitlements_sidecar.logs import Throttled
 
 log = logging.getLogger(__name__)
 _RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # while Lago or Redis is down; capped at the last
+_REJECTED_PAUSE = 30.0  # the source refused us (a bad API key): ask again this rarely until it is fixed
+_rejections = Throttled(log, every=60.0)
 
 
 class SyncWorker:
     def __init__(
         self,
         queue: EventQueue,
-        refresher: Refresher,
+        handler: EventHandler,
         meta: MapMeta | None = None,
         batch_size: int = 100,
         beat_every_ms: int = 1000,
     ) -> None:
         self._queue = queue
-        self._refresher = refresher
+        self._handler = handler
         self._meta = meta
         self._batch_size = batch_size
         self._beat_every_ms = beat_every_ms
         self._last_beat = 0
         self._stopping = asyncio.Event()
         self.applied_batches = 0
+        self.problem: str | None = None  # readiness shows it: why queued events are not being applied
 
     def stop(self) -> None:
         """Finish the current step and return from run(). Unacknowledged entries stay pending."""
@@ -73,8 +77,17 @@ class SyncWorker:
         while True:
             try:
                 with tracing.span("apply queued events", events=len(batch)):
-                    await self._refresher.apply([q.event for q in batch])
+                    await self._handler.apply([q.event for q in batch])
+                self.problem = None
                 break
+            except SourceRejectedError as exc:
+                # Permanent until someone fixes the configuration: keep the entries pending (nothing
+                # acknowledged is lost), say so in readiness, and do not hammer the source.
+                self.problem = f"the source refuses the syncer, so queued events wait: {exc}"
+                _rejections.log(logging.ERROR, "rejected", "sync batch refused by the source", error=str(exc))
+                await self._pause(_REJECTED_PAUSE)
+                if self._stopping.is_set():
+                    return
             except (SourceUnavailableError, StoreUnavailableError) as exc:
                 # Keep the entries: they stay pending and are retried here (or claimed by another
                 # syncer if this one dies), so nothing is lost while Lago is down.

@@ -143,7 +143,7 @@ def test_ids_that_grpc_would_refuse_are_refused_at_intake(lago: LagoEmulator, st
                    "X-Lago-Unique-Key": f"k-{index}", "Content-Type": "application/json"}  # fmt: skip
         response = post(syncer, body, headers)
         assert response.status_code == 400, value
-        assert response.json()["error"].startswith(f"{object_type}.{key} ") and problem in response.json()["error"]
+        assert response.json()["error"].startswith(f"{object_type}.{key}: ") and problem in response.json()["error"]
     holds_for(lambda: len(lago.controls.api_requests()) == requests_before, seconds=0.5, what="no Lago read")
     metrics = httpx.get(f"http://127.0.0.1:{syncer.http_port}/metrics", timeout=5).text
     assert "entitlements_queue_depth 0.0" in metrics

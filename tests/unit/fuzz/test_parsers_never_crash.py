@@ -17,9 +17,9 @@ from entitlements_sidecar.domain.errors import CatalogError, FlagError, InvalidA
 from entitlements_sidecar.domain.flags import FlagKey, parse_flag_key
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.sources.catalog_file import load_catalog
-from entitlements_sidecar.transport import mapping
-from entitlements_sidecar.transport.answer_cache import _split
-from entitlements_sidecar.transport.webhook_intake import _parse
+from entitlements_sidecar.sources.lago.webhooks import parse
+from entitlements_sidecar.transport.grpc import mapping
+from entitlements_sidecar.transport.grpc.answer_cache import _split
 
 EXAMPLES = 300
 json_values = st.recursive(
@@ -42,10 +42,10 @@ webhook_like = st.fixed_dictionaries(
 
 @settings(max_examples=EXAMPLES)
 @given(st.binary(max_size=200) | webhook_like.map(orjson.dumps) | json_values.map(orjson.dumps))
-def test_webhook_bodies_parse_or_raise_value_error(body: bytes) -> None:
+def test_webhook_bodies_parse_or_raise_invalid_argument(body: bytes) -> None:
     try:
-        webhook_type, event = _parse(body)
-    except ValueError:
+        webhook_type, event = parse(body)
+    except InvalidArgumentError:
         return
     assert isinstance(webhook_type, str)
     if event is not None:

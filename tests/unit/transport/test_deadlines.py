@@ -9,7 +9,7 @@ import time
 import pytest
 
 from entitlements_sidecar.domain.errors import DeadlineError
-from entitlements_sidecar.transport.deadlines import CALL_DEADLINE, CallDeadline
+from entitlements_sidecar.transport.grpc.deadlines import CALL_DEADLINE, CallDeadline
 
 
 async def slow(seconds: float) -> str:

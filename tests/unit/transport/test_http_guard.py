@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from entitlements_sidecar.transport.http_guard import GuardedProtocol, HttpLimits
+from entitlements_sidecar.transport.http.guard import GuardedProtocol, HttpLimits
 
 
 class _Inner(asyncio.Protocol):

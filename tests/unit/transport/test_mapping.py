@@ -17,8 +17,8 @@ from entitlements_sidecar.domain.ports import Origin
 from entitlements_sidecar.domain.queries import ConsistencyMode
 from entitlements_sidecar.domain.service import CheckAnswer, Freshness
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
-from entitlements_sidecar.transport import mapping
-from entitlements_sidecar.transport.status import status_for
+from entitlements_sidecar.transport.grpc import mapping
+from entitlements_sidecar.transport.wire import grpc_status
 
 
 def test_every_domain_enum_has_a_proto_value() -> None:
@@ -73,7 +73,7 @@ def test_values_keep_their_type(value: bool | int | str, kind: str) -> None:
     ],
 )
 def test_status_table(error: Exception, code: grpc.StatusCode) -> None:
-    got, message = status_for(error)
+    got, message = grpc_status(error)
     assert got is code
     if code is grpc.StatusCode.INTERNAL:
         assert message.startswith("internal error (request_id=") and "secret" not in message

@@ -195,7 +195,7 @@ def _filters(asked: Asked) -> str:
 def _json(response: httpx.Response, path: str) -> Json:
     body = _body(response)
     if not isinstance(body, dict):
-        raise LagoError(f"lago answered {path} with a body that is not a JSON object")
+        raise LagoUnavailableError(f"lago answered {path} with a body that is not a JSON object")
     return body
 
 

@@ -24,7 +24,7 @@ from entitlements_sidecar.domain.model import (
     SubscriptionStatus,
     ValueType,
 )
-from entitlements_sidecar.sources.lago.errors import LagoError
+from entitlements_sidecar.sources.lago.errors import LagoContractError
 
 Json = dict[str, Any]
 
@@ -155,7 +155,7 @@ def _value_type(raw: Json) -> ValueType:
     try:
         return ValueType(raw.get("value_type") or "string")
     except ValueError as exc:
-        raise LagoError(f"lago sent an unknown value_type {raw.get('value_type')!r}") from exc
+        raise LagoContractError(f"lago sent an unknown value_type {raw.get('value_type')!r}") from exc
 
 
 def _value(privilege: Json, value: Any) -> PrivilegeValue:
@@ -172,7 +172,7 @@ def _status(raw: Json) -> SubscriptionStatus:
     try:
         return SubscriptionStatus(raw["status"])
     except ValueError as exc:
-        raise LagoError(f"lago sent an unknown subscription status {raw['status']!r}") from exc
+        raise LagoContractError(f"lago sent an unknown subscription status {raw['status']!r}") from exc
 
 
 def _timestamp(text: str | None) -> datetime | None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
+from entitlements_sidecar.domain.clock import now_ms
 from entitlements_sidecar.domain.events import SyncEvent, Target
 from entitlements_sidecar.domain.model import (
     FeatureDefinition,
@@ -22,7 +22,7 @@ from entitlements_sidecar.domain.model import (
 from entitlements_sidecar.domain.ports import EntitlementStore, SyncStateStore
 from entitlements_sidecar.domain.resolution import resolve_subscription
 from entitlements_sidecar.sources.lago import mapping
-from entitlements_sidecar.sources.lago.errors import LagoContractError
+from entitlements_sidecar.sources.lago.errors import LagoContractError, LagoRequestError
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
@@ -45,10 +45,6 @@ class LagoReader(Protocol):
     async def get_plan_entitlements(self, plan_code: str) -> list[Json] | None: ...
 
     def list_features(self, per_page: int = ...) -> AsyncIterator[Json]: ...
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Refresher:
@@ -79,9 +75,11 @@ class Refresher:
         for external_id, webhook_type in subscriptions.items():
             try:
                 await self.refresh_subscription(external_id, webhook_type)
-            except LagoContractError:
-                # Lago answered for another subscription (logged with both ids): nothing is written, and
-                # retrying the batch would not make the answer true. Reconciliation reads it again.
+            except (LagoContractError, LagoRequestError) as exc:
+                # Lago answered for another subscription, something we cannot read, or refused this one
+                # request: nothing is written, and retrying the batch would not make the answer true.
+                # Reconciliation reads it again. (A refused API key is not caught: the batch stays pending.)
+                log.warning("subscription not refreshed", extra={"subscription": external_id, "error": str(exc)})
                 continue
 
     # -- subscriptions --------------------------------------------------------------------

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 
 import jwt
 
-from entitlements_sidecar.domain.errors import EntitlementsError
+from entitlements_sidecar.domain.errors import EntitlementsError, UnauthenticatedError
 
 _KEY_REFRESH_SECONDS = 60.0  # a failed JWT may mean a rotated key, but refetch at most this often
 
 
-class SignatureError(EntitlementsError):
+class SignatureError(UnauthenticatedError):
     """The webhook is unsigned, wrongly signed, or signed in a way we cannot check."""
 
 

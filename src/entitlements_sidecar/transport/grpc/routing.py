@@ -5,9 +5,9 @@ A stream (Watch, flagd EventStream, health Watch, reflection) holds its thread f
 open, so it cannot share a small pool with unary calls; and a large pool makes unary calls dearer,
 because under load Python's executor starts a thread per waiting call and they all contend for the
 GIL (docs/adr/0004). grpcio submits every response-streaming call as
-`submit(context.run, _stream_response_in_pool, ...)`; those go to the stream pool. If a grpcio upgrade
-changed that shape, streams would fall back to the unary pool; tests/integration/test_watch_limits.py
-would catch it.
+`submit(context.run, _stream_response_in_pool, ...)`; those go to the stream pool. The server refuses to
+start if that function is gone (`grpcio_compat.py`); tests/integration/test_watch_limits.py checks the
+routing itself.
 
 Unary calls run on a fixed set of threads fed by one queue, and `submit` returns the least a grpcio
 server uses of a Future (`add_done_callback`): the `concurrent.futures` machinery per call is a
@@ -25,11 +25,11 @@ from concurrent import futures
 from typing import Any, TypeVar
 
 import grpc
-from grpc import _server as grpc_server_internals
+
+from entitlements_sidecar.transport.grpc.grpcio_compat import STREAM_RESPONSE_IN_POOL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_STREAMING = getattr(grpc_server_internals, "_stream_response_in_pool", None)
 Callback = Callable[[Any], object]
 
 
@@ -74,7 +74,7 @@ class RoutingExecutor(futures.ThreadPoolExecutor):
         self._streams = futures.ThreadPoolExecutor(max(1, stream_threads), thread_name_prefix="grpc-stream")
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> futures.Future[T]:
-        if args and args[0] is _STREAMING:
+        if args and args[0] is STREAM_RESPONSE_IN_POOL:
             return self._streams.submit(fn, *args, **kwargs)
         completion = _Completion()
         self._work.put((completion, fn if not kwargs else lambda *a: fn(*a, **kwargs), args))

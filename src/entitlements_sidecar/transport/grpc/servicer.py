@@ -14,10 +14,10 @@ from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementSto
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
 from entitlements_sidecar.domain.service import EntitlementReader
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
-from entitlements_sidecar.transport import mapping
-from entitlements_sidecar.transport.loop_bridge import AbortContext, RpcAbort
-from entitlements_sidecar.transport.metrics import Metrics
-from entitlements_sidecar.transport.status import status_for
+from entitlements_sidecar.metrics import Metrics
+from entitlements_sidecar.transport.grpc import mapping
+from entitlements_sidecar.transport.grpc.loop_bridge import AbortContext, RpcAbort
+from entitlements_sidecar.transport.wire import grpc_status
 
 
 class EntitlementServicer:
@@ -25,11 +25,11 @@ class EntitlementServicer:
         self,
         service: EntitlementReader,
         store: EntitlementStore,
-        max_batch_size: int = 1000,
-        max_watch_subjects: int = 100,
-        metrics: Metrics | None = None,
+        max_batch_size: int,
+        max_watch_subjects: int,
+        metrics: Metrics,
     ) -> None:
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
         self._service = service
         self._store = store
         self.max_batch_size = max_batch_size
@@ -54,7 +54,7 @@ class EntitlementServicer:
             self.calls.served("CheckEntitlement")
             return response
         except Exception as exc:
-            await context.abort(*status_for(exc))
+            await context.abort(*grpc_status(exc))
 
     async def CheckEntitlements(
         self,
@@ -82,7 +82,7 @@ class EntitlementServicer:
             self._count(response)
             return pb.CheckEntitlementsResult(response=response)
         except Exception as exc:
-            code, message = status_for(exc)
+            code, message = grpc_status(exc)
             field = exc.field if isinstance(exc, InvalidArgumentError) else ""
             return pb.CheckEntitlementsResult(error=pb.ItemError(code=code.value[0], message=message, field=field))
 
@@ -100,7 +100,7 @@ class EntitlementServicer:
             self.calls.served("GetEntitlements")
             return got
         except Exception as exc:
-            await context.abort(*status_for(exc))
+            await context.abort(*grpc_status(exc))
 
     async def WatchEntitlements(
         self,
@@ -110,7 +110,7 @@ class EntitlementServicer:
         try:
             subjects = self._watch_subjects(request)
         except Exception as exc:
-            await context.abort(*status_for(exc))
+            await context.abort(*grpc_status(exc))
         changed: asyncio.Queue[Subject] = asyncio.Queue()
         pending: set[Subject] = set()
 
@@ -147,7 +147,7 @@ class EntitlementServicer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await context.abort(*status_for(exc))
+            await context.abort(*grpc_status(exc))
         finally:
             remove()
 

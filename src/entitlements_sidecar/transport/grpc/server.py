@@ -28,12 +28,13 @@ from grpc_reflection.v1alpha import reflection
 
 from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
-from entitlements_sidecar.transport.answer_cache import AnswerCache
-from entitlements_sidecar.transport.flagd_service import FlagdService
-from entitlements_sidecar.transport.grpc_decoding import HandlerCollector, all_checked
-from entitlements_sidecar.transport.loop_bridge import LoopBridge
-from entitlements_sidecar.transport.routing_executor import RoutingExecutor, StreamSlots
-from entitlements_sidecar.transport.servicer import EntitlementServicer
+from entitlements_sidecar.transport.grpc.answer_cache import AnswerCache
+from entitlements_sidecar.transport.grpc.decoding import HandlerCollector, all_checked
+from entitlements_sidecar.transport.grpc.grpcio_compat import require_stream_marker
+from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
+from entitlements_sidecar.transport.grpc.routing import RoutingExecutor, StreamSlots
+from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
+from entitlements_sidecar.transport.openfeature.flagd import FlagdService
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EntitlementService"].full_name
@@ -119,6 +120,7 @@ class GrpcServer:
         self.address = address
 
     async def start(self) -> None:
+        require_stream_marker()
         self._bridge.bind_running_loop()
         await self.set_serving(False)  # until the first load is done
         self.server.start()

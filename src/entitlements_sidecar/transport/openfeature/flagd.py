@@ -2,7 +2,7 @@
 
 OpenFeature's flagd providers in RPC mode (Python, Java, Node, .NET: v2; the browser: v1
 ResolveAll) work against the sidecar unchanged: point them at its gRPC port. The flag mapping is
-domain/flags.py; errors use flagd's status codes (transport/status.py).
+domain/flags.py; errors use flagd's status codes (transport/wire.py).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from entitlements_sidecar.domain.ports import FeatureCatalog
 from entitlements_sidecar.domain.service import EntitlementReader, EntitlementView
 from entitlements_sidecar.gen.flagd.evaluation.v1 import evaluation_pb2 as v1
 from entitlements_sidecar.gen.flagd.evaluation.v2 import evaluation_pb2 as v2
-from entitlements_sidecar.transport.flag_events import FlagChangeFeed
-from entitlements_sidecar.transport.loop_bridge import AbortContext, LoopBridge
-from entitlements_sidecar.transport.routing_executor import StreamSlots
-from entitlements_sidecar.transport.status import status_for
+from entitlements_sidecar.transport.grpc.loop_bridge import AbortContext, LoopBridge
+from entitlements_sidecar.transport.grpc.routing import StreamSlots
+from entitlements_sidecar.transport.openfeature.flag_events import FlagChangeFeed
+from entitlements_sidecar.transport.wire import grpc_status
 
 _RESOLVES = {
     "ResolveBoolean": FlagType.BOOLEAN,
@@ -89,7 +89,7 @@ class FlagdService:
                     view = await self._view(request.context)
                     result = evaluate(view, request.flag_key, flag_type)
             except Exception as exc:
-                await context.abort(*status_for(exc))
+                await context.abort(*grpc_status(exc))
             if result.value is None and module is v1:
                 # v1 cannot say "no value"; flagd answers a disabled flag with NOT_FOUND.
                 await context.abort(
@@ -105,7 +105,7 @@ class FlagdService:
             view = await self._view(request.context)
             catalog = await self._catalog.features()
         except Exception as exc:
-            await context.abort(*status_for(exc))
+            await context.abort(*grpc_status(exc))
         response = v1.ResolveAllResponse()
         for key, result in evaluate_all(view, catalog).items():
             if result.value is None:

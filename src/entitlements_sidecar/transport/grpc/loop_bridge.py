@@ -18,7 +18,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 import grpc
 
 from entitlements_sidecar import logs
-from entitlements_sidecar.transport.deadlines import CALL_DEADLINE
+from entitlements_sidecar.transport.grpc.deadlines import CALL_DEADLINE
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")

@@ -11,26 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from entitlements_sidecar.domain.clock import now_ms
+from entitlements_sidecar.domain.events import Progress, SyncReport
 from entitlements_sidecar.domain.ports import EntitlementStore, MapMeta, SyncStateStore
 from entitlements_sidecar.sources.lago import mapping
 from entitlements_sidecar.sources.lago.errors import LagoContractError
-from entitlements_sidecar.sources.lago.refresher import LagoReader, Refresher, now_ms
+from entitlements_sidecar.sources.lago.refresher import LagoReader, Refresher
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    subscriptions: int
-    repaired: int
-    removed: int
-    seconds: float
-    recorded: bool = True  # False: the store lost the map meanwhile, so the load is not complete
 
 
 class FullSync:

@@ -15,14 +15,15 @@ import orjson
 from aiohttp import web
 
 from entitlements_sidecar import tracing
-from entitlements_sidecar.domain.errors import EntitlementsError, FlagError, FlagErrorCode
+from entitlements_sidecar.domain.errors import EntitlementsError, FlagError, FlagErrorCode, TooLargeError
 from entitlements_sidecar.domain.flags import FlagResult, evaluate, evaluate_all, subject_from_context
 from entitlements_sidecar.domain.ports import FeatureCatalog
 from entitlements_sidecar.domain.service import EntitlementReader, EntitlementView
-from entitlements_sidecar.transport.flag_events import FlagChangeFeed
+from entitlements_sidecar.transport.http.responses import json_body
+from entitlements_sidecar.transport.openfeature.flag_events import FlagChangeFeed
+from entitlements_sidecar.transport.wire import http_status
 
 MAX_BODY_BYTES = 64 * 1024
-_STATUS = {FlagErrorCode.FLAG_NOT_FOUND: 404}  # the other codes are 400
 
 
 class OfrepEndpoints:
@@ -41,26 +42,16 @@ class OfrepEndpoints:
             with tracing.span("OFREP evaluate", flag=key):
                 view = await self._view(request)
                 result = evaluate(view, key)
-        except FlagError as exc:
-            return _json(
-                {"key": key, "errorCode": exc.code.value, "errorDetails": exc.message}, _STATUS.get(exc.code, 400)
-            )
-        except _TooLarge as exc:
-            return _json({"key": key, "errorCode": "GENERAL", "errorDetails": str(exc)}, 413)
         except EntitlementsError as exc:
-            return _json({"key": key, "errorCode": "GENERAL", "errorDetails": str(exc)}, 500)
-        return _json(_success(result), 200)
+            return _failure(exc, key=key)
+        return json_body(_success(result))
 
     async def evaluate_all(self, request: web.Request) -> web.Response:
         try:
             view = await self._view(request)
             catalog = await self._catalog.features()
-        except FlagError as exc:
-            return _json({"errorCode": exc.code.value, "errorDetails": exc.message}, 400)
-        except _TooLarge as exc:
-            return _json({"errorCode": "GENERAL", "errorDetails": str(exc)}, 413)
         except EntitlementsError as exc:
-            return _json({"errorCode": "GENERAL", "errorDetails": str(exc)}, 500)
+            return _failure(exc)
         body = orjson.dumps({"flags": [_success(r) for r in evaluate_all(view, catalog).values()]})
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if etag in request.headers.get("If-None-Match", ""):
@@ -69,12 +60,12 @@ class OfrepEndpoints:
 
     async def _view(self, request: web.Request) -> EntitlementView:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise _TooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+            raise TooLargeError(f"body larger than {MAX_BODY_BYTES} bytes")
         raw = bytearray()
         async for chunk in request.content.iter_chunked(16 * 1024):  # a body may arrive in many writes
             raw += chunk
             if len(raw) > MAX_BODY_BYTES:
-                raise _TooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+                raise TooLargeError(f"body larger than {MAX_BODY_BYTES} bytes")
         try:
             body = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError as exc:
@@ -87,10 +78,6 @@ class OfrepEndpoints:
         return view
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _success(result: FlagResult) -> dict[str, Any]:
     # No `value` means "use the code default" (OFREP's optional value); providers still read `variant`.
     answer: dict[str, Any] = {"key": result.key, "reason": result.reason, "variant": result.variant}
@@ -99,5 +86,10 @@ def _success(result: FlagResult) -> dict[str, Any]:
     return answer
 
 
-def _json(body: dict[str, Any], status: int) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+def _failure(exc: EntitlementsError, **key: str) -> web.Response:
+    # OFREP's error body: the OpenFeature code for evaluation errors, GENERAL for everything else.
+    status, message = http_status(exc)
+    code = exc.code.value if isinstance(exc, FlagError) else "GENERAL"
+    if status == 404 and not key:  # a bulk request names no flag that could be missing
+        status = 400
+    return json_body({**key, "errorCode": code, "errorDetails": message}, status)

@@ -1,4 +1,4 @@
-"""Prometheus metrics, served at GET /metrics on the HTTP port.
+"""Prometheus metrics, served at GET /metrics on the HTTP port (transport/http/metrics_endpoint.py).
 
 The hot path (an answer-cache hit, on a gRPC thread) only adds one to a plain counter under a lock;
 everything else is read when Prometheus scrapes (`_Collector`), so metrics cost the hot path little
@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from entitlements_sidecar.domain.errors import StoreUnavailableError
+from entitlements_sidecar.store.redis_errors import redis_failures
 
 CheckLabel = tuple[str, str]  # (result: allowed|denied, reason)
 
@@ -132,11 +131,9 @@ class Metrics:
     def timer(self) -> _Timer:
         return _Timer(self.check_seconds)
 
-    async def handle(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/metrics", self.handle)
+    def exposition(self) -> tuple[bytes, str]:
+        """The text Prometheus scrapes, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 class _Timer:
@@ -168,7 +165,7 @@ class _Collector(Collector):
             value=self._metrics.calls.answer_cache_hits,
         )
         yield CounterMetricFamily(
-            "entitlements_redis_errors", "Redis commands that failed or timed out", value=StoreUnavailableError.raised
+            "entitlements_redis_errors", "Redis commands that failed or timed out", value=redis_failures()
         )
         for name, help_text, read, counter in self._metrics._watched:
             family = CounterMetricFamily if counter else GaugeMetricFamily

@@ -16,9 +16,9 @@ from google.protobuf.message import DecodeError
 
 from entitlements_sidecar.domain.ports import Change, EntitlementStore
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
-from entitlements_sidecar.transport.loop_bridge import AbortContext, LoopBridge
-from entitlements_sidecar.transport.metrics import CheckLabel, Metrics
-from entitlements_sidecar.transport.servicer import EntitlementServicer
+from entitlements_sidecar.metrics import CheckLabel, Metrics
+from entitlements_sidecar.transport.grpc.loop_bridge import AbortContext, LoopBridge
+from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
 
 _FIELD_1_BYTES = 0x0A  # protobuf tag: field 1, length-delimited
 _SOURCE_MEMORY = pb.SOURCE_MEMORY

@@ -1,6 +1,6 @@
 """The HTTP port (aiohttp): health, metrics, OFREP (readers) and Lago's webhook endpoint (syncers).
 
-Every connection goes through transport/http_guard.py first (request heads bounded in size and time,
+Every connection goes through transport/http/guard.py first (request heads bounded in size and time,
 bodies in time). Only a syncer's port accepts a long `X-Lago-Signature` line: Lago's JWT signature
 carries the whole webhook body. Client mistakes are logged without tracebacks, at a bounded rate, and
 no response names the server's software or versions.
@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler
 
 from entitlements_sidecar import logs
 from entitlements_sidecar.domain.errors import ConfigError
-from entitlements_sidecar.transport.http_guard import GuardedProtocol, HttpLimits
+from entitlements_sidecar.transport.http.guard import GuardedProtocol, HttpLimits
 
 SERVER_NAME = "entitlements-sidecar"
 # aiohttp writes `Server: Python/3.x aiohttp/3.x` on every response it builds, its own error pages

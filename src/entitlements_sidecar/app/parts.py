@@ -1,0 +1,168 @@
+"""What each role is built from, one function per assembly. Every dependency is passed in: nothing
+here reads the environment or builds a default of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from entitlements_sidecar.config import Settings
+from entitlements_sidecar.domain.events import EventQueue
+from entitlements_sidecar.domain.failure_policy import FailurePolicies, PolicyReadService
+from entitlements_sidecar.domain.ports import EntitlementStore, FeatureCatalog, MapMeta, SyncStateStore
+from entitlements_sidecar.domain.service import ReadService
+from entitlements_sidecar.metrics import Metrics
+from entitlements_sidecar.sources.lago.client import LagoClient
+from entitlements_sidecar.sources.lago.full_sync import FullSync
+from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
+from entitlements_sidecar.sources.lago.refresher import Refresher
+from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
+from entitlements_sidecar.sources.lago.webhooks import LagoWebhooks
+from entitlements_sidecar.store.cached import CachedStore
+from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
+from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
+from entitlements_sidecar.store.memory import MemoryStore
+from entitlements_sidecar.store.memory_queue import MemoryQueue
+from entitlements_sidecar.store.redis_connection import RedisClient, open_redis
+from entitlements_sidecar.store.redis_queue import RedisStreamQueue
+from entitlements_sidecar.store.redis_store import RedisStore
+from entitlements_sidecar.store.sync_state_memory import MemorySyncState
+from entitlements_sidecar.store.sync_state_redis import RedisSyncState
+from entitlements_sidecar.sync.map_keeper import MapKeeper
+from entitlements_sidecar.sync.map_watch import MapWatch
+from entitlements_sidecar.sync.worker import SyncWorker
+from entitlements_sidecar.transport.grpc.answer_cache import AnswerCache
+from entitlements_sidecar.transport.grpc.deadlines import CallDeadline
+from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
+from entitlements_sidecar.transport.grpc.routing import StreamSlots
+from entitlements_sidecar.transport.grpc.server import GrpcServer, Keepalive
+from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
+from entitlements_sidecar.transport.http.webhook import WebhookIntake
+from entitlements_sidecar.transport.openfeature.flag_events import FlagChangeFeed
+from entitlements_sidecar.transport.openfeature.flagd import FlagdService
+from entitlements_sidecar.transport.openfeature.ofrep import OfrepEndpoints
+from entitlements_sidecar.transport.tls import grpc_server_credentials
+
+
+def redis_client(settings: Settings) -> RedisClient:
+    return open_redis(
+        settings.redis_url,
+        settings.redis_timeout_seconds,
+        sentinels=settings.redis_sentinels,
+        sentinel_master=settings.redis_sentinel_master,
+        cluster_nodes=settings.redis_cluster_nodes,
+    )
+
+
+def build_store(settings: Settings, client: RedisClient | None) -> EntitlementStore:
+    if client is None:
+        return MemoryStore()  # already in-process: an L1 in front would only copy it
+    redis = RedisStore(client, settings.redis_key_prefix)
+    return CachedStore(redis, settings.l1_max_entries) if settings.l1_max_entries else redis
+
+
+def build_meta(settings: Settings, client: RedisClient | None) -> MapMeta:
+    return RedisMapMeta(client, settings.redis_key_prefix) if client is not None else MemoryMapMeta()
+
+
+class LagoParts:
+    """What source=lago needs in any role: the client (with the one rate limit), the sync state, the
+    refresher (the one writer of what Lago says) and the full sync."""
+
+    def __init__(self, settings: Settings, store: EntitlementStore, client: RedisClient | None, meta: MapMeta) -> None:
+        self.client = LagoClient(
+            settings.lago_api_url,
+            settings.lago_api_key,
+            TokenBucket(settings.lago_rate_limit),
+            timeout=settings.lago_timeout_seconds,
+            max_retries=settings.lago_max_retries,
+        )
+        self.state: SyncStateStore = (
+            RedisSyncState(client, settings.redis_key_prefix) if client is not None else MemorySyncState()
+        )
+        self.refresher = Refresher(self.client, store, self.state)
+        self.full_sync = FullSync(self.client, store, self.state, self.refresher, meta, settings.sync_concurrency)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """The serving side: our gRPC API and flagd's on one server, and OFREP for the HTTP port."""
+
+    grpc: GrpcServer
+    answers: AnswerCache | None
+    ofrep: OfrepEndpoints
+    slots: StreamSlots
+
+
+def build_reader(
+    settings: Settings,
+    service: ReadService,
+    store: EntitlementStore,
+    features: FeatureCatalog,
+    metrics: Metrics,
+    sync_lag: Callable[[], float | None],
+) -> Reader:
+    checks = PolicyReadService(
+        service,
+        FailurePolicies.parse(settings.failure_policy, settings.failure_policy_features),
+        sync_lag,
+        settings.staleness_budget_seconds,
+        deadline=CallDeadline(settings.deadline_margin_seconds),
+    )
+    servicer = EntitlementServicer(checks, store, settings.max_batch_size, settings.max_watch_subjects, metrics)
+    bridge = LoopBridge()
+    answers = (
+        AnswerCache(servicer, store, bridge, metrics, settings.l1_max_entries) if settings.l1_max_entries else None
+    )
+    slots = StreamSlots(settings.max_watch_streams, settings.max_streams_per_connection)
+    feed = FlagChangeFeed(service, store)
+    flagd = FlagdService(checks, feed, bridge, slots, features, settings.openfeature_keepalive_seconds)
+    grpc = GrpcServer(
+        servicer,
+        settings.grpc_address,
+        bridge,
+        answers,
+        settings.grpc_threads,
+        slots,
+        flagd,
+        settings.max_request_bytes,
+        grpc_server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
+        reuse_port=settings.grpc_reuse_port,
+        keepalive=Keepalive(settings.grpc_keepalive_seconds, settings.grpc_keepalive_timeout_seconds),
+    )
+    return Reader(grpc, answers, OfrepEndpoints(checks, feed, features), slots)
+
+
+@dataclass(frozen=True)
+class Syncer:
+    """The syncer role: webhooks in, queued durably, applied by the worker; the keeper reloads a lost map."""
+
+    queue: EventQueue
+    worker: SyncWorker
+    keeper: MapKeeper
+    intake: WebhookIntake
+
+
+def build_syncer(
+    settings: Settings,
+    redis: RedisClient | None,
+    lago: LagoParts,
+    watch: MapWatch,
+    meta: MapMeta,
+    store: EntitlementStore,
+    metrics: Metrics,
+) -> Syncer:
+    queue: EventQueue
+    if redis is not None:
+        claim_ms = int(settings.queue_claim_idle_seconds * 1000)
+        queue = RedisStreamQueue(
+            redis, settings.redis_key_prefix, claim_idle_ms=claim_ms, consumer=settings.queue_consumer
+        )
+    else:
+        queue = MemoryQueue()
+    verifier = SignatureVerifier(
+        settings.lago_hmac_key or None, lago.client.get_webhook_public_key, settings.lago_jwt_issuer or None
+    )
+    intake = WebhookIntake("/webhooks/lago", LagoWebhooks(verifier), queue, settings.webhook_max_body_bytes, metrics)
+    worker = SyncWorker(queue, lago.refresher, meta)
+    return Syncer(queue, worker, MapKeeper(watch, queue, lago.full_sync, store), intake)

@@ -1,0 +1,77 @@
+"""Lago's webhook deliveries (lago-contract.md §5): verify the signature over the raw body, read the
+type and the object it names, and say which sync event it asks for.
+
+The body is a snapshot taken when Lago's job ran and deliveries are unordered, so the event only names
+what to re-read (`sources/lago/refresher.py`); nothing of the body is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from entitlements_sidecar.domain.errors import InvalidArgumentError
+from entitlements_sidecar.domain.events import Delivery, SyncEvent, Target
+from entitlements_sidecar.domain.ids import IdKind, id_problem
+from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
+
+_TARGETS = {"subscription": Target.SUBSCRIPTION, "plan": Target.PLAN, "feature": Target.FEATURE}
+_KEYS = {Target.SUBSCRIPTION: "external_id", Target.PLAN: "code", Target.FEATURE: "code"}
+# The same rules as ids in gRPC requests: an id that fails them could not be re-read from Lago safely.
+_KINDS = {Target.SUBSCRIPTION: IdKind.SUBSCRIPTION, Target.PLAN: IdKind.CODE, Target.FEATURE: IdKind.CODE}
+# Other subscription.* types (trial_ended, usage_threshold_reached, ...) change nothing we keep.
+AFFECTING = frozenset(
+    {
+        "subscription.started",
+        "subscription.updated",
+        "subscription.terminated",
+        "subscription.canceled",
+        "subscription.incomplete",
+        "plan.updated",
+        "plan.created",
+        "feature.updated",
+        "feature.deleted",
+    }
+)
+_MAX_UNIQUE_KEY = 255
+
+
+class LagoWebhooks:
+    def __init__(self, verifier: SignatureVerifier) -> None:
+        self._verifier = verifier
+
+    async def decode(self, headers: Mapping[str, str], body: bytes) -> Delivery:
+        await self._verifier.verify(headers.get("X-Lago-Signature-Algorithm"), headers.get("X-Lago-Signature"), body)
+        kind, event = parse(body)
+        unique_key = headers.get("X-Lago-Unique-Key", "").strip()
+        if not unique_key or len(unique_key) > _MAX_UNIQUE_KEY:
+            raise InvalidArgumentError("X-Lago-Unique-Key", f"missing, or longer than {_MAX_UNIQUE_KEY} characters")
+        return Delivery(kind, event, unique_key)
+
+
+def parse(body: bytes) -> tuple[str, SyncEvent | None]:
+    """(webhook type, the event it asks for or None); InvalidArgumentError naming what is wrong."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgumentError("body", f"not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidArgumentError("body", "must be a JSON object")
+    webhook_type, object_type = payload.get("webhook_type"), payload.get("object_type")
+    if not isinstance(webhook_type, str) or not isinstance(object_type, str):
+        raise InvalidArgumentError("webhook_type", "webhook_type and object_type must be strings")
+    if webhook_type not in AFFECTING:
+        return webhook_type, None
+    target = _TARGETS.get(object_type)
+    obj = payload.get(object_type)
+    if target is None or not isinstance(obj, dict):
+        raise InvalidArgumentError(object_type, f"{webhook_type} must carry a {object_type!r} object")
+    field = f"{object_type}.{_KEYS[target]}"
+    key = obj.get(_KEYS[target])
+    if not isinstance(key, str):
+        raise InvalidArgumentError(field, "must be a string")
+    problem = id_problem(key, _KINDS[target])
+    if problem is not None:
+        raise InvalidArgumentError(field, problem)
+    return webhook_type, SyncEvent(target, key, webhook_type)

@@ -1,0 +1,41 @@
+"""What readiness asks of whatever keeps the map true (domain/ports.py `SyncProbe`), for each way it is
+kept: the catalog poller of this process, or the syncers' marker in the shared store."""
+
+from __future__ import annotations
+
+from entitlements_sidecar.sync.catalog_sync import CatalogSync
+from entitlements_sidecar.sync.map_watch import MapWatch
+from entitlements_sidecar.sync.worker import SyncWorker
+
+
+class CatalogProbe:
+    def __init__(self, catalog: CatalogSync) -> None:
+        self._catalog = catalog
+
+    def confirmed_at(self) -> float | None:
+        return self._catalog.confirmed_at
+
+    def snapshot_at(self) -> float | None:
+        return self._catalog.applied_at
+
+    def problem(self) -> str | None:
+        return self._catalog.problem()
+
+
+class MarkerProbe:
+    """The map's marker as the last readiness probe read it; `worker` only in a syncer process."""
+
+    def __init__(self, watch: MapWatch, worker: SyncWorker | None) -> None:
+        self._watch = watch
+        self._worker = worker
+
+    def confirmed_at(self) -> float | None:
+        at_ms = self._watch.last.confirmed_at if self._watch.last else None
+        return None if at_ms is None else at_ms / 1000
+
+    def snapshot_at(self) -> float | None:
+        at_ms = self._watch.last.loaded_at if self._watch.last else None
+        return None if at_ms is None else at_ms / 1000
+
+    def problem(self) -> str | None:
+        return self._worker.problem if self._worker is not None else None
