@@ -121,7 +121,9 @@ def measure(redis: RedisServer, count: int = 100_000) -> dict[str, float]:
                 results = stub.CheckEntitlements(pb.CheckEntitlementsRequest(checks=checks), timeout=60).results
                 refused = [r for r in results if not r.response.allowed]
                 if refused:  # the figure would be of a map that is not all there: say what was answered
-                    raise SystemExit(f"memory bench: {len(refused)} of {len(results)} checks denied, first: {refused[0]}")
+                    raise SystemExit(
+                        f"memory bench: {len(refused)} of {len(results)} checks denied, first: {refused[0]}"
+                    )
         full = rss_kib(sidecar.process.pid)
     finally:
         sidecar.terminate()

@@ -16,8 +16,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from entitlements_sidecar.store.redis_errors import redis_failures
-
 CheckLabel = tuple[str, str]  # (result: allowed|denied, reason)
 
 
@@ -163,9 +161,6 @@ class _Collector(Collector):
             "entitlements_answer_cache_hits",
             "Checks answered from pre-serialized answers (also counted in entitlements_checks)",
             value=self._metrics.calls.answer_cache_hits,
-        )
-        yield CounterMetricFamily(
-            "entitlements_redis_errors", "Redis commands that failed or timed out", value=redis_failures()
         )
         for name, help_text, read, counter in self._metrics._watched:
             family = CounterMetricFamily if counter else GaugeMetricFamily

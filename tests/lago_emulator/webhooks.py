@@ -1,4 +1,4 @@
-"""Signing and delivering webhooks the way Lago does (lago-contract.md §5, "Signature headers")."""
+"""Signing and delivering webhooks the way Lago does (docs/lago-contract.md §5, "Signature headers")."""
 
 from __future__ import annotations
 

@@ -124,7 +124,7 @@ def build_reader(
         answers,
         settings.grpc_threads,
         slots,
-        flagd,
+        [flagd],
         settings.max_request_bytes,
         grpc_server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
         reuse_port=settings.grpc_reuse_port,

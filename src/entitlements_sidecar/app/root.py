@@ -40,6 +40,7 @@ from entitlements_sidecar.sources.lago.source import LagoSource
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.features_timed import TimedFeatureCatalog
 from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
+from entitlements_sidecar.store.redis_errors import redis_failures
 from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.sync.map_watch import MapWatch
@@ -67,6 +68,9 @@ class App:
         self.metrics = metrics = Metrics()
         status = self.map_status
         metrics.watch("entitlements_map_complete", "1 while the store holds a full load", lambda: status.complete)
+        metrics.watch(
+            "entitlements_redis_errors", "Redis commands that failed or timed out", redis_failures, counter=True
+        )
         if isinstance(self.store, CachedStore):
             cached = self.store
             metrics.watch_l1(lambda: (cached.hits, cached.misses))

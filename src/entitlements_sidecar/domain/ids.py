@@ -1,7 +1,7 @@
 """What an id or code may look like, wherever it comes from (gRPC, OFREP, a webhook body).
 
 Lago caps codes at 255 characters and routes a subscription's external id with `[^/]+`
-(lago-contract.md §0, §4), so a subscription id with a `/` can never be re-read from Lago, and a
+(docs/lago-contract.md §0, §4), so a subscription id with a `/` can never be re-read from Lago, and a
 path segment of `.` or `..` would name another endpoint. Control characters and surrounding
 whitespace are never part of a real id; accepting them would only store or look up garbage.
 """

@@ -1,4 +1,4 @@
-"""The entitlement model, mirroring Lago's shapes (see shared/lago-contract.md §1-§4).
+"""The entitlement model, mirroring Lago's shapes (see docs/lago-contract.md §1-§4).
 
 Definitions (features, plans, subscriptions with their overrides) are what a source provides;
 `ResolvedSubscription` is what the store keeps and what checks read.

@@ -1,4 +1,4 @@
-"""Lago's resolution rules (shared/lago-contract.md §3, "Resolution algorithm").
+"""Lago's resolution rules (docs/lago-contract.md §3, "Resolution algorithm").
 
 - features: the plan's entitlements joined with the subscription's own; a plan feature with a
   subscription feature removal is dropped; features unknown to the catalog are dropped;

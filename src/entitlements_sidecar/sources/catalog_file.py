@@ -2,7 +2,7 @@
 
 Every error names the file, the path inside it and the problem, for example
 `catalog.yaml: subscriptions[2].overrides["seats"]["max"]: expected an integer, got 'ten'`.
-The value rules are Lago's input rules (shared/lago-contract.md §2, "Value input rules").
+The value rules are Lago's input rules (docs/lago-contract.md §2, "Value input rules").
 """
 
 from __future__ import annotations

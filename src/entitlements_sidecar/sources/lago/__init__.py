@@ -1,1 +1,1 @@
-"""Everything that knows Lago's wire format (shared/lago-contract.md) lives in this package."""
+"""Everything that knows Lago's wire format (docs/lago-contract.md) lives in this package."""

@@ -1,7 +1,7 @@
 """Every row Lago returns is checked against what was asked for, never trusted because of a filter.
 
 A listing filtered by `external_id`, a status filter that Lago drops when one value is unknown
-(lago-contract.md §4), a proxy that caches the wrong page: any of them would otherwise store one
+(docs/lago-contract.md §4), a proxy that caches the wrong page: any of them would otherwise store one
 subscription's row under another's name. A row that does not match is logged with both ids and
 written nowhere.
 """

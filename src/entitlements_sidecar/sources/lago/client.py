@@ -1,4 +1,4 @@
-"""An async client for the Lago REST endpoints the sidecar reads (shared/lago-contract.md §0-§6).
+"""An async client for the Lago REST endpoints the sidecar reads (docs/lago-contract.md §0-§6).
 
 Every request waits for the shared token bucket, retries 5xx/timeouts/connection errors with capped
 exponential backoff, honours 429 by pausing every caller until `X-RateLimit-Reset`, and turns Lago's

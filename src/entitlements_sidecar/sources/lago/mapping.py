@@ -1,4 +1,4 @@
-"""Lago JSON (lago-contract.md §1-§4) -> domain definitions and resolved entitlements.
+"""Lago JSON (docs/lago-contract.md §1-§4) -> domain definitions and resolved entitlements.
 
 Lago returns a subscription's *resolved* entitlements (value, plan_value, override_value per privilege).
 We keep that as the answer, and also derive the subscription's own rows (overrides, additions,
@@ -99,7 +99,7 @@ def subscription_definition(
     """The subscription's own rows, derived from its resolved view and the plan it is on.
 
     A removal shows in the resolved view only while the plan has what it removes, but Lago keeps it
-    when the plan loses the feature and applies it again when the plan regains it (lago-contract.md
+    when the plan loses the feature and applies it again when the plan regains it (docs/lago-contract.md
     §3, "Removals outlive plan edits"). So a removal known from `previous` (the same row) is kept
     until the resolved view contradicts it, that is, shows the feature or privilege again.
     """

@@ -1,4 +1,4 @@
-"""Verifying `X-Lago-Signature` over the raw body (lago-contract.md §5, "Signature headers").
+"""Verifying `X-Lago-Signature` over the raw body (docs/lago-contract.md §5, "Signature headers").
 
 - hmac: standard base64 of HMAC-SHA256(raw body), keyed by the organization's HMAC token;
 - jwt: RS256 with the instance's public key (fetched from Lago, cached); the `data` claim must equal

@@ -1,4 +1,4 @@
-"""Lago's webhook deliveries (lago-contract.md §5): verify the signature over the raw body, read the
+"""Lago's webhook deliveries (docs/lago-contract.md §5): verify the signature over the raw body, read the
 type and the object it names, and say which sync event it asks for.
 
 The body is a snapshot taken when Lago's job ran and deliveries are unordered, so the event only names

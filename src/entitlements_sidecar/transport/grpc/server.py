@@ -18,9 +18,9 @@ import asyncio
 import errno
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -34,7 +34,6 @@ from entitlements_sidecar.transport.grpc.grpcio_compat import require_stream_mar
 from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.grpc.routing import RoutingExecutor, StreamSlots
 from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
-from entitlements_sidecar.transport.openfeature.flagd import FlagdService
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EntitlementService"].full_name
@@ -65,6 +64,18 @@ class Keepalive:
         ]
 
 
+class GrpcServices(Protocol):
+    """Another protocol served on the same port (flagd's evaluation services)."""
+
+    def handlers(self) -> dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]:
+        """Method handlers by full service name."""
+        ...
+
+    def close(self) -> None:
+        """End open streams: the server is stopping."""
+        ...
+
+
 class GrpcServer:
     def __init__(
         self,
@@ -74,7 +85,7 @@ class GrpcServer:
         answers: AnswerCache | None = None,
         threads: int = 2,
         slots: StreamSlots | None = None,
-        flagd: FlagdService | None = None,
+        more: Sequence[GrpcServices] = (),
         max_request_bytes: int = 1024 * 1024,
         credentials: grpc.ServerCredentials | None = None,
         reuse_port: bool = False,
@@ -84,7 +95,7 @@ class GrpcServer:
         self.health = health.HealthServicer()
         self._bridge = bridge
         self._slots = slots or StreamSlots(100)
-        self._flagd = flagd
+        self._more = more
         # Streams (ours, flagd's, health and reflection) hold a thread each: a few beyond our limit.
         options = [
             ("grpc.max_receive_message_length", max_request_bytes),
@@ -95,7 +106,9 @@ class GrpcServer:
         handlers = self._servicer_handlers()
         if answers is not None:
             handlers.update(answers.handlers())  # the hot RPCs, on raw bytes
-        services = {SERVICE_NAME: handlers, **(flagd.handlers() if flagd else {})}
+        services = {SERVICE_NAME: handlers}
+        for extra in more:
+            services.update(extra.handlers())
         health_handlers = HandlerCollector()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, health_handlers)
         for name, methods in {**services, **health_handlers.services}.items():
@@ -133,8 +146,8 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         self.health.enter_graceful_shutdown()
         self.servicer.begin_shutdown()  # open Watch streams end with UNAVAILABLE
-        if self._flagd is not None:
-            self._flagd.close()  # and so do OpenFeature event streams
+        for extra in self._more:
+            extra.close()  # and so do OpenFeature event streams
         stopped = self.server.stop(grace)
         # Wait off the loop: calls still in flight need the loop to finish.
         await asyncio.to_thread(stopped.wait, grace + 5)
