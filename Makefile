@@ -11,8 +11,13 @@ INTEROP_PY := .tools/openfeature-py
 INTEROP_NODE := .tools/interop-node
 INTEROP_GO := .tools/interop-go/go_ofrep
 GHZ := .tools/ghz/bin/ghz
+# Line coverage of the unit and contract tiers (generated code left out). It was 58 % before issue 13
+# moved the house and added unit tests for the worker, refresher, full sync, handlers and wire tables;
+# the floor is what they reach now (66.6 %), so it only moves up.
+COVERAGE_FLOOR := 66
+COVERAGE := --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-.PHONY: run lago-local test h2load lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults bench-http clean
+.PHONY: run lago-local test test-unit test-contract test-integration h2load lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults bench-http clean
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +39,23 @@ run: $(VENV)/.runtime
 lago-local: $(VENV)/.dev redis
 	$(BIN)/python -m scripts.lago_local
 
-## Lint, then the whole test suite against a real redis-server.
+## Lint, then the suite tier by tier: unit and contract with the coverage gate, then integration
+## (real processes, a real redis-server, clients written by others).
 test: lint redis interop h2load
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit tests/contract $(COVERAGE) $(PYTEST_ARGS)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+## The unit tier alone: seconds, no sockets, no redis-server.
+test-unit: $(VENV)/.dev
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+## One suite per store seam, against memory and a real redis-server.
+test-contract: $(VENV)/.dev redis
+	$(BIN)/pytest tests/contract $(PYTEST_ARGS)
+
+## Real server processes, Redis (single, Sentinel, Cluster), the Lago emulator and other runtimes' clients.
+test-integration: $(VENV)/.dev redis interop h2load
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev check-gen buf-lint
 	$(BIN)/ruff check src tests scripts bench

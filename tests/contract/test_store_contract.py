@@ -13,10 +13,10 @@ from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementSto
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.redis_store import RedisStore
+from tests.support.builders import STARTER, subscription
 from tests.support.processes import RedisServer
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.wait import eventually_async
-from tests.unit.domain.builders import STARTER, subscription
 
 
 @dataclass

@@ -15,8 +15,8 @@ from entitlements_sidecar.domain.model import (
 from entitlements_sidecar.domain.ports import SyncStateStore
 from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
+from tests.support.builders import definition
 from tests.support.redis_cluster import redis_client
-from tests.unit.domain.builders import definition
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])

@@ -21,7 +21,7 @@ from entitlements_sidecar.transport.grpc.answer_cache import AnswerCache, _split
 from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.grpc.server import GrpcServer
 from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
-from tests.unit.domain.builders import STARTER, subscription
+from tests.support.builders import STARTER, subscription
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ class Served(NamedTuple):
 async def served(example_catalog: Path) -> AsyncIterator[Served]:
     store = MemoryStore()
     await store.start()
-    source = CatalogSource(example_catalog)
+    source = CatalogSource(example_catalog, store)
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
     servicer = EntitlementServicer(ReadService(store, source), store, 10, 100, Metrics())
     bridge = LoopBridge()

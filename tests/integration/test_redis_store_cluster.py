@@ -20,10 +20,10 @@ from entitlements_sidecar.store.redis_connection import open_redis
 from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
+from tests.support.builders import STARTER, definition, subscription
 from tests.support.processes import free_port
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.wait import eventually_async
-from tests.unit.domain.builders import STARTER, definition, subscription
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +109,7 @@ async def test_a_delete_interrupted_before_its_customer_step_is_finished_by_the_
 async def test_a_customer_read_ignores_a_listed_subscription_of_another_customer(
     redis_cluster: RedisClusterNodes, store: RedisStore, raw: redis.RedisCluster, key_prefix: str, example_catalog: Path
 ) -> None:
-    source = CatalogSource(example_catalog)
+    source = CatalogSource(example_catalog, store)
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
     service = ReadService(store, source)
     # What a move interrupted before its last step leaves: sub_globex still listed under acme.

@@ -83,7 +83,7 @@ class App:
         features: FeatureCatalog
         if settings.source == "catalog":
             assert settings.catalog_path is not None  # config checked it
-            catalog = CatalogSource(settings.catalog_path)
+            catalog = CatalogSource(settings.catalog_path, self.store)
             self.catalog_sync = CatalogSync(
                 catalog, self.store, self.meta, settings.catalog_poll_seconds, self.map_watch
             )
@@ -96,7 +96,7 @@ class App:
                 lambda: lago.client.rejected_rows,
                 counter=True,
             )
-            source = LagoSource(lago.client, lago.refresher)
+            source = LagoSource(lago.client, lago.refresher, self.store)
             features = TimedFeatureCatalog(lago.state)
             if "syncer" in settings.roles:
                 self.syncer = syncer = build_syncer(

@@ -100,13 +100,18 @@ class EntitlementStore(Protocol):
 
 
 class EntitlementSource(Protocol):
-    """The source of truth (the catalog file now, Lago later), already resolved."""
+    """The source of truth, for reads that must be fresh. A source is the one writer of what it reads:
+    once a refresh returns, the store holds what the source said (or something newer), and the reader
+    reads it back from the store."""
 
-    async def load_all(self) -> list[ResolvedSubscription]: ...
+    async def refresh_subscription(self, external_id: str) -> None:
+        """Store what the source says of one subscription now (deleted if it has none)."""
+        ...
 
-    async def fetch_subscription(self, external_id: str) -> ResolvedSubscription | None: ...
-
-    async def fetch_customer(self, customer_id: str) -> list[ResolvedSubscription]: ...
+    async def refresh_customer(self, customer_id: str) -> None:
+        """Store every subscription the source lists for the customer, and the current state of those the
+        store lists under it that the source does not (moved to another customer, or gone)."""
+        ...
 
 
 class FeatureCatalog(Protocol):

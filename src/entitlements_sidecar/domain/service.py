@@ -5,7 +5,6 @@ It talks only to the ports; the L1 cache is a store wrapper, so an L1 hit here c
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -85,12 +84,10 @@ class ReadService:
         self,
         store: EntitlementStore,
         source: EntitlementSource,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         map_status: MapStatus | None = None,
     ) -> None:
         self._store = store
         self._source = source
-        self._clock = clock
         self._map = map_status or MapStatus(complete=True)
 
     async def check(self, query: CheckQuery) -> CheckAnswer:
@@ -138,12 +135,9 @@ class ReadService:
         return record
 
     async def _refresh_subscription(self, external_id: str) -> StoredSubscription | None:
-        fresh = await self._source.fetch_subscription(external_id)
-        if fresh is None:
-            await self._store.delete_subscription(external_id)
-            return None
-        version = await self._store.put_subscription(fresh)
-        return StoredSubscription(fresh, version, self._clock(), Origin.SOURCE)
+        await self._source.refresh_subscription(external_id)  # the source writes what it read
+        record = await self._store.get_subscription(external_id, LATEST)
+        return replace(record, origin=Origin.SOURCE) if record is not None else None
 
     async def _read_customer(self, customer_id: str, consistency: Consistency) -> _CustomerRead:
         if consistency.mode is ConsistencyMode.FULL:
@@ -164,18 +158,7 @@ class ReadService:
         return read
 
     async def _refresh_customer(self, customer_id: str) -> _CustomerRead:
-        fresh = await self._source.fetch_customer(customer_id)
-        before = await self._store.get_customer(customer_id, LATEST)
-        for sub in fresh:
-            await self._store.put_subscription(sub)
-        # Subscriptions the store still lists for this customer but the source does not: gone, or
-        # moved to another customer.
-        for gone in set(before.subscription_ids if before else ()) - {s.external_id for s in fresh}:
-            moved = await self._source.fetch_subscription(gone)
-            if moved is None:
-                await self._store.delete_subscription(gone)
-            else:
-                await self._store.put_subscription(moved)
+        await self._source.refresh_customer(customer_id)
         read = await self._with_subscriptions(await self._store.get_customer(customer_id, LATEST))
         return _CustomerRead(
             replace(read.customer, origin=Origin.SOURCE) if read.customer else None,

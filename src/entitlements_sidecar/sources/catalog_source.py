@@ -14,6 +14,7 @@ from pathlib import Path
 
 from entitlements_sidecar.domain.errors import CatalogError
 from entitlements_sidecar.domain.model import FeatureDefinition, ResolvedSubscription
+from entitlements_sidecar.domain.ports import LATEST, EntitlementStore
 from entitlements_sidecar.sources.catalog_file import load_catalog
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,9 @@ class _Stamp:
 
 
 class CatalogSource:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, store: EntitlementStore) -> None:
         self._path = path
+        self._store = store  # read-throughs write what the file says here
         self._stamp: _Stamp | None = None
         self._resolved: dict[str, ResolvedSubscription] = {}
         self._features: Mapping[str, FeatureDefinition] = {}
@@ -81,6 +83,23 @@ class CatalogSource:
     async def fetch_customer(self, customer_id: str) -> list[ResolvedSubscription]:
         self.reload_if_changed()
         return [s for s in self._resolved.values() if s.external_customer_id == customer_id]
+
+    async def refresh_subscription(self, external_id: str) -> None:
+        await self._store_current(external_id, await self.fetch_subscription(external_id))
+
+    async def refresh_customer(self, customer_id: str) -> None:
+        before = await self._store.get_customer(customer_id, LATEST)
+        fresh = await self.fetch_customer(customer_id)
+        for subscription in fresh:
+            await self._store.put_subscription(subscription)
+        for other in set(before.subscription_ids if before else ()) - {s.external_id for s in fresh}:
+            await self._store_current(other, self._resolved.get(other))  # moved away, or gone
+
+    async def _store_current(self, external_id: str, resolved: ResolvedSubscription | None) -> None:
+        if resolved is None:
+            await self._store.delete_subscription(external_id)
+        else:
+            await self._store.put_subscription(resolved)
 
     def _stat(self) -> _Stamp:
         try:

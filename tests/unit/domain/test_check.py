@@ -5,7 +5,7 @@ import pytest
 from entitlements_sidecar.domain.check import Reason, decide_for_customer, decide_for_subscription
 from entitlements_sidecar.domain.model import SubscriptionStatus
 from entitlements_sidecar.domain.queries import CheckQuery, Subject, SubjectKind
-from tests.unit.domain.builders import STARTER, subscription
+from tests.support.builders import STARTER, subscription
 
 SUB = Subject(SubjectKind.SUBSCRIPTION, "sub_1")
 CUSTOMER = Subject(SubjectKind.CUSTOMER, "acme")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from entitlements_sidecar.domain.merge import by_recency, merge_features
 from entitlements_sidecar.domain.model import SubscriptionStatus
-from tests.unit.domain.builders import STARTER, subscription
+from tests.support.builders import STARTER, subscription
 
 
 def test_merge_picks_values_per_type_and_records_granting_subscription() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from entitlements_sidecar.domain.model import FeatureDefinition, PrivilegeDefinition, ValueType
 from entitlements_sidecar.domain.resolution import resolve_subscription
-from tests.unit.domain.builders import FEATURES, PRO, subscription
+from tests.support.builders import FEATURES, PRO, subscription
 
 
 def test_plan_values_apply_when_nothing_is_overridden() -> None:
@@ -30,7 +30,7 @@ def test_addition_of_feature_and_of_privilege() -> None:
     sub = subscription(entitlements={"sso": {"domain": "acme.io"}})
     domain = sub.features["sso"].privileges["domain"]
     assert (domain.value, domain.plan_value, domain.overridden) == ("acme.io", None, True)
-    from tests.unit.domain.builders import STARTER
+    from tests.support.builders import STARTER
 
     added = subscription(plan=STARTER, entitlements={"api": {}})
     assert "api" in added.features

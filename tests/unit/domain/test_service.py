@@ -32,7 +32,7 @@ ACME = Subject(SubjectKind.CUSTOMER, "acme")
 async def setup(example_catalog: Path) -> tuple[ReadService, MemoryStore, Path]:
     store = MemoryStore()
     await store.start()
-    source = CatalogSource(example_catalog)
+    source = CatalogSource(example_catalog, store)
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
     return ReadService(store, source), store, example_catalog
 
@@ -129,7 +129,7 @@ async def test_get_for_unknown_and_inactive_subjects(setup: tuple[ReadService, M
 async def test_on_a_map_not_known_complete_not_found_is_not_an_answer(example_catalog: Path) -> None:
     store = MemoryStore()
     await store.start()
-    source = CatalogSource(example_catalog)
+    source = CatalogSource(example_catalog, store)
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
     status = MapStatus()
     status.doubt("lost: being rebuilt")

@@ -7,6 +7,7 @@ import pytest
 
 from entitlements_sidecar.domain.errors import CatalogError
 from entitlements_sidecar.sources.catalog_source import CatalogSource
+from entitlements_sidecar.store.memory import MemoryStore
 
 
 def bump_mtime(path: Path) -> None:
@@ -15,7 +16,7 @@ def bump_mtime(path: Path) -> None:
 
 
 async def test_reload_picks_up_edits_and_keeps_last_valid(example_catalog: Path) -> None:
-    source = CatalogSource(example_catalog)
+    source = CatalogSource(example_catalog, MemoryStore())
     source.load()
     assert source.reload_if_changed() is False
     text = example_catalog.read_text()
@@ -34,7 +35,7 @@ async def test_reload_picks_up_edits_and_keeps_last_valid(example_catalog: Path)
 
 
 async def test_customer_lookup(example_catalog: Path) -> None:
-    source = CatalogSource(example_catalog)
+    source = CatalogSource(example_catalog, MemoryStore())
     source.load()
     assert {s.external_id for s in await source.fetch_customer("acme")} == {"sub_acme_main", "sub_acme_eu"}
     assert await source.fetch_customer("nobody") == []
@@ -43,4 +44,4 @@ async def test_customer_lookup(example_catalog: Path) -> None:
 
 def test_first_load_fails_loudly(tmp_path: Path) -> None:
     with pytest.raises(CatalogError):
-        CatalogSource(tmp_path / "missing.yaml").load()
+        CatalogSource(tmp_path / "missing.yaml", MemoryStore()).load()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from entitlements_sidecar.domain.ports import Change, ChangeKind, ChangeListener
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.memory import MemoryStore
-from tests.unit.domain.builders import STARTER, subscription
+from tests.support.builders import STARTER, subscription
 
 
 class FeedStore(MemoryStore):

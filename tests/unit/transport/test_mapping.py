@@ -2,23 +2,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import grpc
 import pytest
 
 from entitlements_sidecar.domain.check import Decision, Reason
-from entitlements_sidecar.domain.errors import (
-    EntitlementsError,
-    InvalidArgumentError,
-    SourceUnavailableError,
-    StoreUnavailableError,
-)
 from entitlements_sidecar.domain.model import ResolvedPrivilege, ValueType
 from entitlements_sidecar.domain.ports import Origin
 from entitlements_sidecar.domain.queries import ConsistencyMode
 from entitlements_sidecar.domain.service import CheckAnswer, Freshness
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.transport.grpc import mapping
-from entitlements_sidecar.transport.wire import grpc_status
 
 
 def test_every_domain_enum_has_a_proto_value() -> None:
@@ -60,22 +52,3 @@ def test_values_keep_their_type(value: bool | int | str, kind: str) -> None:
     assert getattr(message.value, kind) == value
     assert (message.freshness.version, message.freshness.source) == (3, pb.SOURCE_REDIS)
     assert message.freshness.synced_at.ToDatetime(tzinfo=UTC) == datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("error", "code"),
-    [
-        (InvalidArgumentError("feature_code", "is required"), grpc.StatusCode.INVALID_ARGUMENT),
-        (StoreUnavailableError("redis error: ConnectionError"), grpc.StatusCode.UNAVAILABLE),
-        (SourceUnavailableError("lago down"), grpc.StatusCode.UNAVAILABLE),
-        (EntitlementsError("odd"), grpc.StatusCode.INTERNAL),
-        (KeyError("secret internals"), grpc.StatusCode.INTERNAL),
-    ],
-)
-def test_status_table(error: Exception, code: grpc.StatusCode) -> None:
-    got, message = grpc_status(error)
-    assert got is code
-    if code is grpc.StatusCode.INTERNAL:
-        assert message.startswith("internal error (request_id=") and "secret" not in message
-    else:
-        assert message == str(error)

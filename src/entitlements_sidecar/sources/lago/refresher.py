@@ -17,7 +17,6 @@ from entitlements_sidecar.domain.events import SyncEvent, Target
 from entitlements_sidecar.domain.model import (
     FeatureDefinition,
     PlanDefinition,
-    ResolvedSubscription,
 )
 from entitlements_sidecar.domain.ports import EntitlementStore, SyncStateStore
 from entitlements_sidecar.domain.resolution import resolve_subscription
@@ -85,24 +84,16 @@ class Refresher:
     # -- subscriptions --------------------------------------------------------------------
 
     async def refresh_subscription(self, external_id: str, reason: str = "refresh") -> bool:
-        """Re-read one subscription from Lago and store it; True if the store changed."""
-        changed, _ = await self._refresh(external_id, reason)
-        return changed
-
-    async def read_through(self, external_id: str) -> ResolvedSubscription | None:
-        """Re-read and store one subscription, and return what Lago said (a fully consistent read)."""
-        _, resolved = await self._refresh(external_id, "read_through")
-        return resolved
-
-    async def _refresh(self, external_id: str, reason: str) -> tuple[bool, ResolvedSubscription | None]:
+        """Re-read one subscription from Lago and store it; True if the store changed. The one writer of
+        what Lago says: webhooks, reconciliation and read-throughs all come here."""
         observed = self._clock_ms()
         raw = await self._lago.get_subscription(external_id)
         if raw is None:
             raw = await self._inactive_row(external_id)
         # Once Lago has answered, the write is finished even if the caller stops waiting (its deadline).
         if raw is None:
-            return await _finished(self._forget(external_id, observed, reason)), None
-        return await _finished(self.store_subscription(raw, observed, reason)), mapping.resolved_subscription(raw)
+            return await _finished(self._forget(external_id, observed, reason))
+        return await _finished(self.store_subscription(raw, observed, reason))
 
     async def store_subscription(self, raw: Json, observed: int, reason: str) -> bool:
         """Store one Lago subscription object (with its embedded entitlements) read at `observed`."""

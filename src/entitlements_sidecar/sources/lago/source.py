@@ -1,32 +1,27 @@
-"""Lago as the read path's source of truth: fully consistent reads re-read Lago (and store what they
-read, definitions included, exactly as a webhook-triggered refresh would)."""
+"""Lago as the read path's source of truth: a fully consistent read re-reads Lago through the refresher,
+which stores what it read (definitions included) exactly as a webhook-triggered refresh would, ordered
+against concurrent refreshes by when each read began. The refresher is the one writer."""
 
 from __future__ import annotations
 
-from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.domain.ports import LATEST, EntitlementStore
+from entitlements_sidecar.sources.lago.client import ACTIVE_AND_PENDING
 from entitlements_sidecar.sources.lago.refresher import LagoReader, Refresher
 
 
 class LagoSource:
-    def __init__(self, lago: LagoReader, refresher: Refresher) -> None:
+    def __init__(self, lago: LagoReader, refresher: Refresher, store: EntitlementStore) -> None:
         self._lago = lago
         self._refresher = refresher
+        self._store = store
 
-    async def load_all(self) -> list[ResolvedSubscription]:
-        rows = [r async for r in self._lago.list_subscriptions(("active", "pending"))]
-        return await self._read([r["external_id"] for r in rows])
+    async def refresh_subscription(self, external_id: str) -> None:
+        await self._refresher.refresh_subscription(external_id, "read_through")
 
-    async def fetch_subscription(self, external_id: str) -> ResolvedSubscription | None:
-        return await self._refresher.read_through(external_id)
-
-    async def fetch_customer(self, customer_id: str) -> list[ResolvedSubscription]:
-        rows = [r async for r in self._lago.list_subscriptions(("active", "pending"), external_customer_id=customer_id)]
-        return await self._read(sorted({r["external_id"] for r in rows}))
-
-    async def _read(self, external_ids: list[str]) -> list[ResolvedSubscription]:
-        found = []
-        for external_id in dict.fromkeys(external_ids):
-            resolved = await self._refresher.read_through(external_id)
-            if resolved is not None:
-                found.append(resolved)
-        return found
+    async def refresh_customer(self, customer_id: str) -> None:
+        before = await self._store.get_customer(customer_id, LATEST)
+        rows = [r async for r in self._lago.list_subscriptions(ACTIVE_AND_PENDING, external_customer_id=customer_id)]
+        listed = sorted({r["external_id"] for r in rows})
+        # Those the store lists under the customer but Lago does not: moved to another customer, or gone.
+        for external_id in listed + sorted(set(before.subscription_ids if before else ()) - set(listed)):
+            await self._refresher.refresh_subscription(external_id, "read_through")
