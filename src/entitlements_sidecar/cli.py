@@ -58,7 +58,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command in ("serve", "sync"):
         from entitlements_sidecar import app  # the server stack is not needed by client commands
 
-        logs.configure(settings.log_level, settings.log_format)
+        logs.configure(settings.logs.log_level, settings.logs.log_format)
         try:
             if args.command == "serve":
                 asyncio.run(app.serve(settings))
@@ -69,10 +69,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return 2
         print(f"synced {report.subscriptions} subscriptions in {report.seconds:.1f}s, {report.repaired} repaired")
         return 0
-    target = _target(args.target or settings.grpc_address)
+    target = _target(args.target or settings.grpc.address)
     tls = _tls(args)
     if args.command == "status":
-        return _status(target, _target(args.http or settings.http_address), args.json, tls)
+        return _status(target, _target(args.http or settings.http.address), args.json, tls)
     try:
         with _channel(target, tls) as channel:
             stub = pb_grpc.EntitlementServiceStub(channel)

@@ -1,80 +1,30 @@
 """Configuration: the only module that reads the environment.
 
-Every option has an `ENTITLEMENTS_*` variable and a matching `serve` flag; a flag wins over the
-variable, which wins over the default. The README's option table is checked against OPTIONS.
+Every option (settings.py) has an `ENTITLEMENTS_*` variable and a matching `serve` flag; a flag wins
+over the variable, which wins over the default. The README's option table is checked against OPTIONS.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from entitlements_sidecar.domain.errors import ConfigError
-from entitlements_sidecar.option_table import OPTIONS
-from entitlements_sidecar.options import read_secret, tls_files
+from entitlements_sidecar.options import OPTION, Option, read_secret, tls_files
+from entitlements_sidecar.settings import Settings
 
 __all__ = ["OPTIONS", "Settings", "load_settings"]
 
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    grpc_address: str
-    store: str
-    redis_url: str
-    redis_sentinels: str
-    redis_sentinel_master: str
-    redis_cluster_nodes: str
-    redis_key_prefix: str
-    redis_timeout_seconds: float
-    l1_max_entries: int
-    catalog_path: Path | None
-    catalog_poll_seconds: float
-    max_batch_size: int
-    max_request_bytes: int
-    max_watch_subjects: int
-    tls_cert_file: str
-    tls_key_file: str
-    tls_client_ca_file: str
-    http_tls_cert_file: str
-    http_tls_key_file: str
-    http_tls_client_ca_file: str
-    max_watch_streams: int
-    grpc_threads: int
-    grpc_reuse_port: bool
-    grpc_keepalive_seconds: float
-    grpc_keepalive_timeout_seconds: float
-    max_streams_per_connection: int
-    staleness_budget_seconds: float
-    failure_policy: str
-    failure_policy_features: str
-    deadline_margin_seconds: float
-    openfeature_keepalive_seconds: float
-    shutdown_grace_seconds: float
-    log_level: str
-    otel_endpoint: str
-    log_format: str
-    source: str
-    roles: frozenset[str]
-    http_address: str
-    http_max_signature_bytes: int
-    http_header_timeout_seconds: float
-    http_body_timeout_seconds: float
-    http_idle_timeout_seconds: float
-    lago_api_url: str
-    lago_api_key: str = field(repr=False)
-    lago_hmac_key: str = field(repr=False)
-    lago_jwt_issuer: str
-    lago_rate_limit: float
-    lago_timeout_seconds: float
-    lago_max_retries: int
-    webhook_max_body_bytes: int
-    reconcile_interval_seconds: float
-    queue_claim_idle_seconds: float
-    queue_consumer: str
-    sync_concurrency: int
+GROUPS: dict[str, Any] = typing.get_type_hints(Settings)  # group name -> its settings class
+OPTIONS: tuple[Option, ...] = tuple(
+    Option(kind.PREFIX + item.name, name, item.name, item.metadata[OPTION])
+    for name, kind in GROUPS.items()
+    for item in dataclasses.fields(kind)
+)
 
 
 def load_settings(
@@ -82,10 +32,10 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     serving: bool = True,
 ) -> Settings:
-    """Build Settings from flags (`overrides`, keyed by field), the environment and defaults. `serving`:
-    for `serve` and `sync`, which need a source of truth (client commands do not)."""
+    """Build Settings from flags (`overrides`, keyed by an option's flat name), the environment and
+    defaults. `serving`: for `serve` and `sync`, which need a source of truth (client commands do not)."""
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
+    values: dict[str, dict[str, Any]] = {name: {} for name in GROUPS}
     origins: dict[str, str] = {}
     for option in OPTIONS:
         flag_value = None if option.secret else (overrides or {}).get(option.field)
@@ -99,11 +49,11 @@ def load_settings(
             raw, origin = option.default, f"default of {option.env}"
         origins[option.field] = origin
         try:
-            values[option.field] = option.parse(raw)
+            values[option.group][option.attr] = option.parse(raw)
         except ValueError as exc:
             shown = "<secret>" if option.secret or option.from_file else repr(raw)
             raise ConfigError(f"{origin}={shown}: {exc}") from None
-    settings = Settings(**values)
+    settings = Settings(**{name: GROUPS[name](**fields) for name, fields in values.items()})
     _check_tls(settings)
     if serving:
         settings = _with_source(settings, origins)
@@ -114,40 +64,43 @@ def load_settings(
 def _with_source(settings: Settings, origins: Mapping[str, str]) -> Settings:
     """The source of truth must be chosen on purpose (no demo data by accident), and options that do not
     apply to it are errors rather than silently ignored."""
-    source = settings.source or ("catalog" if settings.catalog_path else "")
+    mode = settings.mode
+    source = mode.source or ("catalog" if mode.catalog_path else "")
     if not source:
         raise ConfigError(
             "no source of truth is configured: set ENTITLEMENTS_SOURCE=lago (Lago's API and webhooks) or "
             "ENTITLEMENTS_CATALOG_PATH=<file> (a catalog file; `make run` uses examples/catalog.yaml)"
         )
     if source == "catalog":
-        if settings.catalog_path is None:
+        if mode.catalog_path is None:
             raise ConfigError(f"{origins['source']}=catalog needs ENTITLEMENTS_CATALOG_PATH (or --catalog-path)")
-        if settings.roles:
+        if mode.roles:
             raise ConfigError(
                 f"{origins['roles']}: roles apply to source=lago only (a catalog process loads the file and serves)"
             )
-        return replace(settings, source=source)
-    if settings.catalog_path is not None:
+        return replace(settings, mode=replace(mode, source=source))
+    if mode.catalog_path is not None:
         raise ConfigError(f"{origins['catalog_path']}: a catalog file applies to source=catalog, not lago")
-    return replace(settings, roles=settings.roles or frozenset({"reader", "syncer"}))
+    return replace(settings, mode=replace(mode, roles=mode.roles or frozenset({"reader", "syncer"})))
 
 
 def _check_tls(settings: Settings) -> None:
-    tls_files("gRPC", settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
-    tls_files("HTTP", settings.http_tls_cert_file, settings.http_tls_key_file, settings.http_tls_client_ca_file)
-    if settings.tls_cert_file and settings.grpc_address.startswith("unix:"):
+    tls, http = settings.tls, settings.http
+    tls_files("gRPC", tls.cert_file, tls.key_file, tls.client_ca_file)
+    tls_files("HTTP", http.tls_cert_file, http.tls_key_file, http.tls_client_ca_file)
+    if tls.cert_file and settings.grpc.address.startswith("unix:"):
         raise ConfigError("TLS on a unix socket is not supported: the socket's file permissions protect it")
 
 
 def _check_combination(settings: Settings) -> None:
-    if settings.redis_sentinels and settings.redis_cluster_nodes:
+    if settings.redis.sentinels and settings.redis.cluster_nodes:
         raise ConfigError("set one of ENTITLEMENTS_REDIS_SENTINELS and ENTITLEMENTS_REDIS_CLUSTER_NODES, not both")
-    if settings.source != "lago":
+    mode = settings.mode
+    if mode.source != "lago":
         return
-    if "syncer" in settings.roles and not settings.lago_api_key:
+    if "syncer" in mode.roles and not settings.lago.api_key:
         raise ConfigError("ENTITLEMENTS_LAGO_API_KEY (or ENTITLEMENTS_LAGO_API_KEY_FILE) is required for the syncer")
-    if settings.store == "memory" and settings.roles != {"reader", "syncer"}:
+    if mode.store == "memory" and mode.roles != {"reader", "syncer"}:
         raise ConfigError(
             "ENTITLEMENTS_STORE=memory keeps data in one process: it needs ENTITLEMENTS_ROLES=reader,syncer"
         )

@@ -1,4 +1,5 @@
-"""What an option is, and how option values are parsed and checked (used by config.py)."""
+"""What an option is, and how option values are parsed and checked (settings.py declares them,
+config.py reads them)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,59 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from entitlements_sidecar.domain.errors import ConfigError
+from entitlements_sidecar.domain.failure_policy import FailurePolicies, FailurePolicy
+
+OPTION = "option"  # the key of a settings field's metadata that holds its OptionSpec
 
 
 @dataclass(frozen=True, slots=True)
-class Option:
-    field: str
-    env: str
+class OptionSpec:
     default: str
     help: str
     parse: Callable[[str], Any] = str
     secret: bool = False  # no flag (flags show in `ps`), never logged; also read from `<env>_FILE`
     from_file: bool = False  # may hold a password: also read from `<env>_FILE`, never shown in errors
 
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option as the environment and the command line see it. `field` is its flat name (the group's
+    prefix and the field's name: `redis_url`), the flag's destination; `group` and `attr` place it."""
+
+    field: str
+    group: str
+    attr: str
+    spec: OptionSpec
+
+    @property
+    def env(self) -> str:
+        return "ENTITLEMENTS_" + self.field.upper()
+
     @property
     def flag(self) -> str:
         return "--" + self.field.replace("_", "-")
+
+    @property
+    def default(self) -> str:
+        return self.spec.default
+
+    @property
+    def help(self) -> str:
+        return self.spec.help
+
+    @property
+    def secret(self) -> bool:
+        return self.spec.secret
+
+    @property
+    def from_file(self) -> bool:
+        return self.spec.from_file
+
+    def parse(self, text: str) -> Any:
+        return self.spec.parse(text)
 
 
 def positive_int(text: str) -> int:
@@ -94,8 +133,6 @@ def address(text: str) -> str:
 def redis_url(text: str) -> str:
     """A Redis URL redis-py accepts, checked here so a typo is a clear error, not a traceback later.
     The messages never repeat the URL: it may hold a password."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(text)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError("expected redis://, rediss:// or unix://")
@@ -117,32 +154,26 @@ def redis_url(text: str) -> str:
     return text
 
 
-def failure_policy(text: str) -> str:
-    from entitlements_sidecar.domain.failure_policy import FailurePolicy
-
-    FailurePolicy.parse(text)  # raises ValueError naming the problem
-    return text
+def failure_policy(text: str) -> FailurePolicy:
+    return FailurePolicy.parse(text)  # raises ValueError naming the problem
 
 
-def failure_policies_by_feature(text: str) -> str:
-    from entitlements_sidecar.domain.failure_policy import FailurePolicies
-
-    FailurePolicies.parse("fail_closed", text)
-    return text
+def failure_policies_by_feature(text: str) -> dict[str, FailurePolicy]:
+    return dict(FailurePolicies.parse("fail_closed", text).by_feature)
 
 
-def host_ports(text: str) -> str:
+def host_ports(text: str) -> tuple[tuple[str, int], ...]:
+    found = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         host, sep, port = item.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(f"{item!r}: expected host:port")
-    return text
+        found.append((host, int(port)))
+    return tuple(found)
 
 
 def tls_files(port: str, cert: str, key: str, client_ca: str) -> None:
     """A port's TLS settings make sense together and name readable files (ConfigError otherwise)."""
-    from entitlements_sidecar.domain.errors import ConfigError
-
     if bool(cert) != bool(key):
         raise ConfigError(f"{port} TLS needs both a certificate and a key file")
     if client_ca and not cert:
@@ -154,8 +185,6 @@ def tls_files(port: str, cert: str, key: str, client_ca: str) -> None:
 
 def read_secret(path: str, name: str) -> str:
     """A secret mounted as a file (`<env>_FILE`); surrounding whitespace, like a trailing newline, dropped."""
-    from entitlements_sidecar.domain.errors import ConfigError
-
     try:
         return Path(path).read_text().strip()
     except OSError as exc:

@@ -110,3 +110,19 @@ def test_http_requests_carry_a_request_id(sidecar: Sidecar) -> None:
     assert given.headers["X-Request-Id"] == "req-123"
     fresh = httpx.get(f"{sidecar.http_url}/healthz", timeout=5)
     assert len(fresh.headers["X-Request-Id"]) == 16
+
+
+def test_the_answer_cache_has_its_own_bound_and_zero_turns_it_off(
+    tmp_path: Path, example_catalog: Path, redis_server: RedisServer, key_prefix: str
+) -> None:
+    args = ["--store", "redis", "--redis-url", redis_server.url, "--redis-key-prefix", key_prefix]
+    sidecar = start_sidecar(tmp_path, example_catalog, [*args, "--answer-cache-max-entries", "0"])
+    try:
+        check = pb.CheckEntitlementRequest(subscription_id="sub_acme_main", feature_code="sso")
+        for _ in range(5):
+            assert stub(sidecar).CheckEntitlement(check, timeout=5).allowed
+        text = httpx.get(f"{sidecar.http_url}/metrics", timeout=5).text
+        assert _series(text, "entitlements_answer_cache_hits_total")[""] == 0  # every check computed...
+        assert _series(text, "entitlements_l1_hits_total")[""] >= 4  # ...from the L1, which is still on
+    finally:
+        sidecar.terminate()

@@ -129,7 +129,7 @@ async def test_scripts_are_sent_again_to_nodes_that_forgot_them(store: RedisStor
 
 async def test_an_unreachable_cluster_is_reported_as_store_unavailable() -> None:
     # The cluster client's own "cannot connect" is not a RedisError; the store still names it unavailable.
-    store = RedisStore(open_redis("redis://127.0.0.1:6379/0", 0.5, cluster_nodes=f"127.0.0.1:{free_port()}"))
+    store = RedisStore(open_redis("redis://127.0.0.1:6379/0", 0.5, cluster_nodes=[("127.0.0.1", free_port())]))
     with pytest.raises(StoreUnavailableError, match="RedisClusterException"):
         await store.start()
     with pytest.raises(StoreUnavailableError):

@@ -14,6 +14,7 @@ import pytest
 import redis
 from redis.asyncio.cluster import RedisCluster
 
+from entitlements_sidecar.options import host_ports
 from entitlements_sidecar.store.redis_connection import RedisClient, open_redis
 from tests.support.processes import RedisServer, ephemeral_range_low, port_is_free, redis_server_binary
 from tests.support.wait import GiveUp, eventually
@@ -45,7 +46,7 @@ class RedisClusterNodes:
 
     def async_client(self) -> RedisCluster:
         """The sidecar's own way of opening a cluster (ENTITLEMENTS_REDIS_CLUSTER_NODES)."""
-        client = open_redis(self.url, 5.0, cluster_nodes=self.seeds)
+        client = open_redis(self.url, 5.0, cluster_nodes=host_ports(self.seeds))
         assert isinstance(client, RedisCluster)
         return client
 

@@ -10,21 +10,21 @@ from entitlements_sidecar.domain.errors import ConfigError
 
 def test_defaults() -> None:
     settings = load_settings(environ={}, serving=False)
-    assert settings.grpc_address == "127.0.0.1:50051"
-    assert (settings.store, settings.l1_max_entries, settings.redis_key_prefix) == ("memory", 10_000, "ent:")
-    assert (settings.source, settings.catalog_path, settings.roles) == ("", None, frozenset())
+    assert settings.grpc.address == "127.0.0.1:50051"
+    assert (settings.mode.store, settings.cache.l1_max_entries, settings.redis.key_prefix) == ("memory", 10_000, "ent:")
+    assert (settings.mode.source, settings.mode.catalog_path, settings.mode.roles) == ("", None, frozenset())
 
 
 def test_the_source_is_chosen_on_purpose() -> None:
     with pytest.raises(ConfigError, match="no source of truth is configured"):
         load_settings(environ={})
     catalog = load_settings({"catalog_path": "examples/catalog.yaml"}, environ={})
-    assert (catalog.source, catalog.catalog_path) == ("catalog", Path("examples/catalog.yaml"))
-    assert catalog.roles == frozenset()
+    assert (catalog.mode.source, catalog.mode.catalog_path) == ("catalog", Path("examples/catalog.yaml"))
+    assert catalog.mode.roles == frozenset()
     lago = load_settings(environ={"ENTITLEMENTS_SOURCE": "lago", "ENTITLEMENTS_LAGO_API_KEY": "k"})
-    assert lago.roles == {"reader", "syncer"}
+    assert lago.mode.roles == {"reader", "syncer"}
     reader = load_settings({"roles": "reader", "store": "redis"}, environ={"ENTITLEMENTS_SOURCE": "lago"})
-    assert reader.roles == {"reader"}  # a reader needs no API key
+    assert reader.mode.roles == {"reader"}  # a reader needs no API key
 
 
 @pytest.mark.parametrize(
@@ -44,9 +44,9 @@ def test_options_that_do_not_apply_are_errors(overrides: dict[str, str], env: di
 
 def test_flag_beats_environment_beats_default() -> None:
     env = {"ENTITLEMENTS_STORE": "redis", "ENTITLEMENTS_L1_MAX_ENTRIES": "5"}
-    assert load_settings(environ=env, serving=False).store == "redis"
-    assert load_settings({"store": "memory"}, environ=env, serving=False).store == "memory"
-    assert load_settings({"store": None}, environ=env, serving=False).l1_max_entries == 5
+    assert load_settings(environ=env, serving=False).mode.store == "redis"
+    assert load_settings({"store": "memory"}, environ=env, serving=False).mode.store == "memory"
+    assert load_settings({"store": None}, environ=env, serving=False).cache.l1_max_entries == 5
 
 
 @pytest.mark.parametrize(
@@ -77,9 +77,31 @@ def test_bad_flag_names_the_flag() -> None:
 
 def test_unix_and_ipv6_addresses() -> None:
     for address in ("unix:/run/e.sock", "[::1]:50051"):
-        assert load_settings({"grpc_address": address}, environ={}, serving=False).grpc_address == address
+        assert load_settings({"grpc_address": address}, environ={}, serving=False).grpc.address == address
 
 
-def test_every_option_is_a_settings_field() -> None:
-    assert [o.field for o in OPTIONS] == list(Settings.__slots__)
-    assert all(o.env == "ENTITLEMENTS_" + o.field.upper() for o in OPTIONS)
+def test_every_option_is_a_field_of_a_group_and_its_names_derive_from_it() -> None:
+    groups = {name: getattr(load_settings(environ={}, serving=False), name) for name in Settings.__slots__}
+    assert {(o.group, o.attr) for o in OPTIONS} == {(g, a) for g, v in groups.items() for a in type(v).__slots__}
+    assert len({o.env for o in OPTIONS}) == len(OPTIONS)
+    redis_url = next(o for o in OPTIONS if (o.group, o.attr) == ("redis", "url"))
+    assert (redis_url.env, redis_url.flag) == ("ENTITLEMENTS_REDIS_URL", "--redis-url")
+
+
+def test_values_are_parsed_once_into_their_types() -> None:
+    from entitlements_sidecar.domain.failure_policy import FailurePolicy, PolicyKind
+
+    env = {
+        "ENTITLEMENTS_FAILURE_POLICY": "fail_open",
+        "ENTITLEMENTS_FAILURE_POLICY_FEATURES": "sso=last_known_good:60",
+        "ENTITLEMENTS_REDIS_SENTINELS": "10.0.0.9:26379,10.0.0.10:26379",
+    }
+    settings = load_settings(environ=env, serving=False)
+    assert settings.policy.failure_policy == FailurePolicy(PolicyKind.FAIL_OPEN)
+    assert settings.policy.failure_policy_features == {"sso": FailurePolicy(PolicyKind.LAST_KNOWN_GOOD, 60.0)}
+    assert settings.redis.sentinels == (("10.0.0.9", 26379), ("10.0.0.10", 26379))
+
+
+def test_secrets_are_not_in_the_settings_repr() -> None:
+    settings = load_settings(environ={"ENTITLEMENTS_LAGO_API_KEY": "very-secret"}, serving=False)
+    assert settings.lago.api_key == "very-secret" and "very-secret" not in repr(settings)

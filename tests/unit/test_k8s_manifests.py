@@ -134,7 +134,7 @@ def test_sidecar_containers_are_configured_only_with_real_options(objects: list[
         args = _parser().parse_args(container["args"])
         assert args.command == "serve"
         settings = load_settings({"roles": args.roles}, environ=plain)  # every value parses, the roles fit
-        _check_probes(container, settings.grpc_address, settings.http_address, "reader" in settings.roles)
+        _check_probes(container, settings.grpc.address, settings.http.address, "reader" in settings.mode.roles)
         _check_secret_files(pod, container, env, objects)
         for mount in container.get("volumeMounts", []):
             assert mount["name"] in {v["name"] for v in pod["spec"].get("volumes", [])}

@@ -46,23 +46,23 @@ from entitlements_sidecar.transport.tls import grpc_server_credentials
 
 def redis_client(settings: Settings) -> RedisClient:
     return open_redis(
-        settings.redis_url,
-        settings.redis_timeout_seconds,
-        sentinels=settings.redis_sentinels,
-        sentinel_master=settings.redis_sentinel_master,
-        cluster_nodes=settings.redis_cluster_nodes,
+        settings.redis.url,
+        settings.redis.timeout_seconds,
+        sentinels=settings.redis.sentinels,
+        sentinel_master=settings.redis.sentinel_master,
+        cluster_nodes=settings.redis.cluster_nodes,
     )
 
 
 def build_store(settings: Settings, client: RedisClient | None) -> EntitlementStore:
     if client is None:
         return MemoryStore()  # already in-process: an L1 in front would only copy it
-    redis = RedisStore(client, settings.redis_key_prefix)
-    return CachedStore(redis, settings.l1_max_entries) if settings.l1_max_entries else redis
+    redis = RedisStore(client, settings.redis.key_prefix)
+    return CachedStore(redis, settings.cache.l1_max_entries) if settings.cache.l1_max_entries else redis
 
 
 def build_meta(settings: Settings, client: RedisClient | None) -> MapMeta:
-    return RedisMapMeta(client, settings.redis_key_prefix) if client is not None else MemoryMapMeta()
+    return RedisMapMeta(client, settings.redis.key_prefix) if client is not None else MemoryMapMeta()
 
 
 class LagoParts:
@@ -71,17 +71,17 @@ class LagoParts:
 
     def __init__(self, settings: Settings, store: EntitlementStore, client: RedisClient | None, meta: MapMeta) -> None:
         self.client = LagoClient(
-            settings.lago_api_url,
-            settings.lago_api_key,
-            TokenBucket(settings.lago_rate_limit),
-            timeout=settings.lago_timeout_seconds,
-            max_retries=settings.lago_max_retries,
+            settings.lago.api_url,
+            settings.lago.api_key,
+            TokenBucket(settings.lago.rate_limit),
+            timeout=settings.lago.timeout_seconds,
+            max_retries=settings.lago.max_retries,
         )
         self.state: SyncStateStore = (
-            RedisSyncState(client, settings.redis_key_prefix) if client is not None else MemorySyncState()
+            RedisSyncState(client, settings.redis.key_prefix) if client is not None else MemorySyncState()
         )
         self.refresher = Refresher(self.client, store, self.state)
-        self.full_sync = FullSync(self.client, store, self.state, self.refresher, meta, settings.sync_concurrency)
+        self.full_sync = FullSync(self.client, store, self.state, self.refresher, meta, settings.sync.sync_concurrency)
 
 
 @dataclass(frozen=True)
@@ -104,31 +104,38 @@ def build_reader(
 ) -> Reader:
     checks = PolicyReadService(
         service,
-        FailurePolicies.parse(settings.failure_policy, settings.failure_policy_features),
+        FailurePolicies(settings.policy.failure_policy, settings.policy.failure_policy_features),
         sync_lag,
-        settings.staleness_budget_seconds,
-        deadline=CallDeadline(settings.deadline_margin_seconds),
+        settings.policy.staleness_budget_seconds,
+        remembered=settings.cache.last_known_good_max_entries,
+        deadline=CallDeadline(settings.policy.deadline_margin_seconds),
     )
-    servicer = EntitlementServicer(checks, store, settings.max_batch_size, settings.max_watch_subjects, metrics)
+    servicer = EntitlementServicer(
+        checks, store, settings.limits.max_batch_size, settings.limits.max_watch_subjects, metrics
+    )
     bridge = LoopBridge()
+    # Answers are kept only for checks the L1 answered (so they are never behind it): no L1, no answer cache.
+    cache = settings.cache
     answers = (
-        AnswerCache(servicer, store, bridge, metrics, settings.l1_max_entries) if settings.l1_max_entries else None
+        AnswerCache(servicer, store, bridge, metrics, cache.answer_cache_max_entries)
+        if cache.l1_max_entries and cache.answer_cache_max_entries
+        else None
     )
-    slots = StreamSlots(settings.max_watch_streams, settings.max_streams_per_connection)
+    slots = StreamSlots(settings.limits.max_watch_streams, settings.limits.max_streams_per_connection)
     feed = FlagChangeFeed(service, store)
-    flagd = FlagdService(checks, feed, bridge, slots, features, settings.openfeature_keepalive_seconds)
+    flagd = FlagdService(checks, feed, bridge, slots, features, settings.limits.openfeature_keepalive_seconds)
     grpc = GrpcServer(
         servicer,
-        settings.grpc_address,
+        settings.grpc.address,
         bridge,
         answers,
-        settings.grpc_threads,
+        settings.grpc.threads,
         slots,
         [flagd],
-        settings.max_request_bytes,
-        grpc_server_credentials(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file),
-        reuse_port=settings.grpc_reuse_port,
-        keepalive=Keepalive(settings.grpc_keepalive_seconds, settings.grpc_keepalive_timeout_seconds),
+        settings.limits.max_request_bytes,
+        grpc_server_credentials(settings.tls.cert_file, settings.tls.key_file, settings.tls.client_ca_file),
+        reuse_port=settings.grpc.reuse_port,
+        keepalive=Keepalive(settings.grpc.keepalive_seconds, settings.grpc.keepalive_timeout_seconds),
     )
     return Reader(grpc, answers, OfrepEndpoints(checks, feed, features), slots)
 
@@ -154,15 +161,17 @@ def build_syncer(
 ) -> Syncer:
     queue: EventQueue
     if redis is not None:
-        claim_ms = int(settings.queue_claim_idle_seconds * 1000)
+        claim_ms = int(settings.sync.queue_claim_idle_seconds * 1000)
         queue = RedisStreamQueue(
-            redis, settings.redis_key_prefix, claim_idle_ms=claim_ms, consumer=settings.queue_consumer
+            redis, settings.redis.key_prefix, claim_idle_ms=claim_ms, consumer=settings.sync.queue_consumer
         )
     else:
         queue = MemoryQueue()
     verifier = SignatureVerifier(
-        settings.lago_hmac_key or None, lago.client.get_webhook_public_key, settings.lago_jwt_issuer or None
+        settings.lago.hmac_key or None, lago.client.get_webhook_public_key, settings.lago.jwt_issuer or None
     )
-    intake = WebhookIntake("/webhooks/lago", LagoWebhooks(verifier), queue, settings.webhook_max_body_bytes, metrics)
+    intake = WebhookIntake(
+        "/webhooks/lago", LagoWebhooks(verifier), queue, settings.sync.webhook_max_body_bytes, metrics
+    )
     worker = SyncWorker(queue, lago.refresher, meta)
     return Syncer(queue, worker, MapKeeper(watch, queue, lago.full_sync, store), intake)

@@ -58,9 +58,9 @@ log = logging.getLogger(__name__)
 class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        if settings.otel_endpoint:
-            tracing.configure(settings.otel_endpoint)
-        self._redis = redis_client(settings) if settings.store == "redis" else None
+        if settings.logs.otel_endpoint:
+            tracing.configure(settings.logs.otel_endpoint)
+        self._redis = redis_client(settings) if settings.mode.store == "redis" else None
         self.store = build_store(settings, self._redis)
         self.meta = build_meta(settings, self._redis)
         self.map_status = MapStatus()  # "not found" is an answer only while the map is known complete
@@ -81,11 +81,11 @@ class App:
         self.syncer: Syncer | None = None
         source: EntitlementSource
         features: FeatureCatalog
-        if settings.source == "catalog":
-            assert settings.catalog_path is not None  # config checked it
-            catalog = CatalogSource(settings.catalog_path, self.store)
+        if settings.mode.source == "catalog":
+            assert settings.mode.catalog_path is not None  # config checked it
+            catalog = CatalogSource(settings.mode.catalog_path, self.store)
             self.catalog_sync = CatalogSync(
-                catalog, self.store, self.meta, settings.catalog_poll_seconds, self.map_watch
+                catalog, self.store, self.meta, settings.mode.catalog_poll_seconds, self.map_watch
             )
             source = features = catalog
         else:
@@ -98,7 +98,7 @@ class App:
             )
             source = LagoSource(lago.client, lago.refresher, self.store)
             features = TimedFeatureCatalog(lago.state)
-            if "syncer" in settings.roles:
+            if "syncer" in settings.mode.roles:
                 self.syncer = syncer = build_syncer(
                     settings, self._redis, lago, self.map_watch, self.meta, self.store, metrics
                 )
@@ -110,7 +110,7 @@ class App:
                 )
                 routes.append(syncer.intake)
         self.reader: Reader | None = None
-        if settings.source == "catalog" or "reader" in settings.roles:
+        if settings.mode.source == "catalog" or "reader" in settings.mode.roles:
             service = ReadService(self.store, source, map_status=self.map_status)
             self.reader = build_reader(
                 settings, service, self.store, features, metrics, lambda: self.health.last.sync_lag_seconds
@@ -127,7 +127,7 @@ class App:
         # complete, and (source=lago) the sync lag and snapshot age, which are taken from the same read.
         self.health = HealthMonitor(
             metrics,
-            settings.staleness_budget_seconds,
+            settings.policy.staleness_budget_seconds,
             probe,
             self.map_status,
             ping=self.map_watch.probe,
@@ -140,17 +140,17 @@ class App:
         routes.append(self.health)
         rejected = metrics.http_rejected
         self.http = HttpServer(
-            settings.http_address,
+            settings.http.address,
             routes,
             ssl_context=http_ssl_context(
-                settings.http_tls_cert_file, settings.http_tls_key_file, settings.http_tls_client_ca_file
+                settings.http.tls_cert_file, settings.http.tls_key_file, settings.http.tls_client_ca_file
             ),
             limits=HttpLimits(
                 # Only the webhook intake needs a long line: a JWT signature carries the body.
-                max_signature_line=settings.http_max_signature_bytes if self.syncer is not None else 0,
-                head_timeout=settings.http_header_timeout_seconds,
-                body_timeout=settings.http_body_timeout_seconds,
-                idle_timeout=settings.http_idle_timeout_seconds,
+                max_signature_line=settings.http.max_signature_bytes if self.syncer is not None else 0,
+                head_timeout=settings.http.header_timeout_seconds,
+                body_timeout=settings.http.body_timeout_seconds,
+                idle_timeout=settings.http.idle_timeout_seconds,
             ),
             on_reject=lambda reason: rejected.labels(reason).inc(),
         )
@@ -169,7 +169,7 @@ class App:
         if self.catalog_sync is not None:
             result = await self.catalog_sync.initial_load()
             self._spawn(self.catalog_sync.run(), "catalog-sync")
-            self._loaded(f"catalog {self.settings.catalog_path}, {result.written} subscriptions written")
+            self._loaded(f"catalog {self.settings.mode.catalog_path}, {result.written} subscriptions written")
             return
         assert self.lago is not None
         if self.syncer is not None:
@@ -188,7 +188,7 @@ class App:
 
     async def _reconcile(self, full_sync: FullSync) -> None:
         while True:
-            await asyncio.sleep(self.settings.reconcile_interval_seconds)
+            await asyncio.sleep(self.settings.sync.reconcile_interval_seconds)
             try:
                 report = await full_sync.run()
                 self.metrics.reconciliation_repairs.inc(report.repaired)
@@ -219,10 +219,10 @@ class App:
         log.info(
             "serving",
             extra={
-                "grpc": self.settings.grpc_address if grpc else "-",
+                "grpc": self.settings.grpc.address if grpc else "-",
                 "grpc_port": grpc.port if grpc else "-",
                 "http_port": self.http.port,
-                "store": self.settings.store,
+                "store": self.settings.mode.store,
                 "ready": readiness.ready,
                 "detail": detail,
             },
@@ -232,9 +232,9 @@ class App:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def stop(self) -> None:
-        log.info("shutting down", extra={"grace_seconds": self.settings.shutdown_grace_seconds})
+        log.info("shutting down", extra={"grace_seconds": self.settings.limits.shutdown_grace_seconds})
         if self.grpc is not None:
-            await self.grpc.stop(self.settings.shutdown_grace_seconds)
+            await self.grpc.stop(self.settings.limits.shutdown_grace_seconds)
         await self.http.stop()
         if self.syncer is not None:
             # Let the worker finish its step: cancelling a Redis read mid-reply is not always
@@ -273,13 +273,13 @@ async def serve(settings: Settings) -> None:
 
 async def run_full_sync(settings: Settings, progress: Progress | None = None) -> SyncReport:
     """`entitlements-sidecar sync --full`: one full load from Lago into the shared Redis."""
-    if settings.source != "lago":
+    if settings.mode.source != "lago":
         raise ConfigError("sync --full reads Lago: set ENTITLEMENTS_SOURCE=lago (or --source lago)")
-    if settings.store != "redis":
+    if settings.mode.store != "redis":
         raise ConfigError("sync --full writes the shared store: set ENTITLEMENTS_STORE=redis")
     client = redis_client(settings)
-    store = RedisStore(client, settings.redis_key_prefix)
-    lago = LagoParts(settings, store, client, RedisMapMeta(client, settings.redis_key_prefix))
+    store = RedisStore(client, settings.redis.key_prefix)
+    lago = LagoParts(settings, store, client, RedisMapMeta(client, settings.redis.key_prefix))
     try:
         await store.start()
         return await lago.full_sync.run(progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeAlias
 
 import redis.asyncio as aioredis
@@ -26,14 +27,12 @@ def _retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.2, base=0.02), 3, supported_errors=(ConnectionError,))
 
 
-def _host_ports(text: str) -> list[tuple[str, int]]:
-    """`host:port,...` (already validated by the configuration) as pairs."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    return [(host, int(port)) for host, _, port in (item.rpartition(":") for item in items)]
-
-
 def open_redis(
-    url: str, timeout: float, sentinels: str = "", sentinel_master: str = "mymaster", cluster_nodes: str = ""
+    url: str,
+    timeout: float,
+    sentinels: Sequence[tuple[str, int]] = (),
+    sentinel_master: str = "mymaster",
+    cluster_nodes: Sequence[tuple[str, int]] = (),
 ) -> RedisClient:
     if cluster_nodes:
         return _cluster(url, timeout, cluster_nodes)
@@ -42,12 +41,12 @@ def open_redis(
     return aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=_retry())
 
 
-def _cluster(url: str, timeout: float, cluster_nodes: str) -> RedisCluster:
+def _cluster(url: str, timeout: float, cluster_nodes: Sequence[tuple[str, int]]) -> RedisCluster:
     # The seed nodes only find the cluster; the client then follows its slot map (MOVED/ASK, failovers).
     # A cluster has one database, so the URL contributes credentials and TLS (rediss://) only.
     parts = parse_url(url)
     return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in _host_ports(cluster_nodes)],
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster_nodes],
         username=parts.get("username"),
         password=parts.get("password"),
         ssl=url.startswith("rediss://"),
@@ -57,11 +56,11 @@ def _cluster(url: str, timeout: float, cluster_nodes: str) -> RedisCluster:
     )
 
 
-def _through_sentinels(url: str, timeout: float, sentinels: str, master: str) -> aioredis.Redis:
+def _through_sentinels(url: str, timeout: float, sentinels: Sequence[tuple[str, int]], master: str) -> aioredis.Redis:
     # The pool asks the Sentinels for the current master on every (re)connect, so a failover is a
     # reconnect (the change feed then resets the L1, like any reconnect).
     parts = parse_url(url)
-    sentinel = Sentinel(_host_ports(sentinels), socket_connect_timeout=timeout, socket_timeout=timeout)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(sentinels), socket_connect_timeout=timeout, socket_timeout=timeout)  # type: ignore[no-untyped-call]
     client: aioredis.Redis = sentinel.master_for(
         master,
         socket_connect_timeout=timeout,
