@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import grpc
 import pytest
 
+from entitlements_sidecar.domain.map_status import MapStatus
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
@@ -19,7 +20,8 @@ from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.transport.grpc.answer_cache import AnswerCache, _split
 from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
-from entitlements_sidecar.transport.grpc.server import GrpcServer
+from entitlements_sidecar.transport.grpc.routing import StreamSlots
+from entitlements_sidecar.transport.grpc.server import GrpcServer, Keepalive
 from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
 from tests.support.builders import STARTER, subscription
 
@@ -50,10 +52,13 @@ async def served(example_catalog: Path) -> AsyncIterator[Served]:
     await store.start()
     source = CatalogSource(example_catalog, store)
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
-    servicer = EntitlementServicer(ReadService(store, source), store, 10, 100, Metrics())
+    servicer = EntitlementServicer(ReadService(store, source, MapStatus(complete=True)), store, 10, 100, Metrics())
     bridge = LoopBridge()
     answers = AnswerCache(servicer, store, bridge, Metrics())
-    server = GrpcServer(servicer, "127.0.0.1:0", bridge, answers)
+    server = GrpcServer(
+        servicer, "127.0.0.1:0", bridge, answers, 2, StreamSlots(10), [], 1 << 20, None,
+        reuse_port=False, keepalive=Keepalive(),
+    )  # fmt: skip
     await server.start()
     await server.set_serving(True)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -39,6 +39,7 @@ class Controls:
         # subscription reads answered with another subscription's row (asked id -> served id).
         self.ignore_id_filters = False
         self.swap_rows: dict[str, str] = {}
+        self.key_revoked = False  # the organization's API key was revoked: every request is 401
         self._window: deque[float] = deque()
 
     def api_requests(self, method: str = "GET") -> list[tuple[float, str, str]]:
@@ -100,7 +101,7 @@ def build_app(state: LagoState, signer: Signer, api_key: str, controls: Controls
                     return response
                 controls._window.append(stamp)
         auth = request.headers.get("Authorization", "").split()
-        if len(auth) != 2 or auth[1] != api_key:
+        if len(auth) != 2 or auth[1] != api_key or controls.key_revoked:
             return error(401)
         try:
             with state.lock:

@@ -111,7 +111,7 @@ class App:
                 routes.append(syncer.intake)
         self.reader: Reader | None = None
         if settings.mode.source == "catalog" or "reader" in settings.mode.roles:
-            service = ReadService(self.store, source, map_status=self.map_status)
+            service = ReadService(self.store, source, self.map_status)
             self.reader = build_reader(
                 settings, service, self.store, features, metrics, lambda: self.health.last.sync_lag_seconds
             )

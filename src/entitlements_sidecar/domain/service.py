@@ -84,11 +84,11 @@ class ReadService:
         self,
         store: EntitlementStore,
         source: EntitlementSource,
-        map_status: MapStatus | None = None,
+        map_status: MapStatus,
     ) -> None:
         self._store = store
         self._source = source
-        self._map = map_status or MapStatus(complete=True)
+        self._map = map_status  # "not found" is an answer only while it says the map is complete
 
     async def check(self, query: CheckQuery) -> CheckAnswer:
         subject = query.subject

@@ -24,7 +24,7 @@ class SyncWorker:
         self,
         queue: EventQueue,
         handler: EventHandler,
-        meta: MapMeta | None = None,
+        meta: MapMeta,
         batch_size: int = 100,
         beat_every_ms: int = 1000,
     ) -> None:
@@ -59,7 +59,7 @@ class SyncWorker:
 
     async def _beat(self) -> None:
         now = now_ms()
-        if self._meta is None or now - self._last_beat < self._beat_every_ms:
+        if now - self._last_beat < self._beat_every_ms:
             return
         try:
             await self._meta.mark_confirmed(now)

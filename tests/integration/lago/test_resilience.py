@@ -171,3 +171,29 @@ def test_reconciliation_repairs_a_dropped_webhook(
     lago.take_outbox()  # the webhook is lost
     eventually(lambda: sidecar_view(syncer.sidecar, "sub_1")[1]["seats"]["max"] == 64, timeout=15, what="repaired")
     eventually(lambda: "reconciled" in syncer.sidecar.log() and "repaired=1" in syncer.sidecar.log(), what="counted")
+
+
+def test_a_refused_api_key_keeps_webhooks_pending_says_so_and_loses_nothing(
+    lago: LagoEmulator, start_syncer: SyncerFactory
+) -> None:
+    seed(lago, subscriptions=2)
+    syncer = start_syncer(name="keyed")
+    lago.controls.key_revoked = True
+    lago.state.patch_subscription_entitlements("sub_0", {"seats": {"max": 77}})
+    assert lago.flush() == [200]  # acknowledged: the queue holds it
+
+    def warned() -> str | None:
+        body = httpx.get(f"http://127.0.0.1:{syncer.http_port}/readyz", timeout=5).json()
+        warning = body["checks"]["source"].get("warning")
+        return str(warning) if warning is not None else None
+
+    warning = eventually(warned, what="readiness names the refusal")
+    assert "refuses the syncer" in str(warning) and "401" in str(warning)
+    assert "sync batch refused by the source" in syncer.sidecar.log()
+    assert sidecar_view(syncer.sidecar, "sub_0")[1]["seats"]["max"] == 10  # not applied, not dropped
+
+    # The operator fixes the key and restarts the syncer: its pending entry is applied at once.
+    lago.controls.key_revoked = False
+    syncer.sidecar.terminate()
+    again = start_syncer(name="keyed")
+    eventually(lambda: sidecar_view(again.sidecar, "sub_0")[1]["seats"]["max"] == 77, what="applied after the fix")

@@ -34,7 +34,7 @@ async def setup(example_catalog: Path) -> tuple[ReadService, MemoryStore, Path]:
     await store.start()
     source = CatalogSource(example_catalog, store)
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
-    return ReadService(store, source), store, example_catalog
+    return ReadService(store, source, MapStatus(complete=True)), store, example_catalog
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -133,7 +133,7 @@ async def test_on_a_map_not_known_complete_not_found_is_not_an_answer(example_ca
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
     status = MapStatus()
     status.doubt("lost: being rebuilt")
-    service = ReadService(store, source, map_status=status)
+    service = ReadService(store, source, status)
     unknown = CheckQuery.build(Subject(SubjectKind.SUBSCRIPTION, "sub_not_loaded_yet"), "sso")
     with pytest.raises(NotReadyError, match="the map is not complete \\(lost: being rebuilt\\)"):
         await service.check(unknown)

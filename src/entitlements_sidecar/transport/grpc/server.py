@@ -82,25 +82,26 @@ class GrpcServer:
         servicer: EntitlementServicer,
         address: str,
         bridge: LoopBridge,
-        answers: AnswerCache | None = None,
-        threads: int = 2,
-        slots: StreamSlots | None = None,
-        more: Sequence[GrpcServices] = (),
-        max_request_bytes: int = 1024 * 1024,
-        credentials: grpc.ServerCredentials | None = None,
-        reuse_port: bool = False,
-        keepalive: Keepalive | None = None,
+        answers: AnswerCache | None,
+        threads: int,
+        slots: StreamSlots,
+        more: Sequence[GrpcServices],
+        max_request_bytes: int,
+        credentials: grpc.ServerCredentials | None,
+        *,
+        reuse_port: bool,
+        keepalive: Keepalive,
     ) -> None:
         self.servicer = servicer
         self.health = health.HealthServicer()
         self._bridge = bridge
-        self._slots = slots or StreamSlots(100)
+        self._slots = slots
         self._more = more
         # Streams (ours, flagd's, health and reflection) hold a thread each: a few beyond our limit.
         options = [
             ("grpc.max_receive_message_length", max_request_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-            *(keepalive or Keepalive()).options(),
+            *keepalive.options(),
         ]
         self.server = grpc.server(RoutingExecutor(threads, self._slots.limit + 4), options=options)
         handlers = self._servicer_handlers()

@@ -56,13 +56,13 @@ class HttpServer:
         self,
         address: str,
         routes: Sequence[Routes],
+        ssl_context: ssl.SSLContext | None,
+        limits: HttpLimits,
+        on_reject: Callable[[str], None],
         shutdown_timeout: float = 5.0,
-        ssl_context: ssl.SSLContext | None = None,
-        limits: HttpLimits | None = None,
-        on_reject: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self._ssl_context = ssl_context
-        self._limits = limits = limits or HttpLimits()
+        self._limits = limits
         self._on_reject = on_reject
         # Each endpoint enforces its own body limit.
         app = web.Application(client_max_size=0, middlewares=[_request_id])

@@ -25,7 +25,7 @@ async def ofrep(example_catalog: Path) -> OfrepEndpoints:
     store = MemoryStore()
     source = CatalogSource(example_catalog, store)
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
-    service = ReadService(store, source)
+    service = ReadService(store, source, MapStatus(complete=True))
     return OfrepEndpoints(service, FlagChangeFeed(service, store), source)
 
 
