@@ -67,3 +67,17 @@ async def eventually_async(
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")
         await asyncio.sleep(interval)
+
+
+async def holds_for_async(
+    probe: Callable[[], Awaitable[object]], seconds: float, interval: float = 0.01, what: str = "condition"
+) -> None:
+    """`holds_for` on the event loop: `probe` stays truthy for `seconds` while other tasks run."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await probe()
+        if not result:
+            raise AssertionError(f"{what} stopped holding; last: {result!r}")
+        if time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(interval)

@@ -35,7 +35,6 @@ from entitlements_sidecar.domain.ports import EntitlementSource, FeatureCatalog,
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.metrics import Metrics
 from entitlements_sidecar.sources.catalog_source import CatalogSource
-from entitlements_sidecar.sources.lago.full_sync import FullSync
 from entitlements_sidecar.sources.lago.source import LagoSource
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.features_timed import TimedFeatureCatalog
@@ -45,6 +44,7 @@ from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.sync.map_watch import MapWatch
 from entitlements_sidecar.sync.probes import CatalogProbe, MarkerProbe
+from entitlements_sidecar.sync.reconciler import Reconciler, first_load
 from entitlements_sidecar.transport.grpc.server import GrpcServer
 from entitlements_sidecar.transport.http.guard import HttpLimits
 from entitlements_sidecar.transport.http.health import HealthMonitor
@@ -183,27 +183,13 @@ class App:
         if await self.meta.loaded_at() is None:
             await lago.full_sync.run()
         self._spawn(syncer.worker.run(), "sync-worker")
-        self._spawn(self._reconcile(lago.full_sync), "reconciler")
+        repairs = self.metrics.reconciliation_repairs
+        reconciler = Reconciler(lago.full_sync, self.settings.sync.reconcile_interval_seconds, repairs.inc)
+        self._spawn(reconciler.run(), "reconciler")
         self._spawn(syncer.keeper.run(), "map-keeper")
 
-    async def _reconcile(self, full_sync: FullSync) -> None:
-        while True:
-            await asyncio.sleep(self.settings.sync.reconcile_interval_seconds)
-            try:
-                report = await full_sync.run()
-                self.metrics.reconciliation_repairs.inc(report.repaired)
-                log.info("reconciled", extra={"repaired": report.repaired, "subscriptions": report.subscriptions})
-            except Exception:
-                log.exception("reconciliation failed; trying again next interval")
-
     async def _loaded_when_synced(self, meta: MapMeta) -> None:
-        while True:
-            try:
-                if await meta.loaded_at() is not None:
-                    break
-            except Exception:
-                log.warning("waiting for the store", exc_info=True)
-            await asyncio.sleep(1.0)
+        await first_load(meta)
         self._loaded("the syncer's first load is in the store")
 
     def _loaded(self, detail: str) -> None:
