@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,13 @@ from entitlements_sidecar.domain.model import (
     ValueType,
 )
 from entitlements_sidecar.domain.resolution import resolve_subscription
+from entitlements_sidecar.domain.usage import Meters
+from entitlements_sidecar.sources.meters_file import parse_meters
 
 _MAX_CODE = 255
 _INT64 = (-(2**63), 2**63 - 1)
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
-_TOP_KEYS = {"features", "plans", "subscriptions"}
+_TOP_KEYS = {"features", "plans", "subscriptions", "meters"}
 _FEATURE_KEYS = {"code", "name", "description", "privileges"}
 _PRIVILEGE_KEYS = {"code", "name", "value_type", "config"}
 _PLAN_KEYS = {"code", "name", "entitlements"}
@@ -55,6 +57,9 @@ class Catalog:
     features: Mapping[str, FeatureDefinition]
     plans: Mapping[str, PlanDefinition]
     subscriptions: Mapping[str, SubscriptionDefinition]
+    meters: Meters = field(
+        default_factory=Meters
+    )  # usage meters (sources/meters_file.py): which privileges are quotas of which metric
 
     def resolve(self) -> dict[str, ResolvedSubscription]:
         return {
@@ -110,7 +115,8 @@ class _Parser:
             if sub.external_id in subscriptions:
                 raise self.fail(f"subscriptions[{i}].external_id", f"duplicate external_id {sub.external_id!r}")
             subscriptions[sub.external_id] = sub
-        return Catalog(features, plans, subscriptions)
+        meters = parse_meters(top.get("meters", []), self.file, features)
+        return Catalog(features, plans, subscriptions, meters)
 
     # -- definitions ------------------------------------------------------------------------
 

@@ -1,0 +1,157 @@
+"""Usage rules: meters bind a feature to a Lago billable metric, and a requested usage is judged against
+the subscription's allowance (included units: beyond it usage is allowed and billable) and quota (the hard
+limit: beyond it usage is denied).
+
+Lago keeps no link between a privilege and a metric (docs/lago-usage.md), so a meter is our configuration:
+which integer privilege of the feature is the quota, which is the allowance, and how an event's value is
+aggregated. Only `count` and `sum` are additive per event, so only they can be counted locally.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from entitlements_sidecar.domain.errors import InvalidArgumentError
+from entitlements_sidecar.domain.model import ResolvedSubscription, ValueType
+
+
+class Aggregation(enum.StrEnum):
+    COUNT = "count"  # every event counts 1
+    SUM = "sum"  # every event counts the integer value of its `property`
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    feature_code: str
+    metric_code: str  # the Lago billable metric's code
+    aggregation: Aggregation
+    quota_privilege: str | None = None  # an integer privilege of the feature: the hard limit
+    allowance_privilege: str | None = None  # an integer privilege of the feature: the included units
+    property: str | None = None  # for SUM: the event property that carries the value
+
+
+@dataclass(frozen=True, slots=True)
+class Meters:
+    """Every meter, by the metric it counts and by the feature it meters (one meter each)."""
+
+    by_metric: Mapping[str, Meter] = field(default_factory=dict)
+    by_feature: Mapping[str, Meter] = field(default_factory=dict)
+
+
+class UsageReason(enum.Enum):
+    WITHIN_ALLOWANCE = "within_allowance"  # allowed, included
+    OVER_ALLOWANCE = "over_allowance"  # allowed, the units past the allowance are billable
+    OVER_QUOTA = "over_quota"  # denied: it would pass the hard limit
+    NOT_ENTITLED = "not_entitled"  # denied: the subject lacks the feature
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLimits:
+    """The subscription's bounds for one meter; None: no such bound (the privilege has no value)."""
+
+    allowance: int | None
+    quota: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageDecision:
+    allowed: bool
+    reason: UsageReason
+    used: int
+    requested: int
+    allowance: int | None
+    quota: int | None
+    remaining: int | None  # under the quota after this usage, or None without a quota
+    billable: int  # units of this request past the allowance
+
+
+def limits_for(subscription: ResolvedSubscription, meter: Meter) -> UsageLimits | None:
+    """The bounds a subscription has for a meter; None when it is not entitled to the meter's feature."""
+    if not subscription.grants:
+        return None
+    feature = subscription.features.get(meter.feature_code)
+    if feature is None:
+        return None
+
+    def bound(code: str | None) -> int | None:
+        privilege = feature.privileges.get(code) if code else None
+        if privilege is None or privilege.value_type is not ValueType.INTEGER or isinstance(privilege.value, bool):
+            return None
+        return int(privilege.value)
+
+    return UsageLimits(bound(meter.allowance_privilege), bound(meter.quota_privilege))
+
+
+def decide_usage(used: int, requested: int, limits: UsageLimits | None) -> UsageDecision:
+    """May `requested` more units be used, given `used` so far in the period?"""
+    if limits is None:
+        return UsageDecision(False, UsageReason.NOT_ENTITLED, used, requested, None, None, None, 0)
+    after = used + requested
+    quota, allowance = limits.quota, limits.allowance
+    if quota is not None and after > quota:
+        return UsageDecision(False, UsageReason.OVER_QUOTA, used, requested, allowance, quota, max(0, quota - used), 0)
+    remaining = None if quota is None else quota - after
+    if allowance is not None and after > allowance:
+        billable = after - max(allowance, used)
+        return UsageDecision(True, UsageReason.OVER_ALLOWANCE, used, requested, allowance, quota, remaining, billable)
+    return UsageDecision(True, UsageReason.WITHIN_ALLOWANCE, used, requested, allowance, quota, remaining, 0)
+
+
+def event_value(meter: Meter, properties: Mapping[str, object], where: str = "properties") -> int:
+    """The units one event adds: 1 for a count meter, the integer property for a sum meter.
+    InvalidArgumentError naming the property under `where` for anything that cannot be counted exactly."""
+    if meter.aggregation is Aggregation.COUNT:
+        return 1
+    assert meter.property is not None  # a sum meter names its property (checked where meters are loaded)
+    name = f"{where}.{meter.property}"
+    raw = properties.get(meter.property)
+    if raw is None:
+        raise InvalidArgumentError(name, f"is required by metric {meter.metric_code!r} (sum of {meter.property})")
+    if isinstance(raw, bool):
+        raise InvalidArgumentError(name, "must be a whole number, not a boolean")
+    if isinstance(raw, float):
+        if not math.isfinite(raw) or not raw.is_integer():
+            raise InvalidArgumentError(name, f"must be a whole number, got {raw!r}")
+        raw = int(raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text.lstrip("-").isdigit():
+            raise InvalidArgumentError(name, f"must be a whole number, got {raw[:40]!r}")
+        raw = int(text)
+    if not isinstance(raw, int):
+        raise InvalidArgumentError(name, f"must be a whole number, got {type(raw).__name__}")
+    if raw < 0:
+        raise InvalidArgumentError(name, f"must not be negative, got {raw}")
+    if raw > 2**53:
+        raise InvalidArgumentError(name, "is larger than a counter holds exactly")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class UsageKey:
+    """One counter: a subscription's usage of a metric in the billing period that starts at `period_start_ms`.
+    A new period is a new key, so counters roll over without a job."""
+
+    subscription_id: str
+    metric_code: str
+    period_start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    used: int  # the period's usage after the call
+    recorded: bool  # False: refused by the limit, or a transaction already recorded
+    duplicate: bool  # the transaction id was recorded before: nothing was added again
+
+
+class UsageCounter(Protocol):
+    async def used(self, key: UsageKey) -> int: ...
+
+    async def record(self, key: UsageKey, value: int, transaction_id: str, limit: int | None = None) -> Recorded:
+        """Add `value` unless `transaction_id` was recorded for this subscription before; with `limit`, only
+        if the total stays within it. One atomic step across every process sharing the counter."""
+        ...

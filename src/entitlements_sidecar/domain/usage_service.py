@@ -1,0 +1,140 @@
+"""Usage for a subscription: check a requested usage, report usage, and consume (check and record in one
+atomic step), over the resolved map (allowances and quotas are privileges), the meters and the counters.
+
+Every request is validated before anything is counted: an unknown metric, a feature without a meter, a
+value that cannot be counted exactly or a timestamp in the future is an InvalidArgumentError naming the
+field, and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from entitlements_sidecar.domain.errors import InvalidArgumentError
+from entitlements_sidecar.domain.ids import IdKind, id_problem
+from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.domain.periods import Period, period_at
+from entitlements_sidecar.domain.ports import EntitlementStore
+from entitlements_sidecar.domain.usage import (
+    Meter,
+    Meters,
+    Recorded,
+    UsageCounter,
+    UsageDecision,
+    UsageKey,
+    UsageLimits,
+    decide_usage,
+    event_value,
+    limits_for,
+)
+
+_FUTURE_SLACK = timedelta(minutes=5)  # clocks differ a little; an event from further ahead is a mistake
+
+
+@dataclass(frozen=True, slots=True)
+class UsageAnswer:
+    decision: UsageDecision
+    period: Period
+    recorded: bool = False  # consume and report: the usage was counted by this call
+    duplicate: bool = False  # the transaction id was counted before: nothing was added
+
+
+class UsageService:
+    def __init__(
+        self,
+        store: EntitlementStore,
+        meters: Meters,
+        counter: UsageCounter,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._meters = meters
+        self._counter = counter
+        self._clock = clock
+
+    async def check(self, subscription_id: str, feature_code: str, requested: int) -> UsageAnswer:
+        """Would `requested` more units be allowed now? Nothing is recorded."""
+        _positive(requested, "requested_usage")
+        meter = self._meter_of_feature(feature_code)
+        subscription = await self._subscription(subscription_id)
+        period = self._period(subscription, self._clock())
+        used = await self._counter.used(UsageKey(subscription_id, meter.metric_code, period.start_ms))
+        return UsageAnswer(decide_usage(used, requested, _limits(subscription, meter)), period)
+
+    async def consume(self, subscription_id: str, feature_code: str, value: int, transaction_id: str) -> UsageAnswer:
+        """Record `value` only if it stays within the quota, in one step across every sidecar."""
+        _positive(value, "value")
+        _transaction(transaction_id, "transaction_id")
+        meter = self._meter_of_feature(feature_code)
+        subscription = await self._subscription(subscription_id)
+        limits = _limits(subscription, meter)
+        period = self._period(subscription, self._clock())
+        key = UsageKey(subscription_id, meter.metric_code, period.start_ms)
+        if limits is None:  # not entitled: nothing to record against
+            return UsageAnswer(decide_usage(await self._counter.used(key), value, None), period)
+        result = await self._counter.record(key, value, transaction_id, limit=limits.quota)
+        if result.duplicate:  # counted by its first call: nothing is added now, so nothing is requested
+            return UsageAnswer(decide_usage(result.used, 0, limits), period, False, True)
+        before = result.used - value if result.recorded else result.used
+        return UsageAnswer(decide_usage(before, value, limits), period, result.recorded)
+
+    async def report(
+        self,
+        subscription_id: str,
+        metric_code: str,
+        properties: Mapping[str, object],
+        transaction_id: str,
+        timestamp: datetime | None = None,
+        where: str = "",
+    ) -> Recorded:
+        """Count usage that happened (never refused by the quota: it was used already)."""
+        meter = self._meters.by_metric.get(metric_code)
+        if meter is None:
+            raise InvalidArgumentError(f"{where}metric_code", f"no meter counts metric {metric_code!r}")
+        _transaction(transaction_id, f"{where}transaction_id")
+        value = event_value(meter, properties, f"{where}properties")
+        now = self._clock()
+        at = timestamp or now
+        if at > now + _FUTURE_SLACK:
+            raise InvalidArgumentError(f"{where}timestamp", "is in the future")
+        subscription = await self._subscription(subscription_id, f"{where}subscription_id")
+        if subscription is None or _limits(subscription, meter) is None:
+            # Lago would take it and never count it (docs/lago-usage.md): say so now instead.
+            why = "is not in the map" if subscription is None else f"is not entitled to {meter.feature_code!r}"
+            raise InvalidArgumentError(f"{where}subscription_id", f"{subscription_id!r} {why}")
+        period = self._period(subscription, at)
+        return await self._counter.record(
+            UsageKey(subscription_id, metric_code, period.start_ms), value, transaction_id
+        )
+
+    def _meter_of_feature(self, feature_code: str) -> Meter:
+        meter = self._meters.by_feature.get(feature_code)
+        if meter is None:
+            raise InvalidArgumentError("feature_code", f"feature {feature_code!r} has no meter")
+        return meter
+
+    async def _subscription(self, subscription_id: str, field: str = "subscription_id") -> ResolvedSubscription | None:
+        problem = id_problem(subscription_id, IdKind.SUBSCRIPTION)
+        if problem is not None:
+            raise InvalidArgumentError(field, problem)
+        record = await self._store.get_subscription(subscription_id)  # limits: the L1 is as fresh as a check
+        return record.subscription if record is not None else None
+
+    def _period(self, subscription: ResolvedSubscription | None, at: datetime) -> Period:
+        return period_at(at, subscription.started_at if subscription else None)
+
+
+def _limits(subscription: ResolvedSubscription | None, meter: Meter) -> UsageLimits | None:
+    return limits_for(subscription, meter) if subscription is not None else None
+
+
+def _positive(value: int, field: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidArgumentError(field, f"must be a positive whole number, got {value!r}")
+
+
+def _transaction(transaction_id: str, field: str) -> None:
+    if not transaction_id or len(transaction_id) > 255 or transaction_id != transaction_id.strip():
+        raise InvalidArgumentError(field, "is required: 1 to 255 characters without surrounding whitespace")

@@ -1,0 +1,64 @@
+"""Monthly billing periods: calendar and anniversary, clamped to the subscription's start."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from entitlements_sidecar.domain.periods import BillingTime, period_at
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("now", "started", "billing", "start", "end"),
+    [
+        (utc(2026, 12, 2, 3), utc(2026, 8, 1), BillingTime.CALENDAR, utc(2026, 12, 1), utc(2026, 12, 31, 23, 59, 59)),
+        (
+            utc(2026, 8, 20),
+            utc(2026, 8, 15, 10),
+            BillingTime.CALENDAR,
+            utc(2026, 8, 15, 10),
+            utc(2026, 8, 31, 23, 59, 59),
+        ),
+        (
+            utc(2026, 12, 31, 23, 59, 59),
+            None,
+            BillingTime.CALENDAR,
+            utc(2026, 12, 31, 23, 59, 59),
+            utc(2026, 12, 31, 23, 59, 59),
+        ),
+        (utc(2026, 12, 20), utc(2026, 9, 15), BillingTime.ANNIVERSARY, utc(2026, 12, 15), utc(2027, 1, 14, 23, 59, 59)),
+        (
+            utc(2026, 12, 10),
+            utc(2026, 9, 15),
+            BillingTime.ANNIVERSARY,
+            utc(2026, 11, 15),
+            utc(2026, 12, 14, 23, 59, 59),
+        ),
+        (utc(2027, 1, 5), utc(2026, 9, 15), BillingTime.ANNIVERSARY, utc(2026, 12, 15), utc(2027, 1, 14, 23, 59, 59)),
+        # the 31st in a 28-day month is its last day
+        (
+            utc(2027, 2, 28, 12),
+            utc(2026, 1, 31),
+            BillingTime.ANNIVERSARY,
+            utc(2027, 2, 28),
+            utc(2027, 3, 30, 23, 59, 59),
+        ),
+    ],
+)
+def test_the_period_holding_a_moment(
+    now: datetime, started: datetime | None, billing: BillingTime, start: datetime, end: datetime
+) -> None:
+    period = period_at(now, started, billing)
+    assert (period.start, period.end) == (start, end)
+    assert period.start <= now <= period.end
+
+
+def test_the_next_period_is_a_new_counter_key() -> None:
+    december = period_at(utc(2026, 12, 31, 23, 59, 59), utc(2026, 1, 1))
+    january = period_at(utc(2027, 1, 1), utc(2026, 1, 1))
+    assert january.start_ms == int(utc(2027, 1, 1).timestamp() * 1000) > december.start_ms
