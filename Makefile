@@ -41,9 +41,14 @@ lago-local: $(VENV)/.dev redis
 
 ## Lint, then the suite tier by tier: unit and contract with the coverage gate, then integration
 ## (real processes, a real redis-server, clients written by others).
+## With PYTEST_ARGS (e.g. -k watch) it runs the selected tests of every tier at once, without the gate.
 test: lint redis interop h2load
-	$(BIN)/pytest tests/unit tests/contract $(COVERAGE) $(PYTEST_ARGS)
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(BIN)/pytest tests/unit tests/contract $(COVERAGE)
+	$(BIN)/pytest tests/integration
+else
+	$(BIN)/pytest $(PYTEST_ARGS)
+endif
 
 ## The unit tier alone: seconds, no sockets, no redis-server.
 test-unit: $(VENV)/.dev
