@@ -11,14 +11,16 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.lago_emulator.models import ApiError
+from tests.lago_emulator.models import ApiError, Json, iso
 from tests.lago_emulator.state import LagoState
 from tests.lago_emulator.webhooks import Signer
 
 _ERRORS = {
+    400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     422: "Unprocessable Entity",
     429: "Too Many Requests",
     503: "Service Unavailable",
@@ -152,6 +154,52 @@ def build_app(state: LagoState, signer: Signer, api_key: str, controls: Controls
     async def public_key(request: web.Request) -> web.Response:
         return json_response({"webhook": {"public_key": signer.public_key_base64()}})
 
+    @routes.post("/api/v1/events")
+    async def event(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        [accepted] = state.usage.ingest([body.get("event")], batch=False)
+        return json_response({"event": _event_json(accepted)})
+
+    @routes.post("/api/v1/events/batch")
+    async def events_batch(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        return json_response({"events": [_event_json(e) for e in state.usage.ingest(body.get("events"), batch=True)]})
+
+    @routes.get("/api/v1/customers/{external_customer_id}/current_usage")
+    async def current_usage(request: web.Request) -> web.Response:
+        customer = request.match_info["external_customer_id"]
+        subscription_id = request.query.get("external_subscription_id")
+        if not subscription_id:
+            raise ApiError(422, "validation_errors", {"external_subscription_id": ["value_is_mandatory"]})
+        if not any(r.external_customer_id == customer for r in state.rows):
+            raise ApiError(404, "customer_not_found")
+        rows = [r for r in state.rows if r.external_customer_id == customer and r.external_id == subscription_id]
+        active = next((r for r in rows if r.status == "active"), None)
+        if active is None:
+            raise ApiError(405, "no_active_subscription")
+        return json_response(state.usage.current_usage(active, request.query.get("billable_metric_code")))
+
     app = web.Application(middlewares=[gate])
     app.add_routes(routes)
     return app
+
+
+async def _json_body(request: web.Request) -> Json:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json")
+    return body
+
+
+def _event_json(event: Json) -> Json:
+    return {
+        "lago_id": f"evt-{event['transaction_id']}",
+        "transaction_id": event["transaction_id"],
+        "code": event["code"],
+        "external_subscription_id": event["external_subscription_id"],
+        "timestamp": iso(event["timestamp"], millis=True),
+        "properties": event["properties"],
+    }

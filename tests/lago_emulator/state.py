@@ -21,6 +21,7 @@ from tests.lago_emulator.models import (
     Webhook,
     now,
 )
+from tests.lago_emulator.usage import UsageLedger
 from tests.lago_emulator.views import LagoViews
 
 
@@ -33,6 +34,7 @@ class LagoState(LagoViews):
         self.rows: list[Subscription] = []
         self._by_external_id: dict[str, list[Subscription]] = {}
         self.outbox: list[Webhook] = []
+        self.usage = UsageLedger()  # billable metrics, events and current usage (tests/lago_emulator/usage.py)
         self._seq = itertools.count(1)
 
     # -- features (§1) --------------------------------------------------------------------

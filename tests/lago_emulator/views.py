@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.lago_emulator.models import ApiError, Feature, Json, Plan, Privilege, Subscription, iso
+from tests.lago_emulator.models import ApiError, Feature, Json, Plan, Privilege, Subscription, iso, now
+from tests.lago_emulator.usage import calendar_period
 
 
 class LagoViews:
@@ -122,6 +123,7 @@ class LagoViews:
             "plan_code": row.plan_code,
             "status": row.status,
             "billing_time": "calendar",
+            **_current_period(row),
             "subscription_at": iso(row.created_at),
             "started_at": iso(row.started_at, millis=True),
             "terminated_at": iso(row.terminated_at),
@@ -145,3 +147,10 @@ def cast(privilege: Privilege, value: str | None) -> Any:
     if privilege.value_type == "boolean":
         return value == "true"
     return value
+
+
+def _current_period(row: Subscription) -> Json:
+    if row.status != "active":
+        return {"current_billing_period_started_at": None, "current_billing_period_ending_at": None}
+    start, end = calendar_period(now(), row.started_at)
+    return {"current_billing_period_started_at": iso(start), "current_billing_period_ending_at": iso(end)}
