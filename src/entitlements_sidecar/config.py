@@ -74,6 +74,8 @@ def _with_source(settings: Settings, origins: Mapping[str, str]) -> Settings:
     if source == "catalog":
         if mode.catalog_path is None:
             raise ConfigError(f"{origins['source']}=catalog needs ENTITLEMENTS_CATALOG_PATH (or --catalog-path)")
+        if mode.meters_path is not None:
+            raise ConfigError(f"{origins['meters_path']}: a catalog declares its meters itself (meters:)")
         if mode.roles:
             raise ConfigError(
                 f"{origins['roles']}: roles apply to source=lago only (a catalog process loads the file and serves)"

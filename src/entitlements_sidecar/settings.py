@@ -60,6 +60,9 @@ class ModeSettings:
         "", "catalog file (YAML or JSON) as the source of truth; setting it alone selects source=catalog", optional_path
     )
     catalog_poll_seconds: float = opt("1.0", "how often the catalog file is checked for changes", positive_float)
+    meters_path: Path | None = opt(
+        "", "source=lago: a YAML file of usage meters (a catalog declares its own under meters:)", optional_path
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ def test_the_source_is_chosen_on_purpose() -> None:
         ({"source": "catalog"}, {}, "--source=catalog needs ENTITLEMENTS_CATALOG_PATH"),
         ({"catalog_path": "c.yaml"}, {"ENTITLEMENTS_SOURCE": "lago"}, "--catalog-path: a catalog file applies"),
         ({"roles": ","}, {}, "a comma-separated list"),
+        ({"catalog_path": "c.yaml", "meters_path": "m.yaml"}, {}, "--meters-path: a catalog declares its meters"),
     ],
 )
 def test_options_that_do_not_apply_are_errors(overrides: dict[str, str], env: dict[str, str], named: str) -> None:

@@ -11,6 +11,8 @@ from entitlements_sidecar.domain.events import EventQueue
 from entitlements_sidecar.domain.failure_policy import FailurePolicies, PolicyReadService
 from entitlements_sidecar.domain.ports import EntitlementStore, FeatureCatalog, MapMeta, SyncStateStore
 from entitlements_sidecar.domain.service import ReadService
+from entitlements_sidecar.domain.usage import Meters, UsageCounter
+from entitlements_sidecar.domain.usage_service import UsageService
 from entitlements_sidecar.metrics import Metrics
 from entitlements_sidecar.sources.lago.client import LagoClient
 from entitlements_sidecar.sources.lago.full_sync import FullSync
@@ -18,6 +20,7 @@ from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
 from entitlements_sidecar.sources.lago.refresher import Refresher
 from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
 from entitlements_sidecar.sources.lago.webhooks import LagoWebhooks
+from entitlements_sidecar.sources.meters_file import load_meters
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
@@ -28,6 +31,8 @@ from entitlements_sidecar.store.redis_queue import RedisStreamQueue
 from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
+from entitlements_sidecar.store.usage_memory import MemoryUsageCounter
+from entitlements_sidecar.store.usage_redis import RedisUsageCounter
 from entitlements_sidecar.sync.map_keeper import MapKeeper
 from entitlements_sidecar.sync.map_watch import MapWatch
 from entitlements_sidecar.sync.worker import SyncWorker
@@ -37,6 +42,7 @@ from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.grpc.routing import StreamSlots
 from entitlements_sidecar.transport.grpc.server import GrpcServer, Keepalive
 from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
+from entitlements_sidecar.transport.grpc.usage_servicer import UsageServicer
 from entitlements_sidecar.transport.http.webhook import WebhookIntake
 from entitlements_sidecar.transport.openfeature.flag_events import FlagChangeFeed
 from entitlements_sidecar.transport.openfeature.flagd import FlagdService
@@ -59,6 +65,19 @@ def build_store(settings: Settings, client: RedisClient | None) -> EntitlementSt
         return MemoryStore()  # already in-process: an L1 in front would only copy it
     redis = RedisStore(client, settings.redis.key_prefix)
     return CachedStore(redis, settings.cache.l1_max_entries) if settings.cache.l1_max_entries else redis
+
+
+def build_usage_counter(settings: Settings, client: RedisClient | None) -> UsageCounter:
+    """Counters live where the map lives: shared by every sidecar on Redis, in this process otherwise."""
+    return RedisUsageCounter(client, settings.redis.key_prefix) if client is not None else MemoryUsageCounter()
+
+
+def build_meters(settings: Settings) -> Callable[[], Meters]:
+    """Lago mode's meters file, read once at start so a bad file is a clear error then (a catalog's meters
+    come and change with it); none: no feature is metered."""
+    path = settings.mode.meters_path
+    loaded = load_meters(path) if path is not None else Meters()
+    return lambda: loaded
 
 
 def build_meta(settings: Settings, client: RedisClient | None) -> MapMeta:
@@ -101,6 +120,7 @@ def build_reader(
     features: FeatureCatalog,
     metrics: Metrics,
     sync_lag: Callable[[], float | None],
+    usage: UsageService,
 ) -> Reader:
     checks = PolicyReadService(
         service,
@@ -131,7 +151,7 @@ def build_reader(
         answers,
         settings.grpc.threads,
         slots,
-        [flagd],
+        [flagd, UsageServicer(usage, bridge, settings.limits.max_batch_size)],
         settings.limits.max_request_bytes,
         grpc_server_credentials(settings.tls.cert_file, settings.tls.key_file, settings.tls.client_ca_file),
         reuse_port=settings.grpc.reuse_port,

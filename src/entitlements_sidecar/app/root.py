@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from entitlements_sidecar import tracing
@@ -22,9 +22,11 @@ from entitlements_sidecar.app.parts import (
     Reader,
     Syncer,
     build_meta,
+    build_meters,
     build_reader,
     build_store,
     build_syncer,
+    build_usage_counter,
     redis_client,
 )
 from entitlements_sidecar.config import Settings
@@ -33,6 +35,8 @@ from entitlements_sidecar.domain.events import Progress, SyncReport
 from entitlements_sidecar.domain.map_status import MapStatus
 from entitlements_sidecar.domain.ports import EntitlementSource, FeatureCatalog, MapMeta, SyncProbe
 from entitlements_sidecar.domain.service import ReadService
+from entitlements_sidecar.domain.usage import Meters
+from entitlements_sidecar.domain.usage_service import UsageService
 from entitlements_sidecar.metrics import Metrics
 from entitlements_sidecar.sources.catalog_source import CatalogSource
 from entitlements_sidecar.sources.lago.source import LagoSource
@@ -88,6 +92,7 @@ class App:
                 catalog, self.store, self.meta, settings.mode.catalog_poll_seconds, self.map_watch
             )
             source = features = catalog
+            meters: Callable[[], Meters] = catalog.meters
         else:
             self.lago = lago = LagoParts(settings, self.store, self._redis, self.meta)
             metrics.watch(
@@ -97,6 +102,7 @@ class App:
                 counter=True,
             )
             source = LagoSource(lago.client, lago.refresher, self.store)
+            meters = build_meters(settings)
             features = TimedFeatureCatalog(lago.state)
             if "syncer" in settings.mode.roles:
                 self.syncer = syncer = build_syncer(
@@ -112,8 +118,9 @@ class App:
         self.reader: Reader | None = None
         if settings.mode.source == "catalog" or "reader" in settings.mode.roles:
             service = ReadService(self.store, source, self.map_status)
+            usage = UsageService(self.store, meters, build_usage_counter(settings, self._redis))
             self.reader = build_reader(
-                settings, service, self.store, features, metrics, lambda: self.health.last.sync_lag_seconds
+                settings, service, self.store, features, metrics, lambda: self.health.last.sync_lag_seconds, usage
             )
             slots = self.reader.slots
             metrics.watch_streams(lambda: slots.open)

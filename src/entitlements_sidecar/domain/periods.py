@@ -34,10 +34,14 @@ class Period:
 
 
 def period_at(now: datetime, started_at: datetime | None, billing_time: BillingTime = BillingTime.CALENDAR) -> Period:
+    """The period holding `now`. Without a start date (a catalog subscription may have none) the period is
+    the calendar month: never a period that starts at `now`, which would be a new counter on every call."""
     now = now.astimezone(UTC)
-    origin = (started_at or now).astimezone(UTC)
-    if billing_time is BillingTime.CALENDAR:
-        start = max(_month_start(now.year, now.month, 1), origin) if now >= origin else origin
+    origin = started_at.astimezone(UTC) if started_at is not None else None
+    if billing_time is BillingTime.CALENDAR or origin is None:
+        start = _month_start(now.year, now.month, 1)
+        if origin is not None and origin > start:
+            start = origin
         nxt = _month_start(*_next_month(now.year, now.month), 1)
         return Period(start, nxt - timedelta(seconds=1))
     day = origin.day

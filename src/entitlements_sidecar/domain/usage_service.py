@@ -37,6 +37,7 @@ _FUTURE_SLACK = timedelta(minutes=5)  # clocks differ a little; an event from fu
 class UsageAnswer:
     decision: UsageDecision
     period: Period
+    metric_code: str
     recorded: bool = False  # consume and report: the usage was counted by this call
     duplicate: bool = False  # the transaction id was counted before: nothing was added
 
@@ -45,7 +46,7 @@ class UsageService:
     def __init__(
         self,
         store: EntitlementStore,
-        meters: Meters,
+        meters: Callable[[], Meters],  # the meters now (a catalog's change to them applies at once)
         counter: UsageCounter,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -61,7 +62,7 @@ class UsageService:
         subscription = await self._subscription(subscription_id)
         period = self._period(subscription, self._clock())
         used = await self._counter.used(UsageKey(subscription_id, meter.metric_code, period.start_ms))
-        return UsageAnswer(decide_usage(used, requested, _limits(subscription, meter)), period)
+        return UsageAnswer(decide_usage(used, requested, _limits(subscription, meter)), period, meter.metric_code)
 
     async def consume(self, subscription_id: str, feature_code: str, value: int, transaction_id: str) -> UsageAnswer:
         """Record `value` only if it stays within the quota, in one step across every sidecar."""
@@ -73,12 +74,12 @@ class UsageService:
         period = self._period(subscription, self._clock())
         key = UsageKey(subscription_id, meter.metric_code, period.start_ms)
         if limits is None:  # not entitled: nothing to record against
-            return UsageAnswer(decide_usage(await self._counter.used(key), value, None), period)
+            return UsageAnswer(decide_usage(await self._counter.used(key), value, None), period, meter.metric_code)
         result = await self._counter.record(key, value, transaction_id, limit=limits.quota)
         if result.duplicate:  # counted by its first call: nothing is added now, so nothing is requested
-            return UsageAnswer(decide_usage(result.used, 0, limits), period, False, True)
+            return UsageAnswer(decide_usage(result.used, 0, limits), period, meter.metric_code, False, True)
         before = result.used - value if result.recorded else result.used
-        return UsageAnswer(decide_usage(before, value, limits), period, result.recorded)
+        return UsageAnswer(decide_usage(before, value, limits), period, meter.metric_code, result.recorded)
 
     async def report(
         self,
@@ -90,7 +91,7 @@ class UsageService:
         where: str = "",
     ) -> Recorded:
         """Count usage that happened (never refused by the quota: it was used already)."""
-        meter = self._meters.by_metric.get(metric_code)
+        meter = self._meters().by_metric.get(metric_code)
         if meter is None:
             raise InvalidArgumentError(f"{where}metric_code", f"no meter counts metric {metric_code!r}")
         _transaction(transaction_id, f"{where}transaction_id")
@@ -110,7 +111,7 @@ class UsageService:
         )
 
     def _meter_of_feature(self, feature_code: str) -> Meter:
-        meter = self._meters.by_feature.get(feature_code)
+        meter = self._meters().by_feature.get(feature_code)
         if meter is None:
             raise InvalidArgumentError("feature_code", f"feature {feature_code!r} has no meter")
         return meter

@@ -15,6 +15,7 @@ from pathlib import Path
 from entitlements_sidecar.domain.errors import CatalogError
 from entitlements_sidecar.domain.model import FeatureDefinition, ResolvedSubscription
 from entitlements_sidecar.domain.ports import LATEST, EntitlementStore
+from entitlements_sidecar.domain.usage import Meters
 from entitlements_sidecar.sources.catalog_file import load_catalog
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class CatalogSource:
         self._stamp: _Stamp | None = None
         self._resolved: dict[str, ResolvedSubscription] = {}
         self._features: Mapping[str, FeatureDefinition] = {}
+        self._meters = Meters()
         self.last_error: CatalogError | None = None
 
     @property
@@ -44,7 +46,7 @@ class CatalogSource:
         """First load: an invalid or missing file is an error the caller must see."""
         stamp = self._stat()
         catalog = load_catalog(self._path)
-        self._resolved, self._features = catalog.resolve(), catalog.features
+        self._resolved, self._features, self._meters = catalog.resolve(), catalog.features, catalog.meters
         self._stamp = stamp
         self.last_error = None
 
@@ -65,7 +67,7 @@ class CatalogSource:
             self._remember(exc)
             return False
         self._stamp = stamp
-        self._resolved, self._features = resolved, catalog.features
+        self._resolved, self._features, self._meters = resolved, catalog.features, catalog.meters
         self.last_error = None
         log.info("catalog reloaded", extra={"path": str(self._path), "subscriptions": len(resolved)})
         return True
@@ -75,6 +77,10 @@ class CatalogSource:
 
     async def features(self) -> Mapping[str, FeatureDefinition]:
         return self._features
+
+    def meters(self) -> Meters:
+        """The catalog's usage meters, as of its last valid load."""
+        return self._meters
 
     async def fetch_subscription(self, external_id: str) -> ResolvedSubscription | None:
         self.reload_if_changed()

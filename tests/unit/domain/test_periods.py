@@ -24,13 +24,9 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second:
             utc(2026, 8, 15, 10),
             utc(2026, 8, 31, 23, 59, 59),
         ),
-        (
-            utc(2026, 12, 31, 23, 59, 59),
-            None,
-            BillingTime.CALENDAR,
-            utc(2026, 12, 31, 23, 59, 59),
-            utc(2026, 12, 31, 23, 59, 59),
-        ),
+        # no start date: the calendar month, never a period that starts now (a new counter every call)
+        (utc(2026, 12, 31, 23, 59, 59), None, BillingTime.CALENDAR, utc(2026, 12, 1), utc(2026, 12, 31, 23, 59, 59)),
+        (utc(2026, 12, 2, 3, 4, 5), None, BillingTime.ANNIVERSARY, utc(2026, 12, 1), utc(2026, 12, 31, 23, 59, 59)),
         (utc(2026, 12, 20), utc(2026, 9, 15), BillingTime.ANNIVERSARY, utc(2026, 12, 15), utc(2027, 1, 14, 23, 59, 59)),
         (
             utc(2026, 12, 10),

@@ -43,7 +43,7 @@ async def service() -> UsageService:
         ResolvedSubscription("sub_a", "acme", "pro", SubscriptionStatus.ACTIVE, started, {"api": api, "llm": llm})
     )
     await store.put_subscription(ResolvedSubscription("sub_b", "acme", "free", SubscriptionStatus.ACTIVE, started, {}))
-    return UsageService(store, METERS, MemoryUsageCounter(), clock=lambda: NOW)
+    return UsageService(store, lambda: METERS, MemoryUsageCounter(), clock=lambda: NOW)
 
 
 async def test_consume_records_within_the_quota_and_refuses_past_it(service: UsageService) -> None:

@@ -1,0 +1,142 @@
+"""`entitlements.v1.UsageService` on the gRPC port: check, consume and report usage of metered features.
+
+A service of its own beside EntitlementService, so the check hot path (and its answer cache, which must
+never hold an answer that carries usage) is untouched. Calls run on the event loop through the bridge,
+bounded by the caller's deadline; every error maps through transport/wire.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from entitlements_sidecar import tracing
+from entitlements_sidecar.domain.errors import InvalidArgumentError
+from entitlements_sidecar.domain.usage import UsageDecision, UsageReason
+from entitlements_sidecar.domain.usage_service import UsageAnswer, UsageService
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.gen.entitlements.v1 import usage_pb2 as upb
+from entitlements_sidecar.transport.grpc.loop_bridge import AbortContext, LoopBridge
+from entitlements_sidecar.transport.wire import grpc_status
+
+SERVICE_NAME = upb.DESCRIPTOR.services_by_name["UsageService"].full_name
+_REASONS = {
+    UsageReason.WITHIN_ALLOWANCE: upb.USAGE_REASON_WITHIN_ALLOWANCE,
+    UsageReason.OVER_ALLOWANCE: upb.USAGE_REASON_OVER_ALLOWANCE,
+    UsageReason.OVER_QUOTA: upb.USAGE_REASON_OVER_QUOTA,
+    UsageReason.NOT_ENTITLED: upb.USAGE_REASON_NOT_ENTITLED,
+}
+
+
+class UsageServicer:
+    def __init__(self, usage: UsageService, bridge: LoopBridge, max_batch_size: int) -> None:
+        self._usage = usage
+        self._bridge = bridge
+        self._max_batch = max_batch_size
+
+    def handlers(self) -> dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]]:
+        def unary(method: Any, request: Any, response: Any) -> grpc.RpcMethodHandler[Any, Any]:
+            return grpc.unary_unary_rpc_method_handler(
+                lambda req, context: self._bridge.call(method, req, context),
+                request.FromString,
+                response.SerializeToString,
+            )
+
+        return {
+            SERVICE_NAME: {
+                "CheckUsage": unary(self.CheckUsage, upb.CheckUsageRequest, upb.CheckUsageResponse),
+                "ConsumeUsage": unary(self.ConsumeUsage, upb.ConsumeUsageRequest, upb.ConsumeUsageResponse),
+                "ReportUsage": unary(self.ReportUsage, upb.ReportUsageRequest, upb.ReportUsageResponse),
+                "ReportUsages": unary(self.ReportUsages, upb.ReportUsagesRequest, upb.ReportUsagesResponse),
+            }
+        }
+
+    def close(self) -> None:
+        return None  # no streams
+
+    async def CheckUsage(self, request: upb.CheckUsageRequest, context: AbortContext) -> upb.CheckUsageResponse:
+        try:
+            with tracing.span("CheckUsage", feature=request.feature_code):
+                answer = await self._usage.check(request.subscription_id, request.feature_code, request.requested)
+            return upb.CheckUsageResponse(
+                allowed=answer.decision.allowed, reason=_REASONS[answer.decision.reason], usage=_usage(answer)
+            )
+        except Exception as exc:
+            await context.abort(*grpc_status(exc))
+
+    async def ConsumeUsage(self, request: upb.ConsumeUsageRequest, context: AbortContext) -> upb.ConsumeUsageResponse:
+        try:
+            with tracing.span("ConsumeUsage", feature=request.feature_code):
+                answer = await self._usage.consume(
+                    request.subscription_id, request.feature_code, request.value, request.transaction_id
+                )
+            return upb.ConsumeUsageResponse(
+                allowed=answer.decision.allowed,
+                reason=_REASONS[answer.decision.reason],
+                recorded=answer.recorded,
+                duplicate=answer.duplicate,
+                usage=_usage(answer),
+            )
+        except Exception as exc:
+            await context.abort(*grpc_status(exc))
+
+    async def ReportUsage(self, request: upb.ReportUsageRequest, context: AbortContext) -> upb.ReportUsageResponse:
+        try:
+            return await self._report(request, "")
+        except Exception as exc:
+            await context.abort(*grpc_status(exc))
+
+    async def ReportUsages(self, request: upb.ReportUsagesRequest, context: AbortContext) -> upb.ReportUsagesResponse:
+        if len(request.events) > self._max_batch:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"events: {len(request.events)} items is more than the limit of {self._max_batch}",
+            )
+        response = upb.ReportUsagesResponse()
+        first: dict[tuple[str, str], int] = {}
+        for index, event in enumerate(request.events):
+            where = f"events[{index}]."
+            try:
+                pair = (event.subscription_id, event.transaction_id)
+                if pair in first:  # Lago would roll back a batch for it: refuse the item, keep the rest
+                    raise InvalidArgumentError(f"{where}transaction_id", f"repeats events[{first[pair]}]")
+                first[pair] = index
+                response.results.append(upb.ReportUsagesResult(response=await self._report(event, where)))
+            except Exception as exc:
+                code, message = grpc_status(exc)
+                field = exc.field if isinstance(exc, InvalidArgumentError) else ""
+                error = pb.ItemError(code=code.value[0], message=message, field=field)
+                response.results.append(upb.ReportUsagesResult(error=error))
+        return response
+
+    async def _report(self, event: upb.ReportUsageRequest, where: str) -> upb.ReportUsageResponse:
+        timestamp = event.timestamp.ToDatetime(tzinfo=UTC) if event.HasField("timestamp") else None
+        with tracing.span("ReportUsage", metric=event.metric_code):
+            recorded = await self._usage.report(
+                event.subscription_id, event.metric_code, dict(event.properties), event.transaction_id, timestamp, where
+            )
+        return upb.ReportUsageResponse(recorded=recorded.recorded, duplicate=recorded.duplicate, used=recorded.used)
+
+
+def _usage(answer: UsageAnswer) -> upb.Usage:
+    decision: UsageDecision = answer.decision
+    return upb.Usage(
+        metric_code=answer.metric_code,
+        used=decision.used,
+        requested=decision.requested,
+        allowance=decision.allowance,
+        quota=decision.quota,
+        remaining=decision.remaining,
+        billable=decision.billable,
+        period_start=_timestamp(answer.period.start),
+        period_end=_timestamp(answer.period.end),
+    )
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp

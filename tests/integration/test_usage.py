@@ -1,0 +1,175 @@
+"""Usage over gRPC against real sidecar processes on a real Redis: consume within the quota, report,
+idempotency, per-item errors, and racing consumers in two processes that never pass a hard quota."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from entitlements_sidecar.gen.entitlements.v1 import usage_pb2 as upb
+from entitlements_sidecar.gen.entitlements.v1 import usage_pb2_grpc as upb_grpc
+from tests.support.processes import RedisServer, Sidecar, start_sidecar
+
+pytestmark = pytest.mark.integration
+
+CATALOG = """
+features:
+  - code: api
+    privileges:
+      - {code: calls_included, value_type: integer}
+      - {code: calls_max, value_type: integer}
+  - code: llm
+    privileges: [{code: tokens_max, value_type: integer}]
+plans:
+  - code: pro
+    entitlements:
+      api: {calls_included: 10, calls_max: 25}
+      llm: {tokens_max: 1000}
+subscriptions:
+  - {external_id: sub_a, external_customer_id: acme, plan_code: pro, status: active}
+  - {external_id: sub_b, external_customer_id: acme, plan_code: pro, status: active}
+meters:
+  - {metric: api_calls, feature: api, aggregation: count, allowance: calls_included, quota: calls_max}
+  - {metric: tokens, feature: llm, aggregation: sum, property: tokens, quota: tokens_max}
+"""
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    path = tmp_path / "usage-catalog.yaml"
+    path.write_text(CATALOG)
+    return path
+
+
+@pytest.fixture
+def pair(
+    tmp_path: Path, catalog: Path, redis_server: RedisServer, key_prefix: str
+) -> Iterator[tuple[Sidecar, Sidecar]]:
+    common = ["--store", "redis", "--redis-url", redis_server.url, "--redis-key-prefix", key_prefix]
+    first = start_sidecar(tmp_path, catalog, common, name="first")
+    second = start_sidecar(tmp_path, catalog, common, name="second")
+    yield first, second
+    second.terminate()
+    first.terminate()
+
+
+def usage(sidecar: Sidecar) -> upb_grpc.UsageServiceStub:
+    return upb_grpc.UsageServiceStub(sidecar.channel)
+
+
+def consume(sidecar: Sidecar, value: int, transaction_id: str, subscription: str = "sub_a") -> upb.ConsumeUsageResponse:
+    request = upb.ConsumeUsageRequest(
+        subscription_id=subscription, feature_code="api", value=value, transaction_id=transaction_id
+    )
+    return usage(sidecar).ConsumeUsage(request, timeout=5)
+
+
+def test_consume_within_the_allowance_then_billable_then_refused(pair: tuple[Sidecar, Sidecar]) -> None:
+    first, second = pair
+    within = consume(first, 8, "t1")
+    assert (within.allowed, within.reason, within.recorded) == (True, upb.USAGE_REASON_WITHIN_ALLOWANCE, True)
+    assert (within.usage.used, within.usage.allowance, within.usage.quota, within.usage.remaining) == (0, 10, 25, 17)
+    billable = consume(second, 5, "t2")  # another process, the same counter
+    assert (billable.reason, billable.usage.used, billable.usage.billable) == (upb.USAGE_REASON_OVER_ALLOWANCE, 8, 3)
+    refused = consume(first, 20, "t3")
+    assert (refused.allowed, refused.reason, refused.recorded) == (False, upb.USAGE_REASON_OVER_QUOTA, False)
+    again = consume(second, 8, "t1")  # a retry of the first call
+    assert (again.duplicate, again.recorded, again.usage.used) == (True, False, 13)
+    check = usage(first).CheckUsage(
+        upb.CheckUsageRequest(subscription_id="sub_a", feature_code="api", requested=12), timeout=5
+    )
+    assert (check.allowed, check.usage.used, check.usage.remaining) == (True, 13, 0)
+    assert check.usage.period_start.seconds < check.usage.period_end.seconds
+
+
+def test_racing_consumers_in_two_processes_never_pass_the_quota(pair: tuple[Sidecar, Sidecar]) -> None:
+    recorded: list[bool] = []
+    lock = threading.Lock()
+
+    def worker(sidecar: Sidecar, index: int) -> None:
+        for n in range(5):
+            answer = consume(sidecar, 1, f"race-{index}-{n}", subscription="sub_b")
+            with lock:
+                recorded.append(answer.recorded)
+
+    threads = [threading.Thread(target=worker, args=(pair[i % 2], i)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(t.is_alive() for t in threads) and len(recorded) == 80
+    assert sum(recorded) == 25  # exactly the quota, however the 80 calls interleaved
+    final = consume(pair[0], 1, "after", subscription="sub_b")
+    assert (final.recorded, final.usage.used) == (False, 25)
+
+
+def test_reported_usage_counts_and_bad_items_fail_alone(pair: tuple[Sidecar, Sidecar]) -> None:
+    first, _ = pair
+    events = [
+        upb.ReportUsageRequest(
+            subscription_id="sub_a", metric_code="tokens", properties={"tokens": "600"}, transaction_id="e1"
+        ),
+        upb.ReportUsageRequest(
+            subscription_id="sub_a", metric_code="tokens", properties={"tokens": "1.5"}, transaction_id="e2"
+        ),
+        upb.ReportUsageRequest(subscription_id="sub_a", metric_code="nope", transaction_id="e3"),
+        upb.ReportUsageRequest(
+            subscription_id="sub_a", metric_code="tokens", properties={"tokens": "1"}, transaction_id="e1"
+        ),
+        upb.ReportUsageRequest(
+            subscription_id="sub_a", metric_code="tokens", properties={"tokens": "600"}, transaction_id="e4"
+        ),
+    ]
+    results = usage(first).ReportUsages(upb.ReportUsagesRequest(events=events), timeout=5).results
+    assert [r.WhichOneof("outcome") for r in results] == ["response", "error", "error", "error", "response"]
+    assert [r.error.field for r in results if r.HasField("error")] == [
+        "events[1].properties.tokens",
+        "events[2].metric_code",
+        "events[3].transaction_id",
+    ]
+    assert results[4].response.used == 1200  # reported usage is never refused...
+    check = usage(first).CheckUsage(
+        upb.CheckUsageRequest(subscription_id="sub_a", feature_code="llm", requested=1), timeout=5
+    )
+    assert (check.allowed, check.reason) == (False, upb.USAGE_REASON_OVER_QUOTA)  # ...the next use is
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (
+            upb.ConsumeUsageRequest(subscription_id="sub_a", feature_code="seats", value=1, transaction_id="x"),
+            "feature_code",
+        ),
+        (upb.ConsumeUsageRequest(subscription_id="sub_a", feature_code="api", value=0, transaction_id="x"), "value"),
+        (upb.ConsumeUsageRequest(subscription_id="sub_a", feature_code="api", value=1), "transaction_id"),
+    ],
+)
+def test_bad_requests_are_invalid_argument_naming_the_field(
+    pair: tuple[Sidecar, Sidecar], request_: upb.ConsumeUsageRequest, field: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        usage(pair[0]).ConsumeUsage(request_, timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and str(caught.value.details()).startswith(field)
+
+
+def test_garbage_bytes_are_invalid_argument(pair: tuple[Sidecar, Sidecar]) -> None:
+    method: grpc.UnaryUnaryMultiCallable[bytes, bytes] = pair[0].channel.unary_unary(
+        "/entitlements.v1.UsageService/ConsumeUsage"
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        method(b"\xff\xff\xff", timeout=5)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_embedded_mode_counts_in_memory(tmp_path: Path, catalog: Path) -> None:
+    sidecar = start_sidecar(tmp_path, catalog, [], name="embedded")
+    try:
+        assert consume(sidecar, 25, "all").recorded
+        assert not consume(sidecar, 1, "one-more").recorded
+    finally:
+        sidecar.terminate()
