@@ -21,7 +21,7 @@ __all__ = ["OPTIONS", "Settings", "load_settings"]
 
 GROUPS: dict[str, Any] = typing.get_type_hints(Settings)  # group name -> its settings class
 OPTIONS: tuple[Option, ...] = tuple(
-    Option(kind.PREFIX + item.name, name, item.name, item.metadata[OPTION])
+    Option.of(kind.PREFIX, name, item.name, item.metadata[OPTION])
     for name, kind in GROUPS.items()
     for item in dataclasses.fields(kind)
 )

@@ -32,7 +32,15 @@ class Option:
     field: str
     group: str
     attr: str
-    spec: OptionSpec
+    default: str
+    help: str
+    parse: Callable[[str], Any]
+    secret: bool
+    from_file: bool
+
+    @classmethod
+    def of(cls, prefix: str, group: str, attr: str, spec: OptionSpec) -> Option:
+        return cls(prefix + attr, group, attr, spec.default, spec.help, spec.parse, spec.secret, spec.from_file)
 
     @property
     def env(self) -> str:
@@ -41,25 +49,6 @@ class Option:
     @property
     def flag(self) -> str:
         return "--" + self.field.replace("_", "-")
-
-    @property
-    def default(self) -> str:
-        return self.spec.default
-
-    @property
-    def help(self) -> str:
-        return self.spec.help
-
-    @property
-    def secret(self) -> bool:
-        return self.spec.secret
-
-    @property
-    def from_file(self) -> bool:
-        return self.spec.from_file
-
-    def parse(self, text: str) -> Any:
-        return self.spec.parse(text)
 
 
 def positive_int(text: str) -> int:

@@ -53,3 +53,17 @@ async def test_racing_consumers_never_overshoot(counter: UsageCounter) -> None:
     results = await asyncio.gather(*(counter.record(KEY, 1, f"t{i}", limit=25) for i in range(100)))
     assert sum(r.recorded for r in results) == 25
     assert await counter.used(KEY) == 25
+
+
+async def test_an_unreachable_redis_is_store_unavailable_and_counts_nothing() -> None:
+    from entitlements_sidecar.domain.errors import StoreUnavailableError
+    from entitlements_sidecar.store.redis_connection import open_redis
+    from tests.support.processes import free_port
+
+    client = open_redis(f"redis://127.0.0.1:{free_port()}/0", 0.5)  # nothing listens there
+    counter = RedisUsageCounter(client, "down:")
+    with pytest.raises(StoreUnavailableError):  # UNAVAILABLE on the wire (transport/wire.py)
+        await counter.record(KEY, 1, "t1", limit=10)
+    with pytest.raises(StoreUnavailableError):
+        await counter.used(KEY)
+    await client.aclose()

@@ -131,6 +131,10 @@ def event_value(meter: Meter, properties: Mapping[str, object], where: str = "pr
     return raw
 
 
+# A retry with the same transaction id within this is a duplicate, not a second use (every counter keeps it).
+TRANSACTION_WINDOW_SECONDS = 7 * 86_400
+
+
 @dataclass(frozen=True, slots=True)
 class UsageKey:
     """One counter: a subscription's usage of a metric in the billing period that starts at `period_start_ms`.

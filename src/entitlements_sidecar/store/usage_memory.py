@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 
-from entitlements_sidecar.domain.usage import Recorded, UsageKey
-
-TRANSACTION_TTL_SECONDS = 7 * 86_400  # a retry with the same transaction id within this is a duplicate
+from entitlements_sidecar.domain.usage import TRANSACTION_WINDOW_SECONDS, Recorded, UsageKey
 
 
 class MemoryUsageCounter:
@@ -27,7 +25,7 @@ class MemoryUsageCounter:
         if limit is not None and used + value > limit:
             return Recorded(used, recorded=False, duplicate=False)
         self._counters[key] = used = used + value
-        self._transactions[(key.subscription_id, transaction_id)] = now + TRANSACTION_TTL_SECONDS
+        self._transactions[(key.subscription_id, transaction_id)] = now + TRANSACTION_WINDOW_SECONDS
         if len(self._transactions) > 1_000_000:  # forget expired ids now and then
             self._transactions = {k: t for k, t in self._transactions.items() if t > now}
         return Recorded(used, recorded=True, duplicate=False)

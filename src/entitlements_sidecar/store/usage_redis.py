@@ -10,12 +10,11 @@ One script checks the transaction, checks the limit and adds, so racing sidecars
 
 from __future__ import annotations
 
-from entitlements_sidecar.domain.usage import Recorded, UsageKey
+from entitlements_sidecar.domain.usage import TRANSACTION_WINDOW_SECONDS, Recorded, UsageKey
 from entitlements_sidecar.store.lua import LuaScript, execute
 from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
 from entitlements_sidecar.store.redis_errors import unavailable
 
-TRANSACTION_TTL_SECONDS = 7 * 86_400
 COUNTER_TTL_SECONDS = 40 * 86_400  # longer than any monthly period, plus Lago's grace for late events
 
 # KEYS: counter, transaction. ARGV: value, limit ("" for none), transaction ttl, counter ttl.
@@ -49,7 +48,7 @@ class RedisUsageCounter:
 
     async def record(self, key: UsageKey, value: int, transaction_id: str, limit: int | None = None) -> Recorded:
         transaction = f"{self._prefix}ut:{{{key.subscription_id}}}:{transaction_id}"
-        args = [value, "" if limit is None else limit, TRANSACTION_TTL_SECONDS, COUNTER_TTL_SECONDS]
+        args = [value, "" if limit is None else limit, TRANSACTION_WINDOW_SECONDS, COUNTER_TTL_SECONDS]
         try:
             [(used, recorded, duplicate)] = await execute(
                 self._redis, [_RECORD.call([self._counter(key), transaction], args)]

@@ -14,9 +14,11 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.ports import Change, EntitlementStore
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.metrics import CheckLabel, Metrics
+from entitlements_sidecar.transport.grpc import mapping
 from entitlements_sidecar.transport.grpc.loop_bridge import AbortContext, LoopBridge
 from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
 
@@ -111,13 +113,8 @@ class AnswerCache:
             try:
                 check = pb.CheckEntitlementRequest.FromString(item)
             except DecodeError:
-                result = pb.CheckEntitlementsResult(
-                    error=pb.ItemError(
-                        code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                        message=f"checks[{index}]: not a valid CheckEntitlementRequest",
-                        field=f"checks[{index}]",
-                    )
-                )
+                bad = InvalidArgumentError(f"checks[{index}]", "not a valid CheckEntitlementRequest")
+                result = pb.CheckEntitlementsResult(error=mapping.item_error(bad))
             else:
                 result = await self._servicer.check_item(check, index)
                 if result.WhichOneof("outcome") == "response":

@@ -7,12 +7,14 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from entitlements_sidecar.domain.check import Reason
+from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.merge import GrantedFeature
 from entitlements_sidecar.domain.model import PrivilegeValue, ValueType
 from entitlements_sidecar.domain.ports import Origin
 from entitlements_sidecar.domain.queries import CACHED, FULLY_CONSISTENT, CheckQuery, Consistency, Subject
 from entitlements_sidecar.domain.service import CheckAnswer, EntitlementView, Freshness
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.transport.wire import grpc_status
 
 REASONS: dict[Reason, int] = {
     Reason.ENTITLED: pb.REASON_ENTITLED,
@@ -87,7 +89,7 @@ def check_answer_to_proto(answer: CheckAnswer) -> pb.CheckEntitlementResponse:
 def freshness_to_proto(freshness: Freshness) -> pb.Freshness:
     return pb.Freshness(
         version=freshness.version,
-        synced_at=_timestamp(freshness.synced_at),
+        synced_at=timestamp_to_proto(freshness.synced_at),
         source=SOURCES[freshness.origin],  # type: ignore[arg-type]
         stale=freshness.stale,
     )
@@ -116,7 +118,7 @@ def view_to_proto(view: EntitlementView) -> pb.EntitlementSet:
             version=record.version,
         )
         if sub.started_at is not None:
-            info.started_at.CopyFrom(_timestamp(sub.started_at))
+            info.started_at.CopyFrom(timestamp_to_proto(sub.started_at))
     for feature in view.features.values():
         result.features.append(_feature_to_proto(feature))
     return result
@@ -155,7 +157,14 @@ def _set_value(target: pb.Value, value: PrivilegeValue) -> None:
         target.string_value = value
 
 
-def _timestamp(moment: datetime) -> Timestamp:
+def timestamp_to_proto(moment: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(moment)
     return stamp
+
+
+def item_error(exc: BaseException) -> pb.ItemError:
+    """One batch item's error, by the one wire table: its gRPC code, message and the field it names."""
+    code, message = grpc_status(exc)
+    field = exc.field if isinstance(exc, InvalidArgumentError) else ""
+    return pb.ItemError(code=code.value[0], message=message, field=field)

@@ -82,9 +82,7 @@ class EntitlementServicer:
             self._count(response)
             return pb.CheckEntitlementsResult(response=response)
         except Exception as exc:
-            code, message = grpc_status(exc)
-            field = exc.field if isinstance(exc, InvalidArgumentError) else ""
-            return pb.CheckEntitlementsResult(error=pb.ItemError(code=code.value[0], message=message, field=field))
+            return pb.CheckEntitlementsResult(error=mapping.item_error(exc))
 
     async def GetEntitlements(
         self,

@@ -7,18 +7,17 @@ bounded by the caller's deadline; every error maps through transport/wire.py.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.usage import UsageDecision, UsageReason
 from entitlements_sidecar.domain.usage_service import UsageAnswer, UsageService
-from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import usage_pb2 as upb
+from entitlements_sidecar.transport.grpc import mapping
 from entitlements_sidecar.transport.grpc.loop_bridge import AbortContext, LoopBridge
 from entitlements_sidecar.transport.wire import grpc_status
 
@@ -106,10 +105,7 @@ class UsageServicer:
                 first[pair] = index
                 response.results.append(upb.ReportUsagesResult(response=await self._report(event, where)))
             except Exception as exc:
-                code, message = grpc_status(exc)
-                field = exc.field if isinstance(exc, InvalidArgumentError) else ""
-                error = pb.ItemError(code=code.value[0], message=message, field=field)
-                response.results.append(upb.ReportUsagesResult(error=error))
+                response.results.append(upb.ReportUsagesResult(error=mapping.item_error(exc)))
         return response
 
     async def _report(self, event: upb.ReportUsageRequest, where: str) -> upb.ReportUsageResponse:
@@ -131,12 +127,6 @@ def _usage(answer: UsageAnswer) -> upb.Usage:
         quota=decision.quota,
         remaining=decision.remaining,
         billable=decision.billable,
-        period_start=_timestamp(answer.period.start),
-        period_end=_timestamp(answer.period.end),
+        period_start=mapping.timestamp_to_proto(answer.period.start),
+        period_end=mapping.timestamp_to_proto(answer.period.end),
     )
-
-
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
