@@ -105,6 +105,16 @@ class Metrics:
             "Webhook events queued or being applied (syncer role)",
             registry=self.registry,
         )
+        self.usage_forwarded = Counter(
+            "entitlements_usage_events_forwarded_total",
+            "Recorded usage events Lago took (or already had: a resend after a crash)",
+            registry=self.registry,
+        )
+        self.usage_refused = Counter(
+            "entitlements_usage_events_refused_total",
+            "Recorded usage events Lago refused for good; kept in the refused list with the reason",
+            registry=self.registry,
+        )
         self._l1: Callable[[], tuple[int, int]] | None = None
         self._open_streams: Callable[[], int] | None = None
         self._watched: list[tuple[str, str, Callable[[], float], bool]] = []

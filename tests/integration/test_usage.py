@@ -33,7 +33,7 @@ subscriptions:
   - {external_id: sub_a, external_customer_id: acme, plan_code: pro, status: active}
   - {external_id: sub_b, external_customer_id: acme, plan_code: pro, status: active}
 meters:
-  - {metric: api_calls, feature: api, aggregation: count, allowance: calls_included, quota: calls_max}
+  - {metric: api_calls, feature: api, aggregation: sum, property: calls, allowance: calls_included, quota: calls_max}
   - {metric: tokens, feature: llm, aggregation: sum, property: tokens, quota: tokens_max}
 """
 

@@ -12,9 +12,11 @@ from entitlements_sidecar.domain.failure_policy import FailurePolicies, PolicyRe
 from entitlements_sidecar.domain.ports import EntitlementStore, FeatureCatalog, MapMeta, SyncStateStore
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.domain.usage import Meters, UsageCounter
+from entitlements_sidecar.domain.usage_outbox import UsageOutbox
 from entitlements_sidecar.domain.usage_service import UsageService
 from entitlements_sidecar.metrics import Metrics
 from entitlements_sidecar.sources.lago.client import LagoClient
+from entitlements_sidecar.sources.lago.events import LagoEventSink
 from entitlements_sidecar.sources.lago.full_sync import FullSync
 from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
 from entitlements_sidecar.sources.lago.refresher import Refresher
@@ -32,9 +34,12 @@ from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from entitlements_sidecar.store.usage_memory import MemoryUsageCounter
+from entitlements_sidecar.store.usage_outbox_memory import MemoryUsageOutbox
+from entitlements_sidecar.store.usage_outbox_redis import RedisUsageOutbox
 from entitlements_sidecar.store.usage_redis import RedisUsageCounter
 from entitlements_sidecar.sync.map_keeper import MapKeeper
 from entitlements_sidecar.sync.map_watch import MapWatch
+from entitlements_sidecar.sync.usage_forwarder import UsageForwarder
 from entitlements_sidecar.sync.worker import SyncWorker
 from entitlements_sidecar.transport.grpc.answer_cache import AnswerCache
 from entitlements_sidecar.transport.grpc.deadlines import CallDeadline
@@ -67,9 +72,25 @@ def build_store(settings: Settings, client: RedisClient | None) -> EntitlementSt
     return CachedStore(redis, settings.cache.l1_max_entries) if settings.cache.l1_max_entries else redis
 
 
-def build_usage_counter(settings: Settings, client: RedisClient | None) -> UsageCounter:
-    """Counters live where the map lives: shared by every sidecar on Redis, in this process otherwise."""
-    return RedisUsageCounter(client, settings.redis.key_prefix) if client is not None else MemoryUsageCounter()
+@dataclass(frozen=True)
+class UsageParts:
+    """Counters live where the map lives: shared by every sidecar on Redis, in this process otherwise. With
+    forwarding (source=lago, on by default) the counters queue each recorded use in the outbox, which the
+    syncer's forwarder drains into Lago."""
+
+    counter: UsageCounter
+    outbox: UsageOutbox | None  # None: nothing is forwarded
+
+
+def build_usage(settings: Settings, client: RedisClient | None) -> UsageParts:
+    forwarding = settings.mode.source == "lago" and settings.sync.usage_forwarding
+    prefix = settings.redis.key_prefix
+    if client is not None:
+        claim_ms = int(settings.sync.queue_claim_idle_seconds * 1000)
+        outbox = RedisUsageOutbox(client, prefix, settings.sync.queue_consumer, claim_ms) if forwarding else None
+        return UsageParts(RedisUsageCounter(client, prefix), outbox)
+    memory = MemoryUsageOutbox() if forwarding else None
+    return UsageParts(MemoryUsageCounter(memory), memory)
 
 
 def build_meters(settings: Settings) -> Callable[[], Meters]:
@@ -162,12 +183,15 @@ def build_reader(
 
 @dataclass(frozen=True)
 class Syncer:
-    """The syncer role: webhooks in, queued durably, applied by the worker; the keeper reloads a lost map."""
+    """The syncer role: webhooks in, queued durably, applied by the worker; the keeper reloads a lost map;
+    the forwarder (when usage is forwarded) sends the usage outbox to Lago."""
 
     queue: EventQueue
     worker: SyncWorker
     keeper: MapKeeper
     intake: WebhookIntake
+    forwarder: UsageForwarder | None
+    sink: LagoEventSink | None
 
 
 def build_syncer(
@@ -178,6 +202,7 @@ def build_syncer(
     meta: MapMeta,
     store: EntitlementStore,
     metrics: Metrics,
+    outbox: UsageOutbox | None,
 ) -> Syncer:
     queue: EventQueue
     if redis is not None:
@@ -194,4 +219,18 @@ def build_syncer(
         "/webhooks/lago", LagoWebhooks(verifier), queue, settings.sync.webhook_max_body_bytes, metrics
     )
     worker = SyncWorker(queue, lago.refresher, meta)
-    return Syncer(queue, worker, MapKeeper(watch, queue, lago.full_sync, store), intake)
+    sink = forwarder = None
+    if outbox is not None:
+        sink = LagoEventSink(
+            settings.lago.api_url,
+            settings.lago.api_key,
+            TokenBucket(settings.lago.events_rate_limit),
+            timeout=settings.lago.timeout_seconds,
+        )
+        forwarder = running = UsageForwarder(
+            outbox, sink, on_delivered=metrics.usage_forwarded.inc, on_refused=metrics.usage_refused.inc
+        )
+        metrics.watch(
+            "entitlements_usage_outbox_depth", "Recorded usage events not yet delivered to Lago", lambda: running.depth
+        )
+    return Syncer(queue, worker, MapKeeper(watch, queue, lago.full_sync, store), intake, forwarder, sink)

@@ -26,7 +26,7 @@ from entitlements_sidecar.app.parts import (
     build_reader,
     build_store,
     build_syncer,
-    build_usage_counter,
+    build_usage,
     redis_client,
 )
 from entitlements_sidecar.config import Settings
@@ -49,6 +49,7 @@ from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.sync.map_watch import MapWatch
 from entitlements_sidecar.sync.probes import CatalogProbe, MarkerProbe
 from entitlements_sidecar.sync.reconciler import Reconciler, first_load
+from entitlements_sidecar.sync.usage_forwarder import UsageForwarder
 from entitlements_sidecar.transport.grpc.server import GrpcServer
 from entitlements_sidecar.transport.http.guard import HttpLimits
 from entitlements_sidecar.transport.http.health import HealthMonitor
@@ -83,6 +84,7 @@ class App:
         self.catalog_sync: CatalogSync | None = None
         self.lago: LagoParts | None = None
         self.syncer: Syncer | None = None
+        usage_parts = build_usage(settings, self._redis)
         source: EntitlementSource
         features: FeatureCatalog
         if settings.mode.source == "catalog":
@@ -106,7 +108,7 @@ class App:
             features = TimedFeatureCatalog(lago.state)
             if "syncer" in settings.mode.roles:
                 self.syncer = syncer = build_syncer(
-                    settings, self._redis, lago, self.map_watch, self.meta, self.store, metrics
+                    settings, self._redis, lago, self.map_watch, self.meta, self.store, metrics, usage_parts.outbox
                 )
                 metrics.watch(
                     "entitlements_map_rebuilds",
@@ -118,7 +120,7 @@ class App:
         self.reader: Reader | None = None
         if settings.mode.source == "catalog" or "reader" in settings.mode.roles:
             service = ReadService(self.store, source, self.map_status)
-            usage = UsageService(self.store, meters, build_usage_counter(settings, self._redis))
+            usage = UsageService(self.store, meters, usage_parts.counter, forward=usage_parts.outbox is not None)
             self.reader = build_reader(
                 settings, service, self.store, features, metrics, lambda: self.health.last.sync_lag_seconds, usage
             )
@@ -128,7 +130,7 @@ class App:
         probe: SyncProbe = (
             CatalogProbe(self.catalog_sync)
             if self.catalog_sync is not None
-            else MarkerProbe(self.map_watch, self.syncer.worker if self.syncer else None)
+            else MarkerProbe(self.map_watch, self.syncer.worker if self.syncer else None, self._forwarder)
         )
         # One read of the map's marker a second (`ping`): that the store answers, whether the map is
         # complete, and (source=lago) the sync lag and snapshot age, which are taken from the same read.
@@ -163,6 +165,10 @@ class App:
         )
 
     @property
+    def _forwarder(self) -> UsageForwarder | None:
+        return self.syncer.forwarder if self.syncer is not None else None
+
+    @property
     def grpc(self) -> GrpcServer | None:
         return self.reader.grpc if self.reader is not None else None
 
@@ -194,6 +200,8 @@ class App:
         reconciler = Reconciler(lago.full_sync, self.settings.sync.reconcile_interval_seconds, repairs.inc)
         self._spawn(reconciler.run(), "reconciler")
         self._spawn(syncer.keeper.run(), "map-keeper")
+        if syncer.forwarder is not None:
+            self._spawn(syncer.forwarder.run(), "usage-forwarder")
 
     async def _loaded_when_synced(self, meta: MapMeta) -> None:
         await first_load(meta)
@@ -233,7 +241,10 @@ class App:
             # Let the worker finish its step: cancelling a Redis read mid-reply is not always
             # prompt in redis-py, and an applied batch should be acknowledged.
             self.syncer.worker.stop()
-            if workers := [t for t in self._tasks if t.get_name() == "sync-worker"]:  # none if start failed early
+            if self.syncer.forwarder is not None:
+                self.syncer.forwarder.stop()  # a batch Lago took is acknowledged before it returns
+            steps = ("sync-worker", "usage-forwarder")
+            if workers := [t for t in self._tasks if t.get_name() in steps]:  # none if start failed early
                 await asyncio.wait(workers, timeout=5)
         for task in self._tasks:
             task.cancel()
@@ -243,6 +254,8 @@ class App:
                 log.warning("task did not stop in time", extra={"task": task.get_name()})
         if self.lago is not None:
             await self.lago.client.close()
+        if self.syncer is not None and self.syncer.sink is not None:
+            await self.syncer.sink.close()
         await self.store.close()
         tracing.shutdown()
         log.info("stopped")

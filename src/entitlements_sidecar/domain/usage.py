@@ -146,6 +146,18 @@ class UsageKey:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """One recorded use as the billing source is told of it (a Lago event): counted and queued for
+    forwarding in one step, so what was counted is what Lago is sent."""
+
+    transaction_id: str
+    subscription_id: str
+    metric_code: str
+    timestamp: float  # unix seconds
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Recorded:
     used: int  # the period's usage after the call
     recorded: bool  # False: refused by the limit, or a transaction already recorded
@@ -155,7 +167,10 @@ class Recorded:
 class UsageCounter(Protocol):
     async def used(self, key: UsageKey) -> int: ...
 
-    async def record(self, key: UsageKey, value: int, transaction_id: str, limit: int | None = None) -> Recorded:
+    async def record(
+        self, key: UsageKey, value: int, transaction_id: str, limit: int | None = None, event: UsageEvent | None = None
+    ) -> Recorded:
         """Add `value` unless `transaction_id` was recorded for this subscription before; with `limit`, only
-        if the total stays within it. One atomic step across every process sharing the counter."""
+        if the total stays within it; with `event`, queue it in the outbox when (and only when) it is added.
+        One atomic step across every process sharing the counter."""
         ...

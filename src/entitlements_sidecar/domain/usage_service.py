@@ -3,7 +3,8 @@ atomic step), over the resolved map (allowances and quotas are privileges), the 
 
 Every request is validated before anything is counted: an unknown metric, a feature without a meter, a
 value that cannot be counted exactly or a timestamp in the future is an InvalidArgumentError naming the
-field, and nothing is recorded.
+field, and nothing is recorded. With `forward`, each recorded use is queued for Lago as an event in the
+same step that counts it (what is counted is what Lago is sent).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from entitlements_sidecar.domain.model import ResolvedSubscription
 from entitlements_sidecar.domain.periods import Period, period_at
 from entitlements_sidecar.domain.ports import EntitlementStore
 from entitlements_sidecar.domain.usage import (
+    Aggregation,
     Meter,
     Meters,
     Recorded,
     UsageCounter,
     UsageDecision,
+    UsageEvent,
     UsageKey,
     UsageLimits,
     decide_usage,
@@ -48,11 +51,13 @@ class UsageService:
         store: EntitlementStore,
         meters: Callable[[], Meters],  # the meters now (a catalog's change to them applies at once)
         counter: UsageCounter,
+        forward: bool,  # queue every recorded use for Lago (off: the team sends its events itself)
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._meters = meters
         self._counter = counter
+        self._forward = forward
         self._clock = clock
 
     async def check(self, subscription_id: str, feature_code: str, requested: int) -> UsageAnswer:
@@ -69,13 +74,21 @@ class UsageService:
         _positive(value, "value")
         _transaction(transaction_id, "transaction_id")
         meter = self._meter_of_feature(feature_code)
+        if meter.aggregation is Aggregation.COUNT and value != 1:
+            # Lago counts a count metric's events, not a value: one use is one event.
+            raise InvalidArgumentError(
+                "value", f"metric {meter.metric_code!r} counts events: each use is 1 (a sum meter takes a quantity)"
+            )
         subscription = await self._subscription(subscription_id)
         limits = _limits(subscription, meter)
-        period = self._period(subscription, self._clock())
+        now = self._clock()
+        period = self._period(subscription, now)
         key = UsageKey(subscription_id, meter.metric_code, period.start_ms)
         if limits is None:  # not entitled: nothing to record against
             return UsageAnswer(decide_usage(await self._counter.used(key), value, None), period, meter.metric_code)
-        result = await self._counter.record(key, value, transaction_id, limit=limits.quota)
+        properties = {meter.property: str(value)} if meter.property is not None else {}
+        event = self._event(transaction_id, subscription_id, meter.metric_code, now, properties)
+        result = await self._counter.record(key, value, transaction_id, limit=limits.quota, event=event)
         if result.duplicate:  # counted by its first call: nothing is added now, so nothing is requested
             return UsageAnswer(decide_usage(result.used, 0, limits), period, meter.metric_code, False, True)
         before = result.used - value if result.recorded else result.used
@@ -106,9 +119,18 @@ class UsageService:
             why = "is not in the map" if subscription is None else f"is not entitled to {meter.feature_code!r}"
             raise InvalidArgumentError(f"{where}subscription_id", f"{subscription_id!r} {why}")
         period = self._period(subscription, at)
+        event = self._event(transaction_id, subscription_id, metric_code, at, properties)
         return await self._counter.record(
-            UsageKey(subscription_id, metric_code, period.start_ms), value, transaction_id
+            UsageKey(subscription_id, metric_code, period.start_ms), value, transaction_id, event=event
         )
+
+    def _event(
+        self, transaction_id: str, subscription_id: str, metric: str, at: datetime, properties: Mapping[str, object]
+    ) -> UsageEvent | None:
+        if not self._forward:
+            return None
+        values = {str(name): str(value) for name, value in properties.items()}
+        return UsageEvent(transaction_id, subscription_id, metric, at.timestamp(), values)
 
     def _meter_of_feature(self, feature_code: str) -> Meter:
         meter = self._meters().by_feature.get(feature_code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.sync.map_watch import MapWatch
+from entitlements_sidecar.sync.usage_forwarder import UsageForwarder
 from entitlements_sidecar.sync.worker import SyncWorker
 
 
@@ -23,11 +24,13 @@ class CatalogProbe:
 
 
 class MarkerProbe:
-    """The map's marker as the last readiness probe read it; `worker` only in a syncer process."""
+    """The map's marker as the last readiness probe read it; `worker` and `forwarder` only in a syncer
+    process. Their problems are warnings: the map stays readable while they wait."""
 
-    def __init__(self, watch: MapWatch, worker: SyncWorker | None) -> None:
+    def __init__(self, watch: MapWatch, worker: SyncWorker | None, forwarder: UsageForwarder | None = None) -> None:
         self._watch = watch
         self._worker = worker
+        self._forwarder = forwarder
 
     def confirmed_at(self) -> float | None:
         at_ms = self._watch.last.confirmed_at if self._watch.last else None
@@ -38,4 +41,5 @@ class MarkerProbe:
         return None if at_ms is None else at_ms / 1000
 
     def problem(self) -> str | None:
-        return self._worker.problem if self._worker is not None else None
+        problems = [part.problem for part in (self._worker, self._forwarder) if part is not None and part.problem]
+        return "; ".join(problems) or None

@@ -15,13 +15,16 @@ from entitlements_sidecar.domain.model import (
     SubscriptionStatus,
     ValueType,
 )
-from entitlements_sidecar.domain.usage import Aggregation, Meter, Meters, UsageReason
+from entitlements_sidecar.domain.usage import Aggregation, Meter, Meters, UsageEvent, UsageReason
 from entitlements_sidecar.domain.usage_service import UsageService
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.usage_memory import MemoryUsageCounter
+from entitlements_sidecar.store.usage_outbox_memory import MemoryUsageOutbox
 
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
-CALLS = Meter("api", "api_calls", Aggregation.COUNT, quota_privilege="calls_max", allowance_privilege="calls_included")
+CALLS = Meter(
+    "api", "api_calls", Aggregation.SUM, quota_privilege="calls_max", allowance_privilege="calls_included", property="n"
+)
 TOKENS = Meter("llm", "tokens", Aggregation.SUM, quota_privilege="tokens_max", property="tokens")
 METERS = Meters({"api_calls": CALLS, "tokens": TOKENS}, {"api": CALLS, "llm": TOKENS})
 
@@ -31,7 +34,7 @@ def integer(code: str, value: int) -> ResolvedPrivilege:
 
 
 @pytest.fixture
-async def service() -> UsageService:
+async def store() -> MemoryStore:
     store = MemoryStore()
     await store.start()
     api = ResolvedFeature(
@@ -43,7 +46,17 @@ async def service() -> UsageService:
         ResolvedSubscription("sub_a", "acme", "pro", SubscriptionStatus.ACTIVE, started, {"api": api, "llm": llm})
     )
     await store.put_subscription(ResolvedSubscription("sub_b", "acme", "free", SubscriptionStatus.ACTIVE, started, {}))
-    return UsageService(store, lambda: METERS, MemoryUsageCounter(), clock=lambda: NOW)
+    return store
+
+
+@pytest.fixture
+def outbox() -> MemoryUsageOutbox:
+    return MemoryUsageOutbox()
+
+
+@pytest.fixture
+def service(store: MemoryStore, outbox: MemoryUsageOutbox) -> UsageService:
+    return UsageService(store, lambda: METERS, MemoryUsageCounter(outbox), forward=True, clock=lambda: NOW)
 
 
 async def test_consume_records_within_the_quota_and_refuses_past_it(service: UsageService) -> None:
@@ -109,9 +122,44 @@ async def test_a_subject_without_the_feature_is_not_entitled(service: UsageServi
         (lambda s: s.report("sub_a", "tokens", {"tokens": 1}, "e", datetime(2027, 1, 1, tzinfo=UTC)), "timestamp"),
     ],
 )
-async def test_bad_input_names_the_field_and_counts_nothing(service: UsageService, call: object, field: str) -> None:
+async def test_bad_input_names_the_field_and_counts_nothing(
+    service: UsageService, outbox: MemoryUsageOutbox, call: object, field: str
+) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         await call(service)  # type: ignore[operator]
     assert caught.value.field == field
     assert (await service.check("sub_a", "api", 1)).decision.used == 0
     assert (await service.check("sub_a", "llm", 1)).decision.used == 0
+    assert await outbox.depth() == 0  # nothing queued for Lago either
+
+
+async def test_what_is_counted_is_queued_for_lago_and_nothing_else(
+    service: UsageService, outbox: MemoryUsageOutbox
+) -> None:
+    await service.consume("sub_a", "api", 4, "t1")
+    await service.consume("sub_a", "api", 4, "t1")  # a retry: counted once, queued once
+    await service.consume("sub_a", "api", 50, "t2")  # over the quota: neither counted nor queued
+    await service.consume("sub_b", "api", 1, "t3")  # not entitled
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    await service.report("sub_a", "tokens", {"tokens": "7", "region": "eu"}, "e1", at)
+    assert [entry.event for entry in await outbox.read(10)] == [
+        UsageEvent("t1", "sub_a", "api_calls", NOW.timestamp(), {"n": "4"}),
+        UsageEvent("e1", "sub_a", "tokens", at.timestamp(), {"tokens": "7", "region": "eu"}),
+    ]
+
+
+async def test_without_forwarding_nothing_is_queued(store: MemoryStore, outbox: MemoryUsageOutbox) -> None:
+    service = UsageService(store, lambda: METERS, MemoryUsageCounter(outbox), forward=False, clock=lambda: NOW)
+    assert (await service.consume("sub_a", "api", 4, "t1")).recorded
+    assert await outbox.depth() == 0
+
+
+async def test_a_count_meter_counts_one_use_per_event(store: MemoryStore, outbox: MemoryUsageOutbox) -> None:
+    counted = Meter("api", "api_calls", Aggregation.COUNT, quota_privilege="calls_max")
+    meters = Meters({"api_calls": counted}, {"api": counted})
+    service = UsageService(store, lambda: meters, MemoryUsageCounter(outbox), forward=True, clock=lambda: NOW)
+    with pytest.raises(InvalidArgumentError) as caught:
+        await service.consume("sub_a", "api", 3, "t1")  # Lago would count one event, not three
+    assert (caught.value.field, await outbox.depth()) == ("value", 0)
+    assert (await service.consume("sub_a", "api", 1, "t1")).decision.used == 0
+    assert [entry.event.properties for entry in await outbox.read(10)] == [{}]

@@ -163,9 +163,9 @@ class LagoClient:
             else:
                 if response.status_code == 200:
                     return _json(response, path)
-                failure = error_from_response(response.status_code, _body(response), path)
+                failure = error_from_response(response.status_code, response_body(response), path)
                 if isinstance(failure, LagoRateLimitedError):
-                    self._limiter.pause(_reset_seconds(response))
+                    self._limiter.pause(reset_seconds(response))
                 elif not isinstance(failure, LagoUnavailableError):
                     raise failure  # 4xx other than 429 will not get better by retrying
             attempt += 1
@@ -193,20 +193,20 @@ def _filters(asked: Asked) -> str:
 
 
 def _json(response: httpx.Response, path: str) -> Json:
-    body = _body(response)
+    body = response_body(response)
     if not isinstance(body, dict):
         raise LagoUnavailableError(f"lago answered {path} with a body that is not a JSON object")
     return body
 
 
-def _body(response: httpx.Response) -> Any:
+def response_body(response: httpx.Response) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return None
 
 
-def _reset_seconds(response: httpx.Response) -> float:
+def reset_seconds(response: httpx.Response) -> float:
     try:
         return min(_MAX_RESET_WAIT, max(0.0, float(response.headers.get("X-RateLimit-Reset", "1"))))
     except ValueError:

@@ -1,0 +1,125 @@
+"""Usage reaches Lago, each event once: sidecar processes on a real Redis consume and report over gRPC,
+the syncer forwards the outbox to the emulator's /events/batch. Lago down for a while, a syncer killed
+with events in hand, and forwarding turned off."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from entitlements_sidecar.gen.entitlements.v1 import usage_pb2 as upb
+from entitlements_sidecar.gen.entitlements.v1 import usage_pb2_grpc as upb_grpc
+from tests.integration.lago.conftest import SyncerFactory, seed
+from tests.lago_emulator.server import LagoEmulator
+from tests.support.processes import RedisServer, Sidecar
+from tests.support.wait import eventually, holds_for
+
+pytestmark = pytest.mark.integration
+
+METERS = """
+meters:
+  - {metric: api_calls, feature: api, aggregation: count, quota: calls_max}
+  - {metric: tokens, feature: llm, aggregation: sum, property: tokens, allowance: tokens_included}
+"""
+
+
+@pytest.fixture
+def meters(tmp_path: Path, lago: LagoEmulator) -> list[str]:
+    seed(lago, subscriptions=3)
+    state = lago.state
+    state.create_feature("api", [{"code": "calls_max", "value_type": "integer"}])
+    state.create_feature("llm", [{"code": "tokens_included", "value_type": "integer"}])
+    state.write_plan_entitlements("pro", {"api": {"calls_max": 5}, "llm": {"tokens_included": 100}}, replace=False)
+    state.usage.create_metric("api_calls", "count_agg")
+    state.usage.create_metric("tokens", "sum_agg", field_name="tokens")
+    lago.take_outbox()
+    path = tmp_path / "meters.yaml"
+    path.write_text(METERS)
+    return ["--meters-path", str(path)]
+
+
+def consume(sidecar: Sidecar, transaction_id: str, subscription: str = "sub_0") -> upb.ConsumeUsageResponse:
+    request = upb.ConsumeUsageRequest(
+        subscription_id=subscription, feature_code="api", value=1, transaction_id=transaction_id
+    )
+    return upb_grpc.UsageServiceStub(sidecar.channel).ConsumeUsage(request, timeout=5)
+
+
+def report(sidecar: Sidecar, transaction_id: str, tokens: str) -> upb.ReportUsageResponse:
+    request = upb.ReportUsageRequest(
+        subscription_id="sub_1", metric_code="tokens", properties={"tokens": tokens}, transaction_id=transaction_id
+    )
+    return upb_grpc.UsageServiceStub(sidecar.channel).ReportUsage(request, timeout=5)
+
+
+def ledger(lago: LagoEmulator) -> list[tuple[str, str, str]]:
+    return sorted((e["external_subscription_id"], e["code"], e["transaction_id"]) for e in lago.state.usage.events)
+
+
+def metric(sidecar: Sidecar, name: str) -> float:
+    text = httpx.get(f"{sidecar.http_url}/metrics", timeout=5).text
+    return float(text.split(f"\n{name} ")[1].split()[0])
+
+
+def test_what_is_recorded_reaches_lago_once_and_what_is_refused_never_does(
+    lago: LagoEmulator, start_syncer: SyncerFactory, meters: list[str]
+) -> None:
+    syncer = start_syncer(*meters).sidecar
+    answers = [consume(syncer, f"c{i}") for i in range(7)]  # a quota of 5: two refused
+    assert [a.recorded for a in answers] == [True] * 5 + [False] * 2
+    assert consume(syncer, "c0").duplicate  # a retry
+    assert report(syncer, "r1", "250").recorded
+    expected = sorted([("sub_0", "api_calls", f"c{i}") for i in range(5)] + [("sub_1", "tokens", "r1")])
+    eventually(lambda: ledger(lago) == expected, timeout=10, what="every recorded use in Lago")
+    holds_for(lambda: ledger(lago) == expected, 0.5, what="nothing more arrives")
+    [tokens] = [e for e in lago.state.usage.events if e["code"] == "tokens"]
+    assert tokens["properties"] == {"tokens": "250"}
+    eventually(lambda: metric(syncer, "entitlements_usage_events_forwarded_total") == 6, what="counted in metrics")
+    eventually(lambda: metric(syncer, "entitlements_usage_outbox_depth") == 0, what="the outbox empty")
+
+
+def test_lago_down_for_a_while_then_back_loses_nothing(
+    lago: LagoEmulator, start_syncer: SyncerFactory, meters: list[str]
+) -> None:
+    syncer = start_syncer(*meters).sidecar
+    lago.controls.fail_status = 503  # every Lago request fails from now on
+    assert all(consume(syncer, f"c{i}", subscription=f"sub_{i % 3}").recorded for i in range(9))
+    eventually(lambda: "usage events not delivered, retrying" in syncer.log(), what="the forwarder retrying")
+    eventually(lambda: metric(syncer, "entitlements_usage_outbox_depth") == 9, what="the outbox holding all 9")
+    assert ledger(lago) == []
+    lago.controls.fail_status = None
+    expected = sorted((f"sub_{i % 3}", "api_calls", f"c{i}") for i in range(9))
+    eventually(lambda: ledger(lago) == expected, timeout=20, what="all 9 delivered once Lago is back")
+
+
+def test_a_syncer_killed_with_events_in_hand_leaves_them_to_the_next(
+    lago: LagoEmulator, start_syncer: SyncerFactory, meters: list[str]
+) -> None:
+    first = start_syncer(*meters, "--queue-consumer", "first", name="first").sidecar
+    lago.controls.fail_status = 503  # the forwarder reads the entries and cannot deliver them
+    for i in range(4):
+        assert consume(first, f"c{i}").recorded
+    eventually(lambda: "usage events not delivered, retrying" in first.log(), what="entries read, not delivered")
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(timeout=10)
+    lago.controls.fail_status = None
+    # Another syncer (another consumer name) claims the dead one's entries once idle for 1 s.
+    second = start_syncer(*meters, "--queue-consumer", "second", name="second").sidecar
+    expected = sorted(("sub_0", "api_calls", f"c{i}") for i in range(4))
+    eventually(lambda: ledger(lago) == expected, timeout=20, what="the dead syncer's events delivered")
+    assert consume(second, "c4").recorded  # the counter survived: 4 used before, 1 left of 5
+    assert not consume(second, "c5").recorded
+
+
+def test_forwarding_off_counts_and_sends_nothing(
+    lago: LagoEmulator, start_syncer: SyncerFactory, meters: list[str], redis_server: RedisServer, key_prefix: str
+) -> None:
+    syncer = start_syncer(*meters, "--usage-forwarding", "false").sidecar
+    assert consume(syncer, "c0").recorded
+    assert consume(syncer, "c1").recorded
+    holds_for(lambda: ledger(lago) == [], 1.0, what="nothing sent to Lago")
+    outbox = [key for key in redis_server.client().scan_iter(f"{key_prefix}uo:*")]
+    assert outbox == []  # nothing queued either
