@@ -78,6 +78,7 @@ class Subscription:
     values: dict[str, dict[str, str]] = field(default_factory=dict)
     feature_removals: set[str] = field(default_factory=set)
     privilege_removals: dict[str, set[str]] = field(default_factory=dict)
+    billing_time: str = "calendar"  # or "anniversary": periods start on the day of the month it started
 
 
 @dataclass

@@ -98,7 +98,7 @@ class UsageLedger:
     def current_usage(self, row: Subscription, metric_code: str | None, at: datetime | None = None) -> Json:
         if row.status != "active":
             raise ApiError(405, "no_active_subscription")
-        start, end = calendar_period(at or now(), row.started_at)
+        start, end = billing_period(at or now(), row)
         charges = []
         for metric in sorted(self.metrics.values(), key=lambda m: m.code):
             if metric_code is not None and metric.code != metric_code:
@@ -153,6 +153,23 @@ class UsageLedger:
                     continue  # Lago ignores a value it cannot read
             return total
         raise ApiError(422, "unsupported_aggregation")  # the emulator aggregates count and sum only
+
+
+def billing_period(at: datetime, row: Subscription) -> tuple[datetime, datetime]:
+    """The row's current billing period (monthly plans): the calendar month, or from the day of the month
+    the subscription started (the month's last day when it is shorter); clamped to the start."""
+    if row.billing_time != "anniversary" or row.started_at is None:
+        return calendar_period(at, row.started_at)
+    day = row.started_at.day
+
+    def on(year: int, month: int) -> datetime:
+        return datetime(year, month, min(day, calendar.monthrange(year, month)[1]), tzinfo=UTC)
+
+    year, month = at.year, at.month
+    if on(year, month) > at:
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    nxt = (year + 1, 1) if month == 12 else (year, month + 1)
+    return max(on(year, month), row.started_at), on(*nxt) - timedelta(seconds=1)
 
 
 def calendar_period(at: datetime, started_at: datetime | None) -> tuple[datetime, datetime]:

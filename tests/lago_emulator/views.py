@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from tests.lago_emulator.models import ApiError, Feature, Json, Plan, Privilege, Subscription, iso, now
-from tests.lago_emulator.usage import calendar_period
+from tests.lago_emulator.usage import billing_period
 
 
 class LagoViews:
@@ -122,7 +122,7 @@ class LagoViews:
             "name": None,
             "plan_code": row.plan_code,
             "status": row.status,
-            "billing_time": "calendar",
+            "billing_time": row.billing_time,
             **_current_period(row),
             "subscription_at": iso(row.created_at),
             "started_at": iso(row.started_at, millis=True),
@@ -152,5 +152,5 @@ def cast(privilege: Privilege, value: str | None) -> Any:
 def _current_period(row: Subscription) -> Json:
     if row.status != "active":
         return {"current_billing_period_started_at": None, "current_billing_period_ending_at": None}
-    start, end = calendar_period(now(), row.started_at)
+    start, end = billing_period(now(), row)
     return {"current_billing_period_started_at": iso(start), "current_billing_period_ending_at": iso(end)}

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from entitlements_sidecar.domain.periods import CALENDAR_BILLING, Billing
+
 # A privilege value as Lago serializes it: integers as numbers, booleans as true/false, strings
 # and selects as strings.
 PrivilegeValue = bool | int | str
@@ -76,6 +78,7 @@ class SubscriptionDefinition:
     removed_features: frozenset[str] = frozenset()
     removed_privileges: Mapping[str, frozenset[str]] = field(default_factory=dict)
     row_id: str | None = None
+    billing: Billing = CALENDAR_BILLING
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class ResolvedSubscription:
     status: SubscriptionStatus
     started_at: datetime | None
     features: Mapping[str, ResolvedFeature]
+    billing: Billing = CALENDAR_BILLING  # the billing time and current period (usage counters are per period)
 
     @property
     def grants(self) -> bool:

@@ -6,8 +6,12 @@
 A period ends one second before the next one starts (Lago writes 23:59:59). A usage counter is keyed by its
 period's start, so a new period is a new counter.
 
-In Lago mode the subscription's own `current_billing_period_started_at` is authoritative; this is what the
-embedded mode (a catalog file) uses, and the fallback before Lago has said.
+In Lago mode the subscription's own current billing period (`current_billing_period_started_at` and
+`_ending_at`, kept in `Billing.current`) is authoritative for any plan interval. No webhook announces its
+end, so once it has passed the next one starts one second after it (exact), and ends where a monthly
+period would (the last one was a month at most) or as long after as the last one did (a longer interval),
+until Lago's next read of the subscription says.
+The rules above are what the embedded mode (a catalog file) uses, and the fallback before Lago has said.
 """
 
 from __future__ import annotations
@@ -31,6 +35,36 @@ class Period:
     @property
     def start_ms(self) -> int:
         return int(self.start.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Billing:
+    """How a subscription is billed: the billing time, and the current period as the source last said."""
+
+    time: BillingTime = BillingTime.CALENDAR
+    current: Period | None = None
+
+
+CALENDAR_BILLING = Billing()  # what a subscription nobody said otherwise of has: the calendar month
+_SECOND = timedelta(seconds=1)
+_MONTH = timedelta(days=31)
+
+
+def period_for(now: datetime, started_at: datetime | None, billing: Billing) -> Period:
+    """The billing period holding `now` for a subscription billed as `billing`."""
+    current = billing.current
+    if current is not None:
+        if current.start <= now <= current.end:
+            return current
+        following = current.end + _SECOND
+        length = current.end - current.start
+        if now >= following:
+            monthly = period_at(now, started_at, billing.time)
+            if length <= _MONTH and monthly.start == following:  # a monthly period rolled over: exact
+                return monthly
+            if now <= following + length:
+                return Period(following, following + length)
+    return period_at(now, started_at, billing.time)
 
 
 def period_at(now: datetime, started_at: datetime | None, billing_time: BillingTime = BillingTime.CALENDAR) -> Period:

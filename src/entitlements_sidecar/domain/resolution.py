@@ -58,6 +58,7 @@ def resolve_subscription(
         status=subscription.status,
         started_at=subscription.started_at,
         features=resolved,
+        billing=subscription.billing,
     )
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.ids import IdKind, id_problem
 from entitlements_sidecar.domain.model import ResolvedSubscription
-from entitlements_sidecar.domain.periods import Period, period_at
+from entitlements_sidecar.domain.periods import Billing, Period, period_for
 from entitlements_sidecar.domain.ports import EntitlementStore
 from entitlements_sidecar.domain.usage import (
     Aggregation,
@@ -146,7 +146,9 @@ class UsageService:
         return record.subscription if record is not None else None
 
     def _period(self, subscription: ResolvedSubscription | None, at: datetime) -> Period:
-        return period_at(at, subscription.started_at if subscription else None)
+        if subscription is None:
+            return period_for(at, None, Billing())
+        return period_for(at, subscription.started_at, subscription.billing)
 
 
 def _limits(subscription: ResolvedSubscription | None, meter: Meter) -> UsageLimits | None:

@@ -28,6 +28,7 @@ from entitlements_sidecar.domain.model import (
     SubscriptionStatus,
     ValueType,
 )
+from entitlements_sidecar.domain.periods import Billing, BillingTime
 from entitlements_sidecar.domain.resolution import resolve_subscription
 from entitlements_sidecar.domain.usage import Meters
 from entitlements_sidecar.sources.meters_file import parse_meters
@@ -45,6 +46,7 @@ _SUBSCRIPTION_KEYS = {
     "plan_code",
     "status",
     "started_at",
+    "billing_time",
     "overrides",
     "additions",
     "removals",
@@ -215,7 +217,13 @@ class _Parser:
             entitlements={**overrides, **additions},
             removed_features=removed_features,
             removed_privileges=removed_privileges,
+            billing=Billing(self.billing_time(data.get("billing_time", "calendar"), f"{path}.billing_time")),
         )
+
+    def billing_time(self, item: Any, path: str) -> BillingTime:
+        if item not in {"calendar", "anniversary"}:
+            raise self.fail(path, f"must be calendar or anniversary, got {item!r}")
+        return BillingTime(item)
 
     def removals(self, item: Any, path: str, plan: PlanDefinition) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
         data = self.mapping(item, path, _REMOVAL_KEYS)

@@ -19,6 +19,7 @@ from entitlements_sidecar.domain.model import (
     SubscriptionStatus,
     ValueType,
 )
+from entitlements_sidecar.store.billing_codec import decode_billing, encode_billing
 
 
 def encode(subscription: ResolvedSubscription) -> bytes:
@@ -30,6 +31,7 @@ def encode(subscription: ResolvedSubscription) -> bytes:
             "status": subscription.status.value,
             "started_at": subscription.started_at.isoformat() if subscription.started_at else None,
             "features": [_feature(f) for f in subscription.features.values()],
+            "billing": encode_billing(subscription.billing),
         }
     )
 
@@ -48,6 +50,7 @@ def decode(data: bytes | str) -> ResolvedSubscription:
         status=SubscriptionStatus(raw["status"]),
         started_at=datetime.fromisoformat(started) if started else None,
         features={f["code"]: _read_feature(f) for f in raw["features"]},
+        billing=decode_billing(raw.get("billing")),
     )
 
 

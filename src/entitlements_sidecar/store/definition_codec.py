@@ -15,6 +15,7 @@ from entitlements_sidecar.domain.model import (
     SubscriptionStatus,
     ValueType,
 )
+from entitlements_sidecar.store.billing_codec import decode_billing, encode_billing
 
 
 def encode_feature(feature: FeatureDefinition) -> bytes:
@@ -61,6 +62,7 @@ def encode_definition(definition: SubscriptionDefinition) -> bytes:
             "removed_features": sorted(definition.removed_features),
             "removed_privileges": {k: sorted(v) for k, v in definition.removed_privileges.items()},
             "row": definition.row_id,
+            "billing": encode_billing(definition.billing),
         }
     )
 
@@ -77,4 +79,5 @@ def decode_definition(data: bytes | str) -> SubscriptionDefinition:
         removed_features=frozenset(raw["removed_features"]),
         removed_privileges={k: frozenset(v) for k, v in raw["removed_privileges"].items()},
         row_id=raw.get("row"),  # absent in definitions written before rows were told apart
+        billing=decode_billing(raw.get("billing")),
     )

@@ -5,6 +5,7 @@ with events in hand, and forwarding turned off."""
 from __future__ import annotations
 
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from entitlements_sidecar.gen.entitlements.v1 import usage_pb2 as upb
 from entitlements_sidecar.gen.entitlements.v1 import usage_pb2_grpc as upb_grpc
 from tests.integration.lago.conftest import SyncerFactory, seed
 from tests.lago_emulator.server import LagoEmulator
+from tests.lago_emulator.usage import billing_period
 from tests.support.processes import RedisServer, Sidecar
 from tests.support.wait import eventually, holds_for
 
@@ -123,3 +125,15 @@ def test_forwarding_off_counts_and_sends_nothing(
     holds_for(lambda: ledger(lago) == [], 1.0, what="nothing sent to Lago")
     outbox = [key for key in redis_server.client().scan_iter(f"{key_prefix}uo:*")]
     assert outbox == []  # nothing queued either
+
+
+def test_usage_is_counted_in_the_billing_period_lago_gives(
+    lago: LagoEmulator, start_syncer: SyncerFactory, meters: list[str]
+) -> None:
+    row = lago.state.find_row("sub_2")
+    row.billing_time, row.started_at = "anniversary", datetime(2025, 9, 15, tzinfo=UTC)
+    start, end = billing_period(datetime.now(UTC), row)  # what the subscription's row says to the syncer
+    syncer = start_syncer(*meters).sidecar
+    usage = consume(syncer, "c0", subscription="sub_2").usage
+    assert (usage.period_start.ToDatetime(UTC), usage.period_end.ToDatetime(UTC)) == (start, end)
+    assert start.day == 15  # not the calendar month the embedded rules would give without Lago's word

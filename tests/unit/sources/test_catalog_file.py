@@ -155,6 +155,7 @@ def test_values_are_cast_per_lago_rules() -> None:
             "subscriptions[0].removals.features[0]",
             "not on plan",
         ),
+        (one_sub("billing_time: weekly"), "subscriptions[0].billing_time", "calendar or anniversary"),
     ],
 )
 def test_errors_name_file_path_and_problem(extra: str, path: str, problem: str) -> None:

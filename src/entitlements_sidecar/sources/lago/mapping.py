@@ -9,7 +9,7 @@ per subscription.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from entitlements_sidecar.domain.model import (
@@ -24,6 +24,7 @@ from entitlements_sidecar.domain.model import (
     SubscriptionStatus,
     ValueType,
 )
+from entitlements_sidecar.domain.periods import Billing, BillingTime, Period
 from entitlements_sidecar.sources.lago.errors import LagoContractError
 
 Json = dict[str, Any]
@@ -90,6 +91,7 @@ def resolved_subscription(raw: Json) -> ResolvedSubscription:
         status=_status(raw),
         started_at=_timestamp(raw.get("started_at")),
         features=features,
+        billing=billing(raw),
     )
 
 
@@ -135,6 +137,7 @@ def subscription_definition(
         removed_features=frozenset(removed_features),
         removed_privileges={code: frozenset(codes) for code, codes in removed_privileges.items()},
         row_id=row_id,
+        billing=billing(raw),
     )
 
 
@@ -173,6 +176,20 @@ def _status(raw: Json) -> SubscriptionStatus:
         return SubscriptionStatus(raw["status"])
     except ValueError as exc:
         raise LagoContractError(f"lago sent an unknown subscription status {raw['status']!r}") from exc
+
+
+def billing(raw: Json) -> Billing:
+    """The row's billing time and current period (docs/lago-usage.md, "Billing periods"): the period only
+    while the row has one (an active subscription), and only when it is well formed."""
+    time = BillingTime.ANNIVERSARY if raw.get("billing_time") == "anniversary" else BillingTime.CALENDAR
+    try:
+        start = _timestamp(raw.get("current_billing_period_started_at"))
+        end = _timestamp(raw.get("current_billing_period_ending_at"))
+    except (TypeError, ValueError):
+        start = end = None
+    if start is None or end is None or end < start:
+        return Billing(time)
+    return Billing(time, Period(start.astimezone(UTC), end.astimezone(UTC)))
 
 
 def _timestamp(text: str | None) -> datetime | None:

@@ -113,3 +113,19 @@ def test_another_row_of_the_same_id_does_not_inherit_removals() -> None:
     lacking, _ = _plan_and_features(state)
     raw = {**state.subscription_json(state.find_row("s"), True), "lago_id": "another-row"}  # an upgrade's new row
     assert mapping.subscription_definition(raw, lacking, seen).removed_features == frozenset()
+
+
+def test_billing_comes_from_the_row_and_a_malformed_period_is_left_out() -> None:
+    from datetime import UTC, datetime
+
+    from entitlements_sidecar.domain.periods import Billing, BillingTime, Period
+
+    row = {
+        "billing_time": "anniversary",
+        "current_billing_period_started_at": "2026-11-15T00:00:00Z",
+        "current_billing_period_ending_at": "2026-12-14T23:59:59Z",
+    }
+    period = Period(datetime(2026, 11, 15, tzinfo=UTC), datetime(2026, 12, 14, 23, 59, 59, tzinfo=UTC))
+    assert mapping.billing(row) == Billing(BillingTime.ANNIVERSARY, period)
+    assert mapping.billing({**row, "current_billing_period_ending_at": "soon"}) == Billing(BillingTime.ANNIVERSARY)
+    assert mapping.billing({"current_billing_period_started_at": None}) == Billing()  # not active: no period
