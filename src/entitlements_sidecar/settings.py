@@ -252,6 +252,10 @@ class LagoSettings:
     )
     timeout_seconds: float = opt("10", "timeout of one Lago request", positive_float)
     max_retries: int = opt("5", "retries of a failed Lago request (5xx, timeouts, 429) before giving up", positive_int)
+    usage_rate_limit: float = opt(
+        "20", "most current-usage reads per second (seeding and healing counters), a lane of its own (Lago Cloud: 200)",
+        positive_float,
+    )  # fmt: skip
     events_rate_limit: float = opt(
         "100", "most usage-event batches per second sent to Lago, a lane of its own (Lago Cloud allows 500)",
         positive_float,
@@ -275,6 +279,10 @@ class SyncSettings:
     sync_concurrency: int = opt(
         "8", "Lago requests in flight during a full sync (the rate limit still applies)", positive_int
     )
+    usage_heal_seconds: float = opt(
+        "300", "how often the syncer folds Lago's current usage into the counters in use (usage sent by other paths)",
+        positive_float,
+    )  # fmt: skip
     usage_forwarding: bool = opt(
         "true", "source=lago: the syncer sends recorded usage to Lago as events; false if your app sends them itself",
         switch,

@@ -19,6 +19,7 @@ from tests.lago_emulator.models import (
     Privilege,
     Subscription,
     Webhook,
+    iso,
     now,
 )
 from tests.lago_emulator.usage import UsageLedger
@@ -298,6 +299,32 @@ class LagoState(LagoViews):
                     raise ApiError(404, "privilege_not_found")
                 parsed[feature_code][privilege_code] = _store(privilege, value)
         return parsed
+
+    def trigger_alert(self, external_id: str, metric_code: str, threshold: int) -> None:
+        """An `alert.triggered` for a `billable_metric_current_usage_units` alert whose threshold the
+        subscription's usage of the metric crossed (docs/lago-usage.md, "Alerts")."""
+        row = self.find_row(external_id)
+        [charge] = self.usage.current_usage(row, metric_code)["customer_usage"]["charges_usage"]
+        self._emit(
+            "alert.triggered",
+            "triggered_alert",
+            {
+                "lago_id": f"ta-{len(self.outbox)}",
+                "lago_alert_id": f"alert-{metric_code}",
+                "lago_subscription_id": row.lago_id,
+                "external_subscription_id": external_id,
+                "lago_wallet_id": None,
+                "external_customer_id": row.external_customer_id,
+                "billable_metric_code": metric_code,
+                "alert_name": "hard limit",
+                "alert_code": "hard",
+                "alert_type": "billable_metric_current_usage_units",
+                "current_value": charge["units"],
+                "previous_value": "0",
+                "crossed_thresholds": [{"code": "hard", "value": str(threshold), "recurring": False}],
+                "triggered_at": iso(now()),
+            },
+        )
 
     def _emit(self, webhook_type: str, object_type: str, payload: Json) -> None:
         envelope = {

@@ -16,6 +16,7 @@ from entitlements_sidecar.domain.usage_outbox import UsageOutbox
 from entitlements_sidecar.domain.usage_service import UsageService
 from entitlements_sidecar.metrics import Metrics
 from entitlements_sidecar.sources.lago.client import LagoClient
+from entitlements_sidecar.sources.lago.current_usage import LagoCurrentUsage
 from entitlements_sidecar.sources.lago.events import LagoEventSink
 from entitlements_sidecar.sources.lago.full_sync import FullSync
 from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
@@ -40,6 +41,7 @@ from entitlements_sidecar.store.usage_redis import RedisUsageCounter
 from entitlements_sidecar.sync.map_keeper import MapKeeper
 from entitlements_sidecar.sync.map_watch import MapWatch
 from entitlements_sidecar.sync.usage_forwarder import UsageForwarder
+from entitlements_sidecar.sync.usage_healer import UsageHealer, WithUsageEvents
 from entitlements_sidecar.sync.worker import SyncWorker
 from entitlements_sidecar.transport.grpc.answer_cache import AnswerCache
 from entitlements_sidecar.transport.grpc.deadlines import CallDeadline
@@ -106,8 +108,9 @@ def build_meta(settings: Settings, client: RedisClient | None) -> MapMeta:
 
 
 class LagoParts:
-    """What source=lago needs in any role: the client (with the one rate limit), the sync state, the
-    refresher (the one writer of what Lago says) and the full sync."""
+    """What source=lago needs in any role: the client (with the one rate limit, and a lane for current
+    usage), the sync state, the refresher (the one writer of what Lago says), the full sync, and Lago's
+    count of usage (to seed and heal counters)."""
 
     def __init__(self, settings: Settings, store: EntitlementStore, client: RedisClient | None, meta: MapMeta) -> None:
         self.client = LagoClient(
@@ -116,7 +119,9 @@ class LagoParts:
             TokenBucket(settings.lago.rate_limit),
             timeout=settings.lago.timeout_seconds,
             max_retries=settings.lago.max_retries,
+            usage_limiter=TokenBucket(settings.lago.usage_rate_limit),
         )
+        self.usage_source = LagoCurrentUsage(self.client)
         self.state: SyncStateStore = (
             RedisSyncState(client, settings.redis.key_prefix) if client is not None else MemorySyncState()
         )
@@ -192,6 +197,7 @@ class Syncer:
     intake: WebhookIntake
     forwarder: UsageForwarder | None
     sink: LagoEventSink | None
+    healer: UsageHealer
 
 
 def build_syncer(
@@ -202,7 +208,8 @@ def build_syncer(
     meta: MapMeta,
     store: EntitlementStore,
     metrics: Metrics,
-    outbox: UsageOutbox | None,
+    usage: UsageParts,
+    meters: Callable[[], Meters],
 ) -> Syncer:
     queue: EventQueue
     if redis is not None:
@@ -218,8 +225,10 @@ def build_syncer(
     intake = WebhookIntake(
         "/webhooks/lago", LagoWebhooks(verifier), queue, settings.sync.webhook_max_body_bytes, metrics
     )
-    worker = SyncWorker(queue, lago.refresher, meta)
+    healer = UsageHealer(usage.counter, lago.usage_source, store, meters, settings.sync.usage_heal_seconds)
+    worker = SyncWorker(queue, WithUsageEvents(lago.refresher, healer), meta)
     sink = forwarder = None
+    outbox = usage.outbox
     if outbox is not None:
         sink = LagoEventSink(
             settings.lago.api_url,
@@ -233,4 +242,10 @@ def build_syncer(
         metrics.watch(
             "entitlements_usage_outbox_depth", "Recorded usage events not yet delivered to Lago", lambda: running.depth
         )
-    return Syncer(queue, worker, MapKeeper(watch, queue, lago.full_sync, store), intake, forwarder, sink)
+    metrics.watch(
+        "entitlements_usage_healed",
+        "Usage counters raised to Lago's count by healing",
+        lambda: healer.raised,
+        counter=True,
+    )
+    return Syncer(queue, worker, MapKeeper(watch, queue, lago.full_sync, store), intake, forwarder, sink, healer)

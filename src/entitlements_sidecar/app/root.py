@@ -35,7 +35,7 @@ from entitlements_sidecar.domain.events import Progress, SyncReport
 from entitlements_sidecar.domain.map_status import MapStatus
 from entitlements_sidecar.domain.ports import EntitlementSource, FeatureCatalog, MapMeta, SyncProbe
 from entitlements_sidecar.domain.service import ReadService
-from entitlements_sidecar.domain.usage import Meters
+from entitlements_sidecar.domain.usage import Meters, UsageSource
 from entitlements_sidecar.domain.usage_service import UsageService
 from entitlements_sidecar.metrics import Metrics
 from entitlements_sidecar.sources.catalog_source import CatalogSource
@@ -85,6 +85,7 @@ class App:
         self.lago: LagoParts | None = None
         self.syncer: Syncer | None = None
         usage_parts = build_usage(settings, self._redis)
+        usage_source: UsageSource | None = None
         source: EntitlementSource
         features: FeatureCatalog
         if settings.mode.source == "catalog":
@@ -105,10 +106,11 @@ class App:
             )
             source = LagoSource(lago.client, lago.refresher, self.store)
             meters = build_meters(settings)
+            usage_source = lago.usage_source
             features = TimedFeatureCatalog(lago.state)
             if "syncer" in settings.mode.roles:
                 self.syncer = syncer = build_syncer(
-                    settings, self._redis, lago, self.map_watch, self.meta, self.store, metrics, usage_parts.outbox
+                    settings, self._redis, lago, self.map_watch, self.meta, self.store, metrics, usage_parts, meters
                 )
                 metrics.watch(
                     "entitlements_map_rebuilds",
@@ -120,7 +122,8 @@ class App:
         self.reader: Reader | None = None
         if settings.mode.source == "catalog" or "reader" in settings.mode.roles:
             service = ReadService(self.store, source, self.map_status)
-            usage = UsageService(self.store, meters, usage_parts.counter, forward=usage_parts.outbox is not None)
+            forward = usage_parts.outbox is not None
+            usage = UsageService(self.store, meters, usage_parts.counter, forward, usage_source)
             self.reader = build_reader(
                 settings, service, self.store, features, metrics, lambda: self.health.last.sync_lag_seconds, usage
             )
@@ -202,6 +205,7 @@ class App:
         self._spawn(syncer.keeper.run(), "map-keeper")
         if syncer.forwarder is not None:
             self._spawn(syncer.forwarder.run(), "usage-forwarder")
+        self._spawn(syncer.healer.run(), "usage-healer")
 
     async def _loaded_when_synced(self, meta: MapMeta) -> None:
         await first_load(meta)

@@ -13,6 +13,20 @@ class Target(enum.Enum):
     SUBSCRIPTION = "subscription"  # key: the subscription's external_id
     PLAN = "plan"  # key: the plan code
     FEATURE = "feature"  # key: the feature code
+    USAGE = "usage"  # key: the subscription's external_id and a metric code, joined by a unit separator
+
+
+_USAGE_SEPARATOR = "\x1f"  # ids hold no control characters (domain/ids.py)
+
+
+def usage_key(subscription_id: str, metric_code: str) -> str:
+    """The key of a Target.USAGE event: re-read this subscription's usage of this metric."""
+    return f"{subscription_id}{_USAGE_SEPARATOR}{metric_code}"
+
+
+def split_usage_key(key: str) -> tuple[str, str]:
+    subscription_id, _, metric_code = key.partition(_USAGE_SEPARATOR)
+    return subscription_id, metric_code
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.model import ResolvedSubscription, ValueType
+from entitlements_sidecar.domain.periods import Period
 
 
 class Aggregation(enum.StrEnum):
@@ -158,19 +159,57 @@ class UsageEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Counted:
+    """A period's counter as read."""
+
+    used: int
+    reconciled_ms: int | None = None  # when the source's usage was last folded in (seeded or healed); None: never
+
+
+@dataclass(frozen=True, slots=True)
 class Recorded:
     used: int  # the period's usage after the call
     recorded: bool  # False: refused by the limit, or a transaction already recorded
     duplicate: bool  # the transaction id was recorded before: nothing was added again
+    unseeded: bool = False  # refused: the period has no counter yet (seed it from the source, then retry)
+    reconciled_ms: int | None = None
 
 
 class UsageCounter(Protocol):
-    async def used(self, key: UsageKey) -> int: ...
+    async def read(self, key: UsageKey) -> Counted | None:
+        """The period's counter; None when it has none yet (nothing counted, nothing seeded)."""
+        ...
 
     async def record(
-        self, key: UsageKey, value: int, transaction_id: str, limit: int | None = None, event: UsageEvent | None = None
+        self,
+        key: UsageKey,
+        value: int,
+        transaction_id: str,
+        limit: int | None = None,
+        event: UsageEvent | None = None,
+        seeded_only: bool = False,
     ) -> Recorded:
         """Add `value` unless `transaction_id` was recorded for this subscription before; with `limit`, only
-        if the total stays within it; with `event`, queue it in the outbox when (and only when) it is added.
-        One atomic step across every process sharing the counter."""
+        if the total stays within it; with `event`, queue it in the outbox when (and only when) it is added;
+        with `seeded_only`, only if the period's counter exists (else `unseeded`). One atomic step across
+        every process sharing the counter."""
+        ...
+
+    async def raise_to(self, key: UsageKey, units: int, at_ms: int | None) -> tuple[int | None, int]:
+        """Fold in the source's count: the counter becomes at least `units` (created if missing, never
+        lowered) and, with `at_ms`, records it as its reconciliation time. Returns (before or None, after)."""
+        ...
+
+    async def active(self, since_ms: int) -> list[UsageKey]:
+        """Counters something was recorded to since `since_ms` (what healing reads the source for)."""
+        ...
+
+
+class UsageSource(Protocol):
+    """The billing source's own count (Lago's current usage), to seed a new period's counter and to heal
+    counters with usage that reached the source by other paths."""
+
+    async def units(self, subscription: ResolvedSubscription, metric_code: str, period: Period) -> int | None:
+        """The source's count of the metric in `period`; None when it cannot say (unreachable, or its current
+        period is another one). 0 for a subscription the source counts nothing for."""
         ...

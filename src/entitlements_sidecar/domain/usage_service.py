@@ -5,6 +5,10 @@ Every request is validated before anything is counted: an unknown metric, a feat
 value that cannot be counted exactly or a timestamp in the future is an InvalidArgumentError naming the
 field, and nothing is recorded. With `forward`, each recorded use is queued for Lago as an event in the
 same step that counts it (what is counted is what Lago is sent).
+
+With a `source` (Lago mode), a period's counter starts from the source's own count the first time it is
+needed, so usage that reached Lago by other paths, or counters Redis lost, are counted; when the source
+cannot say, counting starts from 0 and healing (sync/usage_healer.py) folds Lago's count in later.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from entitlements_sidecar.domain.clock import now_ms
 from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.ids import IdKind, id_problem
 from entitlements_sidecar.domain.model import ResolvedSubscription
@@ -20,6 +25,7 @@ from entitlements_sidecar.domain.periods import Billing, Period, period_for
 from entitlements_sidecar.domain.ports import EntitlementStore
 from entitlements_sidecar.domain.usage import (
     Aggregation,
+    Counted,
     Meter,
     Meters,
     Recorded,
@@ -28,6 +34,7 @@ from entitlements_sidecar.domain.usage import (
     UsageEvent,
     UsageKey,
     UsageLimits,
+    UsageSource,
     decide_usage,
     event_value,
     limits_for,
@@ -43,6 +50,7 @@ class UsageAnswer:
     metric_code: str
     recorded: bool = False  # consume and report: the usage was counted by this call
     duplicate: bool = False  # the transaction id was counted before: nothing was added
+    reconciled_ms: int | None = None  # when the source's count was last folded in; None: counted here only
 
 
 class UsageService:
@@ -52,8 +60,10 @@ class UsageService:
         meters: Callable[[], Meters],  # the meters now (a catalog's change to them applies at once)
         counter: UsageCounter,
         forward: bool,  # queue every recorded use for Lago (off: the team sends its events itself)
+        source: UsageSource | None = None,  # seeds new counters from the source's count (Lago mode)
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._source = source
         self._store = store
         self._meters = meters
         self._counter = counter
@@ -66,8 +76,13 @@ class UsageService:
         meter = self._meter_of_feature(feature_code)
         subscription = await self._subscription(subscription_id)
         period = self._period(subscription, self._clock())
-        used = await self._counter.used(UsageKey(subscription_id, meter.metric_code, period.start_ms))
-        return UsageAnswer(decide_usage(used, requested, _limits(subscription, meter)), period, meter.metric_code)
+        key = UsageKey(subscription_id, meter.metric_code, period.start_ms)
+        limits = _limits(subscription, meter)
+        counted = await self._counter.read(key)
+        if counted is None and subscription is not None and limits is not None:
+            counted = await self._seed(key, subscription, period)
+        used, reconciled = (counted.used, counted.reconciled_ms) if counted else (0, None)
+        return UsageAnswer(decide_usage(used, requested, limits), period, meter.metric_code, reconciled_ms=reconciled)
 
     async def consume(self, subscription_id: str, feature_code: str, value: int, transaction_id: str) -> UsageAnswer:
         """Record `value` only if it stays within the quota, in one step across every sidecar."""
@@ -84,15 +99,26 @@ class UsageService:
         now = self._clock()
         period = self._period(subscription, now)
         key = UsageKey(subscription_id, meter.metric_code, period.start_ms)
-        if limits is None:  # not entitled: nothing to record against
-            return UsageAnswer(decide_usage(await self._counter.used(key), value, None), period, meter.metric_code)
+        if subscription is None or limits is None:  # not entitled: nothing to record against
+            return UsageAnswer(decide_usage(0, value, None), period, meter.metric_code)
         properties = {meter.property: str(value)} if meter.property is not None else {}
         event = self._event(transaction_id, subscription_id, meter.metric_code, now, properties)
-        result = await self._counter.record(key, value, transaction_id, limit=limits.quota, event=event)
+        seeded_only = self._source is not None
+
+        async def record() -> Recorded:
+            return await self._counter.record(key, value, transaction_id, limits.quota, event, seeded_only)
+
+        result = await record()
+        if result.unseeded:  # the period's first use: start from the source's count, then count this one
+            await self._seed(key, subscription, period)
+            result = await record()
+        reconciled = result.reconciled_ms
         if result.duplicate:  # counted by its first call: nothing is added now, so nothing is requested
-            return UsageAnswer(decide_usage(result.used, 0, limits), period, meter.metric_code, False, True)
+            decision = decide_usage(result.used, 0, limits)
+            return UsageAnswer(decision, period, meter.metric_code, False, True, reconciled)
         before = result.used - value if result.recorded else result.used
-        return UsageAnswer(decide_usage(before, value, limits), period, meter.metric_code, result.recorded)
+        decision = decide_usage(before, value, limits)
+        return UsageAnswer(decision, period, meter.metric_code, result.recorded, reconciled_ms=reconciled)
 
     async def report(
         self,
@@ -119,10 +145,23 @@ class UsageService:
             why = "is not in the map" if subscription is None else f"is not entitled to {meter.feature_code!r}"
             raise InvalidArgumentError(f"{where}subscription_id", f"{subscription_id!r} {why}")
         period = self._period(subscription, at)
+        key = UsageKey(subscription_id, metric_code, period.start_ms)
         event = self._event(transaction_id, subscription_id, metric_code, at, properties)
-        return await self._counter.record(
-            UsageKey(subscription_id, metric_code, period.start_ms), value, transaction_id, event=event
-        )
+        seeded_only = self._source is not None
+        result = await self._counter.record(key, value, transaction_id, event=event, seeded_only=seeded_only)
+        if result.unseeded:
+            await self._seed(key, subscription, period)
+            result = await self._counter.record(key, value, transaction_id, event=event, seeded_only=seeded_only)
+        return result
+
+    async def _seed(self, key: UsageKey, subscription: ResolvedSubscription, period: Period) -> Counted:
+        """Create the period's counter from the source's count (0 and unreconciled when it cannot say).
+        Racing seeders agree: the counter only ever takes the larger count."""
+        units = await self._source.units(subscription, key.metric_code, period) if self._source else None
+        reconciled = now_ms() if units is not None else None
+        _, after = await self._counter.raise_to(key, units or 0, reconciled)
+        counted = await self._counter.read(key)
+        return counted if counted is not None else Counted(after, reconciled)
 
     def _event(
         self, transaction_id: str, subscription_id: str, metric: str, at: datetime, properties: Mapping[str, object]

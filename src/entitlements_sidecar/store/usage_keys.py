@@ -2,9 +2,11 @@
 events go to share one hash tag, `{u<shard>}`, so the one script that counts and queues touches a single
 cluster slot; 16 shards spread the outbox over a cluster's nodes while the forwarder reads a fixed set.
 
-- `{prefix}u:{u<n>}:<subscription>:<metric>:<period start ms>`: the period's usage, an integer;
+- `{prefix}u:{u<n>}:<subscription>:<metric>:<period start ms>`: the period's counter, a hash: `n` the
+  usage, `r` when Lago's count was last folded in (ms);
 - `{prefix}ut:{u<n>}:<subscription>:<transaction id>`: the value a transaction recorded (for 7 days);
 - `{prefix}uo:{u<n>}`: the outbox shard, a stream read by the forwarders' consumer group;
+- `{prefix}ua:{u<n>}`: counters recently recorded to (a sorted set by time), which healing re-reads;
 - `{prefix}uo:refused`: events Lago refused for good, with the reason (bounded).
 """
 
@@ -34,6 +36,9 @@ class UsageKeys:
 
     def outbox(self, shard: int) -> str:
         return f"{self._prefix}uo:{{u{shard}}}"
+
+    def active(self, shard: int) -> str:
+        return f"{self._prefix}ua:{{u{shard}}}"
 
     def refused(self) -> str:
         return f"{self._prefix}uo:refused"

@@ -82,6 +82,7 @@ class UsageForwarder:
         pending = entries
         attempt = 0
         while pending and not self._stopping.is_set():
+            await self._count()  # also while the source is down: the backlog is what an operator wants to see
             batch = pending[: self._sink.max_batch]  # the sink may have learnt a smaller limit
             try:
                 result = await self._sink.send([entry.event for entry in batch])

@@ -92,3 +92,25 @@ def seed(lago: LagoEmulator, subscriptions: int = 2) -> None:
     for index in range(subscriptions):
         state.create_subscription(f"sub_{index}", f"cust_{index % 2}", "pro")
     lago.take_outbox()  # the organization existed before the sidecar: no webhooks for it
+
+
+METERS = """
+meters:
+  - {metric: api_calls, feature: api, aggregation: count, quota: calls_max}
+  - {metric: tokens, feature: llm, aggregation: sum, property: tokens, allowance: tokens_included}
+"""
+
+
+@pytest.fixture
+def meters(tmp_path: Path, lago: LagoEmulator) -> list[str]:
+    seed(lago, subscriptions=3)
+    state = lago.state
+    state.create_feature("api", [{"code": "calls_max", "value_type": "integer"}])
+    state.create_feature("llm", [{"code": "tokens_included", "value_type": "integer"}])
+    state.write_plan_entitlements("pro", {"api": {"calls_max": 5}, "llm": {"tokens_included": 100}}, replace=False)
+    state.usage.create_metric("api_calls", "count_agg")
+    state.usage.create_metric("tokens", "sum_agg", field_name="tokens")
+    lago.take_outbox()
+    path = tmp_path / "meters.yaml"
+    path.write_text(METERS)
+    return ["--meters-path", str(path)]

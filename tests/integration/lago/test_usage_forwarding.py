@@ -6,64 +6,17 @@ from __future__ import annotations
 
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
 
-import httpx
 import pytest
 
-from entitlements_sidecar.gen.entitlements.v1 import usage_pb2 as upb
-from entitlements_sidecar.gen.entitlements.v1 import usage_pb2_grpc as upb_grpc
-from tests.integration.lago.conftest import SyncerFactory, seed
+from tests.integration.lago.conftest import SyncerFactory
+from tests.integration.lago.usage_calls import consume, ledger, metric, report
 from tests.lago_emulator.server import LagoEmulator
 from tests.lago_emulator.usage import billing_period
-from tests.support.processes import RedisServer, Sidecar
+from tests.support.processes import RedisServer
 from tests.support.wait import eventually, holds_for
 
 pytestmark = pytest.mark.integration
-
-METERS = """
-meters:
-  - {metric: api_calls, feature: api, aggregation: count, quota: calls_max}
-  - {metric: tokens, feature: llm, aggregation: sum, property: tokens, allowance: tokens_included}
-"""
-
-
-@pytest.fixture
-def meters(tmp_path: Path, lago: LagoEmulator) -> list[str]:
-    seed(lago, subscriptions=3)
-    state = lago.state
-    state.create_feature("api", [{"code": "calls_max", "value_type": "integer"}])
-    state.create_feature("llm", [{"code": "tokens_included", "value_type": "integer"}])
-    state.write_plan_entitlements("pro", {"api": {"calls_max": 5}, "llm": {"tokens_included": 100}}, replace=False)
-    state.usage.create_metric("api_calls", "count_agg")
-    state.usage.create_metric("tokens", "sum_agg", field_name="tokens")
-    lago.take_outbox()
-    path = tmp_path / "meters.yaml"
-    path.write_text(METERS)
-    return ["--meters-path", str(path)]
-
-
-def consume(sidecar: Sidecar, transaction_id: str, subscription: str = "sub_0") -> upb.ConsumeUsageResponse:
-    request = upb.ConsumeUsageRequest(
-        subscription_id=subscription, feature_code="api", value=1, transaction_id=transaction_id
-    )
-    return upb_grpc.UsageServiceStub(sidecar.channel).ConsumeUsage(request, timeout=5)
-
-
-def report(sidecar: Sidecar, transaction_id: str, tokens: str) -> upb.ReportUsageResponse:
-    request = upb.ReportUsageRequest(
-        subscription_id="sub_1", metric_code="tokens", properties={"tokens": tokens}, transaction_id=transaction_id
-    )
-    return upb_grpc.UsageServiceStub(sidecar.channel).ReportUsage(request, timeout=5)
-
-
-def ledger(lago: LagoEmulator) -> list[tuple[str, str, str]]:
-    return sorted((e["external_subscription_id"], e["code"], e["transaction_id"]) for e in lago.state.usage.events)
-
-
-def metric(sidecar: Sidecar, name: str) -> float:
-    text = httpx.get(f"{sidecar.http_url}/metrics", timeout=5).text
-    return float(text.split(f"\n{name} ")[1].split()[0])
 
 
 def test_what_is_recorded_reaches_lago_once_and_what_is_refused_never_does(

@@ -15,6 +15,7 @@ from entitlements_sidecar.domain.model import (
     SubscriptionStatus,
     ValueType,
 )
+from entitlements_sidecar.domain.periods import Period
 from entitlements_sidecar.domain.usage import Aggregation, Meter, Meters, UsageEvent, UsageReason
 from entitlements_sidecar.domain.usage_service import UsageService
 from entitlements_sidecar.store.memory import MemoryStore
@@ -163,3 +164,32 @@ async def test_a_count_meter_counts_one_use_per_event(store: MemoryStore, outbox
     assert (caught.value.field, await outbox.depth()) == ("value", 0)
     assert (await service.consume("sub_a", "api", 1, "t1")).decision.used == 0
     assert [entry.event.properties for entry in await outbox.read(10)] == [{}]
+
+
+class LagoCount:
+    """A usage source that says what it is told (None: it cannot say)."""
+
+    def __init__(self, units: int | None) -> None:
+        self.units_said = units
+        self.asked: list[tuple[str, str, datetime]] = []
+
+    async def units(self, subscription: ResolvedSubscription, metric_code: str, period: Period) -> int | None:
+        self.asked.append((subscription.external_id, metric_code, period.start))
+        return self.units_said
+
+
+async def test_a_new_period_starts_from_the_sources_count(store: MemoryStore, outbox: MemoryUsageOutbox) -> None:
+    lago = LagoCount(8)  # 8 units reached Lago by other paths (or before Redis lost our counter)
+    service = UsageService(store, lambda: METERS, MemoryUsageCounter(outbox), True, lago, clock=lambda: NOW)
+    allowed = await service.consume("sub_a", "api", 2, "t1")
+    assert (allowed.recorded, allowed.decision.used, allowed.reconciled_ms is not None) == (True, 8, True)
+    refused = await service.consume("sub_a", "api", 1, "t2")  # 10 of 10
+    assert (refused.recorded, refused.decision.reason) == (False, UsageReason.OVER_QUOTA)
+    assert lago.asked == [("sub_a", "api_calls", datetime(2026, 12, 1, tzinfo=UTC))]  # once: the counter exists now
+    assert (await service.check("sub_a", "llm", 1)).decision.used == 8  # a check seeds too (Lago said 8 tokens)
+
+
+async def test_a_source_that_cannot_say_leaves_counting_from_zero_unreconciled(store: MemoryStore) -> None:
+    service = UsageService(store, lambda: METERS, MemoryUsageCounter(), False, LagoCount(None), clock=lambda: NOW)
+    answer = await service.consume("sub_a", "api", 4, "t1")
+    assert (answer.recorded, answer.decision.used, answer.reconciled_ms) == (True, 0, None)

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entitlements_sidecar.domain.errors import CatalogError, FlagError, InvalidArgumentError
+from entitlements_sidecar.domain.events import Target, split_usage_key
 from entitlements_sidecar.domain.flags import FlagKey, parse_flag_key
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.sources.catalog_file import load_catalog
@@ -30,9 +31,16 @@ json_values = st.recursive(
 webhook_like = st.fixed_dictionaries(
     {},
     optional={
-        "webhook_type": st.sampled_from(["subscription.updated", "plan.updated", "feature.deleted", "invoice.created"])
+        "webhook_type": st.sampled_from(
+            ["subscription.updated", "plan.updated", "feature.deleted", "invoice.created", "alert.triggered"]
+        )
         | st.text(max_size=10),
-        "object_type": st.sampled_from(["subscription", "plan", "feature"]) | st.text(max_size=10),
+        "object_type": st.sampled_from(["subscription", "plan", "feature", "triggered_alert"]) | st.text(max_size=10),
+        "triggered_alert": st.dictionaries(
+            st.sampled_from(["external_subscription_id", "billable_metric_code", "current_value"]),
+            json_values,
+            max_size=3,
+        ),
         "subscription": st.dictionaries(st.sampled_from(["external_id", "code"]), json_values, max_size=2),
         "plan": st.dictionaries(st.sampled_from(["code"]), json_values, max_size=1),
         "feature": json_values,
@@ -49,7 +57,8 @@ def test_webhook_bodies_parse_or_raise_invalid_argument(body: bytes) -> None:
         return
     assert isinstance(webhook_type, str)
     if event is not None:
-        assert 0 < len(event.key) <= 255
+        parts = split_usage_key(event.key) if event.target is Target.USAGE else (event.key,)
+        assert all(0 < len(part) <= 255 for part in parts)
 
 
 catalog_like = st.fixed_dictionaries(

@@ -24,6 +24,7 @@ from entitlements_sidecar.sources.lago.errors import (
     LagoError,
     LagoNotFoundError,
     LagoRateLimitedError,
+    LagoRequestError,
     LagoUnavailableError,
     error_from_response,
 )
@@ -48,6 +49,7 @@ class LagoClient:
         backoff_base: float = 0.2,
         backoff_cap: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        usage_limiter: TokenBucket | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=api_url.rstrip("/") + "/api/v1/",
@@ -56,6 +58,7 @@ class LagoClient:
             transport=transport,
         )
         self._limiter = limiter
+        self._usage_limiter = usage_limiter or limiter  # current usage has a lane (and a Lago limit) of its own
         self._max_retries = max_retries
         self._backoff = (backoff_base, backoff_cap)
         self.requests = 0  # for tests and metrics: requests actually sent
@@ -124,6 +127,27 @@ class LagoClient:
         async for item in self._pages("features", "features", [], per_page):
             yield item
 
+    async def get_current_usage(
+        self, external_customer_id: str, external_subscription_id: str, metric: str
+    ) -> Json | None:
+        """`GET /customers/{id}/current_usage` for one metric, without taxes (docs/lago-usage.md, "Current
+        usage"); None when Lago has no active subscription or customer for it. One attempt: it is asked for
+        on a caller's time, and a failure only means counting starts locally."""
+        params = {
+            "external_subscription_id": external_subscription_id,
+            "billable_metric_code": metric,
+            "apply_taxes": "false",
+        }
+        path = f"customers/{_segment(external_customer_id)}/current_usage"
+        try:
+            return await self._get(path, params, limiter=self._usage_limiter, retries=0)
+        except LagoNotFoundError:
+            return None
+        except LagoRequestError as exc:
+            if exc.status == 405:  # no_active_subscription
+                return None
+            raise
+
     async def get_webhook_public_key(self) -> bytes:
         """The instance's RSA public key (PEM) for JWT-signed webhooks."""
         body = await self._get("webhooks/json_public_key")
@@ -150,10 +174,14 @@ class LagoClient:
         except LagoNotFoundError:
             return None
 
-    async def _get(self, path: str, params: Any = None) -> Json:
+    async def _get(
+        self, path: str, params: Any = None, limiter: TokenBucket | None = None, retries: int | None = None
+    ) -> Json:
+        limiter = limiter or self._limiter
+        max_retries = self._max_retries if retries is None else retries
         attempt = 0
         while True:
-            await self._limiter.acquire()
+            await limiter.acquire()
             self.requests += 1
             try:
                 with tracing.span("lago GET", path=path.split("?")[0], attempt=attempt):
@@ -165,11 +193,11 @@ class LagoClient:
                     return _json(response, path)
                 failure = error_from_response(response.status_code, response_body(response), path)
                 if isinstance(failure, LagoRateLimitedError):
-                    self._limiter.pause(reset_seconds(response))
+                    limiter.pause(reset_seconds(response))
                 elif not isinstance(failure, LagoUnavailableError):
                     raise failure  # 4xx other than 429 will not get better by retrying
             attempt += 1
-            if attempt > self._max_retries:
+            if attempt > max_retries:
                 raise failure
             if not isinstance(failure, LagoRateLimitedError):
                 base, cap = self._backoff

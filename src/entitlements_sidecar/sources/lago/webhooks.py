@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import orjson
 
 from entitlements_sidecar.domain.errors import InvalidArgumentError
-from entitlements_sidecar.domain.events import Delivery, SyncEvent, Target
+from entitlements_sidecar.domain.events import Delivery, SyncEvent, Target, usage_key
 from entitlements_sidecar.domain.ids import IdKind, id_problem
 from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
 
@@ -50,6 +50,9 @@ class LagoWebhooks:
         return Delivery(kind, event, unique_key)
 
 
+USAGE_ALERTS = ("alert.triggered", "alert.resolved")  # usage crossed a threshold (resolved: once Lago ships it)
+
+
 def parse(body: bytes) -> tuple[str, SyncEvent | None]:
     """(webhook type, the event it asks for or None); InvalidArgumentError naming what is wrong."""
     try:
@@ -61,6 +64,8 @@ def parse(body: bytes) -> tuple[str, SyncEvent | None]:
     webhook_type, object_type = payload.get("webhook_type"), payload.get("object_type")
     if not isinstance(webhook_type, str) or not isinstance(object_type, str):
         raise InvalidArgumentError("webhook_type", "webhook_type and object_type must be strings")
+    if webhook_type in USAGE_ALERTS:
+        return webhook_type, _usage_alert(payload, webhook_type, object_type)
     if webhook_type not in AFFECTING:
         return webhook_type, None
     target = _TARGETS.get(object_type)
@@ -75,3 +80,24 @@ def parse(body: bytes) -> tuple[str, SyncEvent | None]:
     if problem is not None:
         raise InvalidArgumentError(field, problem)
     return webhook_type, SyncEvent(target, key, webhook_type)
+
+
+def _usage_alert(payload: dict[str, object], webhook_type: str, object_type: str) -> SyncEvent | None:
+    """Re-read the subscription's usage of the alert's metric (docs/lago-usage.md, "Alerts"); alerts on
+    amounts name no metric and change nothing we count."""
+    alert = payload.get(object_type)
+    if not isinstance(alert, dict):
+        raise InvalidArgumentError(object_type, f"{webhook_type} must carry a {object_type!r} object")
+    metric = alert.get("billable_metric_code")
+    if metric is None:
+        return None
+    subscription = alert.get("external_subscription_id")
+    for field, value, kind in (
+        ("external_subscription_id", subscription, IdKind.SUBSCRIPTION),
+        ("billable_metric_code", metric, IdKind.CODE),
+    ):
+        problem = "must be a string" if not isinstance(value, str) else id_problem(value, kind)
+        if problem is not None:
+            raise InvalidArgumentError(f"{object_type}.{field}", problem)
+    assert isinstance(subscription, str) and isinstance(metric, str)  # checked above
+    return SyncEvent(Target.USAGE, usage_key(subscription, metric), webhook_type)

@@ -7,7 +7,7 @@ bounded by the caller's deadline; every error maps through transport/wire.py.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -129,4 +129,9 @@ def _usage(answer: UsageAnswer) -> upb.Usage:
         billable=decision.billable,
         period_start=mapping.timestamp_to_proto(answer.period.start),
         period_end=mapping.timestamp_to_proto(answer.period.end),
+        reconciled_at=(
+            mapping.timestamp_to_proto(datetime.fromtimestamp(answer.reconciled_ms / 1000, UTC))
+            if answer.reconciled_ms is not None
+            else None
+        ),
     )

@@ -71,6 +71,7 @@ class Usage(_message.Message):
     BILLABLE_FIELD_NUMBER: _builtins.int
     PERIOD_START_FIELD_NUMBER: _builtins.int
     PERIOD_END_FIELD_NUMBER: _builtins.int
+    RECONCILED_AT_FIELD_NUMBER: _builtins.int
     metric_code: _builtins.str
     used: _builtins.int
     """Units used in the period before this request."""
@@ -88,6 +89,13 @@ class Usage(_message.Message):
     def period_end(self) -> _timestamp_pb2.Timestamp:
         """Inclusive: one second before the next period starts."""
 
+    @_builtins.property
+    def reconciled_at(self) -> _timestamp_pb2.Timestamp:
+        """Where `used` comes from: the shared counter, which every sidecar adds to. This is when Lago's own
+        count was last folded into it (when the period's counter was seeded, or healed later); unset when
+        Lago has not been read for it (the embedded mode, or Lago could not be reached yet).
+        """
+
     def __init__(
         self,
         *,
@@ -100,10 +108,11 @@ class Usage(_message.Message):
         billable: _builtins.int = ...,
         period_start: _timestamp_pb2.Timestamp | None = ...,
         period_end: _timestamp_pb2.Timestamp | None = ...,
+        reconciled_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "remaining", b"remaining"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "reconciled_at", b"reconciled_at", "remaining", b"remaining"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "billable", b"billable", "metric_code", b"metric_code", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "remaining", b"remaining", "requested", b"requested", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "billable", b"billable", "metric_code", b"metric_code", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "reconciled_at", b"reconciled_at", "remaining", b"remaining", "requested", b"requested", "used", b"used"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allowance: _TypeAlias = _typing.Literal["allowance"]  # noqa: Y015
     _WhichOneofArgType__allowance: _TypeAlias = _typing.Literal["_allowance", b"_allowance"]  # noqa: Y015
