@@ -4,9 +4,11 @@ with deadlines, in a blocking and an asyncio flavour.
 `watch([...])` keeps a local copy of the named subjects' entitlements, fed by `WatchEntitlements`;
 checks on those subjects are then answered in-process, without an RPC, by the same rules the
 sidecar applies (`domain/check.py`), until the stream breaks (then checks go to the sidecar again).
+A check with a `requested_usage` (a metered feature) always asks the sidecar: usage is live.
 
     client = EntitlementsClient("127.0.0.1:50051")
     if client.check(subscription_id="sub_1", feature="seats", privilege="max", quantity=20).allowed: ...
+    if client.consume("api", "sub_1", 1, transaction_id=request_id).recorded: ...
 """
 
 from __future__ import annotations
@@ -18,8 +20,16 @@ from typing import Any
 
 import grpc
 
+from entitlements_sidecar.client_usage import (
+    ConsumeResult,
+    UsageInfo,
+    consume_request,
+    consume_result,
+    usage_from_proto,
+)
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+from entitlements_sidecar.gen.entitlements.v1 import usage_pb2_grpc as upb_grpc
 
 # The sidecar is next door and restarts in about a second; grpc's default reconnect backoff grows to two
 # minutes, and its minimum connect time is 20 s, which would keep an application failing long after its
@@ -47,6 +57,7 @@ class CheckResult:
     version: int = 0
     source: str = ""  # "memory", "redis", "source", "fallback", or "local" for a watched subject
     stale: bool = False
+    usage: UsageInfo | None = None  # with requested_usage: the metered feature's usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +75,7 @@ class Check:
     privilege: str = ""
     quantity: int | None = None
     value: str | None = None
+    requested_usage: int | None = None
 
     def request(self) -> pb.CheckEntitlementRequest:
         request = pb.CheckEntitlementRequest(
@@ -76,6 +88,8 @@ class Check:
             request.quantity = self.quantity
         if self.value is not None:
             request.value = self.value
+        if self.requested_usage is not None:
+            request.requested_usage = self.requested_usage
         return request
 
 
@@ -97,6 +111,7 @@ def result_from_proto(response: pb.CheckEntitlementResponse) -> CheckResult:
         version=response.freshness.version,
         source=_name(pb.Source, response.freshness.source, "SOURCE_"),
         stale=response.freshness.stale,
+        usage=usage_from_proto(response.usage) if response.HasField("usage") else None,
     )
 
 
@@ -152,6 +167,8 @@ class _LocalCache:
         self._lock = threading.Lock()
 
     def lookup(self, check: Check) -> CheckResult | None:
+        if check.requested_usage is not None:
+            return None  # usage is live: only the sidecar can answer
         answers = self._answers  # before the state: see the class comment
         answer = answers.get(check)
         if answer is not None:
@@ -195,6 +212,7 @@ class EntitlementsClient:
         `local_answers`: how many answers about watched subjects are memoized (0: none)."""
         self._channel = channel or _channel(target, credentials)
         self._stub = pb_grpc.EntitlementServiceStub(self._channel)
+        self._usage = upb_grpc.UsageServiceStub(self._channel)
         self._timeout = timeout
         self._local = _LocalCache(local_answers)
         self._watch: Any = None
@@ -220,13 +238,20 @@ class EntitlementsClient:
         privilege: str = "",
         quantity: int | None = None,
         value: str | None = None,
+        requested_usage: int | None = None,
     ) -> CheckResult:
         """Raises grpc.RpcError (INVALID_ARGUMENT names the field) on a bad request."""
-        check = Check(feature, subscription_id, customer_id, privilege, quantity, value)
+        check = Check(feature, subscription_id, customer_id, privilege, quantity, value, requested_usage)
         local = self._local.lookup(check)
         if local is not None:
             return local
         return result_from_proto(self._stub.CheckEntitlement(check.request(), timeout=self._timeout))
+
+    def consume(self, feature: str, subscription_id: str, value: int, transaction_id: str) -> ConsumeResult:
+        """Use `value` units of a metered feature if the quota allows, in one atomic step on the sidecar;
+        a retry with the same `transaction_id` is not counted again."""
+        request = consume_request(feature, subscription_id, value, transaction_id)
+        return consume_result(self._usage.ConsumeUsage(request, timeout=self._timeout))
 
     def check_many(self, checks: Sequence[Check]) -> list[CheckResult | CheckError]:
         request = pb.CheckEntitlementsRequest(checks=[c.request() for c in checks])
@@ -287,6 +312,7 @@ class AsyncEntitlementsClient:
         else:
             self._channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.EntitlementServiceStub(self._channel)
+        self._usage = upb_grpc.UsageServiceStub(self._channel)
         self._timeout = timeout
 
     async def close(self) -> None:
@@ -300,9 +326,14 @@ class AsyncEntitlementsClient:
         privilege: str = "",
         quantity: int | None = None,
         value: str | None = None,
+        requested_usage: int | None = None,
     ) -> CheckResult:
-        check = Check(feature, subscription_id, customer_id, privilege, quantity, value)
+        check = Check(feature, subscription_id, customer_id, privilege, quantity, value, requested_usage)
         return result_from_proto(await self._stub.CheckEntitlement(check.request(), timeout=self._timeout))
+
+    async def consume(self, feature: str, subscription_id: str, value: int, transaction_id: str) -> ConsumeResult:
+        request = consume_request(feature, subscription_id, value, transaction_id)
+        return consume_result(await self._usage.ConsumeUsage(request, timeout=self._timeout))
 
     async def check_many(self, checks: Sequence[Check]) -> list[CheckResult | CheckError]:
         request = pb.CheckEntitlementsRequest(checks=[c.request() for c in checks])

@@ -23,6 +23,7 @@ from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.grpc.routing import StreamSlots
 from entitlements_sidecar.transport.grpc.server import GrpcServer, Keepalive
 from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
+from entitlements_sidecar.transport.grpc.usage_mapping import EntitlementUsage
 from tests.support.builders import STARTER, subscription
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,8 @@ async def served(example_catalog: Path) -> AsyncIterator[Served]:
     await store.start()
     source = CatalogSource(example_catalog, store)
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
-    servicer = EntitlementServicer(ReadService(store, source, MapStatus(complete=True)), store, 10, 100, Metrics())
+    service = ReadService(store, source, MapStatus(complete=True))
+    servicer = EntitlementServicer(service, store, 10, 100, Metrics(), EntitlementUsage(None))
     bridge = LoopBridge()
     answers = AnswerCache(servicer, store, bridge, Metrics())
     server = GrpcServer(

@@ -10,6 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 from entitlements_sidecar.gen.entitlements.v1 import usage_pb2 as upb
 from entitlements_sidecar.gen.entitlements.v1 import usage_pb2_grpc as upb_grpc
 from tests.support.processes import RedisServer, Sidecar, start_sidecar
@@ -71,12 +73,12 @@ def consume(sidecar: Sidecar, value: int, transaction_id: str, subscription: str
 def test_consume_within_the_allowance_then_billable_then_refused(pair: tuple[Sidecar, Sidecar]) -> None:
     first, second = pair
     within = consume(first, 8, "t1")
-    assert (within.allowed, within.reason, within.recorded) == (True, upb.USAGE_REASON_WITHIN_ALLOWANCE, True)
+    assert (within.allowed, within.reason, within.recorded) == (True, pb.USAGE_REASON_WITHIN_ALLOWANCE, True)
     assert (within.usage.used, within.usage.allowance, within.usage.quota, within.usage.remaining) == (0, 10, 25, 17)
     billable = consume(second, 5, "t2")  # another process, the same counter
-    assert (billable.reason, billable.usage.used, billable.usage.billable) == (upb.USAGE_REASON_OVER_ALLOWANCE, 8, 3)
+    assert (billable.reason, billable.usage.used, billable.usage.billable) == (pb.USAGE_REASON_OVER_ALLOWANCE, 8, 3)
     refused = consume(first, 20, "t3")
-    assert (refused.allowed, refused.reason, refused.recorded) == (False, upb.USAGE_REASON_OVER_QUOTA, False)
+    assert (refused.allowed, refused.reason, refused.recorded) == (False, pb.USAGE_REASON_OVER_QUOTA, False)
     again = consume(second, 8, "t1")  # a retry of the first call
     assert (again.duplicate, again.recorded, again.usage.used) == (True, False, 13)
     check = usage(first).CheckUsage(
@@ -135,7 +137,7 @@ def test_reported_usage_counts_and_bad_items_fail_alone(pair: tuple[Sidecar, Sid
     check = usage(first).CheckUsage(
         upb.CheckUsageRequest(subscription_id="sub_a", feature_code="llm", requested=1), timeout=5
     )
-    assert (check.allowed, check.reason) == (False, upb.USAGE_REASON_OVER_QUOTA)  # ...the next use is
+    assert (check.allowed, check.reason) == (False, pb.USAGE_REASON_OVER_QUOTA)  # ...the next use is
 
 
 @pytest.mark.parametrize(
@@ -173,3 +175,93 @@ def test_the_embedded_mode_counts_in_memory(tmp_path: Path, catalog: Path) -> No
         assert not consume(sidecar, 1, "one-more").recorded
     finally:
         sidecar.terminate()
+
+
+def check(
+    sidecar: Sidecar, requested: int, subscription: str = "sub_a", customer: str = ""
+) -> pb.CheckEntitlementResponse:
+    request = pb.CheckEntitlementRequest(
+        subscription_id="" if customer else subscription,
+        customer_id=customer,
+        feature_code="api",
+        requested_usage=requested,
+    )
+    return pb_grpc.EntitlementServiceStub(sidecar.channel).CheckEntitlement(request, timeout=5)
+
+
+def test_a_check_with_a_requested_usage_answers_with_the_usage_and_is_never_cached(
+    pair: tuple[Sidecar, Sidecar],
+) -> None:
+    first, second = pair
+    within = check(first, 4)
+    assert (within.allowed, within.reason, within.usage.used, within.usage.remaining) == (
+        True, pb.REASON_ENTITLED, 0, 21,
+    )  # fmt: skip
+    assert (within.usage.allowance, within.usage.quota, within.usage.metric_code) == (10, 25, "api_calls")
+    assert within.usage.period_start.seconds > 0 and within.usage.period_end.seconds > within.usage.period_start.seconds
+    consume(second, 12, "t1")  # another sidecar uses 12
+    again = check(first, 4)  # the same request bytes: answered fresh, not from the answer cache
+    assert (again.allowed, again.reason, again.usage.used, again.usage.billable) == (
+        True, pb.REASON_USAGE_OVER_ALLOWANCE, 12, 4,
+    )  # fmt: skip
+    refused = check(first, 20)
+    assert (refused.allowed, refused.reason, refused.usage.remaining) == (False, pb.REASON_USAGE_OVER_QUOTA, 13)
+    by_customer = check(first, 1, customer="acme")  # counted on the subscription that grants the feature
+    assert by_customer.subscription_id in ("sub_a", "sub_b") and by_customer.usage.metric_code == "api_calls"
+    assert consume(first, 1, "t2").usage.used == 12  # a check records nothing
+
+
+def test_a_requested_usage_on_an_unmetered_feature_or_below_one_names_the_field(pair: tuple[Sidecar, Sidecar]) -> None:
+    stub = pb_grpc.EntitlementServiceStub(pair[0].channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.CheckEntitlement(
+            pb.CheckEntitlementRequest(subscription_id="sub_a", feature_code="llm_x", requested_usage=1), timeout=5
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT and str(caught.value.details()).startswith(
+        "requested_usage"
+    )
+    batch = stub.CheckEntitlements(
+        pb.CheckEntitlementsRequest(
+            checks=[
+                pb.CheckEntitlementRequest(subscription_id="sub_a", feature_code="api", requested_usage=0),
+                pb.CheckEntitlementRequest(subscription_id="sub_a", feature_code="api", requested_usage=2),
+            ]
+        ),
+        timeout=5,
+    )
+    assert batch.results[0].error.field == "checks[0].requested_usage"
+    assert batch.results[1].response.usage.requested == 2
+
+
+def test_get_and_watch_carry_each_metered_features_usage(pair: tuple[Sidecar, Sidecar]) -> None:
+    first, _ = pair
+    consume(first, 7, "t1")
+    stub = pb_grpc.EntitlementServiceStub(first.channel)
+    got = stub.GetEntitlements(pb.GetEntitlementsRequest(subscription_id="sub_a"), timeout=5).entitlements
+    usage = {feature.code: feature.usage for feature in got.features}
+    assert (usage["api"].used, usage["api"].requested, usage["api"].quota) == (7, 0, 25)
+    assert usage["llm"].metric_code == "tokens" and usage["llm"].used == 0
+    stream = stub.WatchEntitlements(
+        pb.WatchEntitlementsRequest(subjects=[pb.Subject(subscription_id="sub_a")]), timeout=5
+    )
+    initial = next(iter(stream))
+    stream.cancel()
+    assert {f.code: f.usage.used for f in initial.entitlements.features} == {"api": 7, "llm": 0}
+
+
+def test_the_python_client_consumes_and_checks_usage_live_even_for_a_watched_subject(
+    pair: tuple[Sidecar, Sidecar],
+) -> None:
+    from entitlements_sidecar.client import EntitlementsClient
+
+    first, second = pair
+    with EntitlementsClient(first.address, timeout=5) as client:
+        client.watch(subscription_ids=["sub_a"])
+        assert client.check("api", "sub_a").source == "local"  # answered in-process
+        used = client.consume("api", "sub_a", 11, "t1")
+        assert (used.allowed, used.reason, used.recorded, used.usage.billable) == (True, "over_allowance", True, 1)
+        consume(second, 10, "t2")  # another sidecar: 21 of 25 used
+        live = client.check("api", "sub_a", requested_usage=5)
+        assert (live.allowed, live.reason, live.source != "local") == (False, "usage_over_quota", True)
+        assert live.usage is not None and (live.usage.used, live.usage.remaining, live.usage.quota) == (21, 4, 25)
+        assert client.consume("api", "sub_a", 11, "t1").duplicate

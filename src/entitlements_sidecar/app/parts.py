@@ -49,6 +49,7 @@ from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.grpc.routing import StreamSlots
 from entitlements_sidecar.transport.grpc.server import GrpcServer, Keepalive
 from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
+from entitlements_sidecar.transport.grpc.usage_mapping import EntitlementUsage
 from entitlements_sidecar.transport.grpc.usage_servicer import UsageServicer
 from entitlements_sidecar.transport.http.webhook import WebhookIntake
 from entitlements_sidecar.transport.openfeature.flag_events import FlagChangeFeed
@@ -157,7 +158,12 @@ def build_reader(
         deadline=CallDeadline(settings.policy.deadline_margin_seconds),
     )
     servicer = EntitlementServicer(
-        checks, store, settings.limits.max_batch_size, settings.limits.max_watch_subjects, metrics
+        checks,
+        store,
+        settings.limits.max_batch_size,
+        settings.limits.max_watch_subjects,
+        metrics,
+        EntitlementUsage(usage),
     )
     bridge = LoopBridge()
     # Answers are kept only for checks the L1 answered (so they are never behind it): no L1, no answer cache.

@@ -70,9 +70,19 @@ class UsageService:
         self._forward = forward
         self._clock = clock
 
+    def metered(self, feature_code: str) -> bool:
+        return feature_code in self._meters().by_feature
+
     async def check(self, subscription_id: str, feature_code: str, requested: int) -> UsageAnswer:
         """Would `requested` more units be allowed now? Nothing is recorded."""
         _positive(requested, "requested_usage")
+        return await self._answer(subscription_id, feature_code, requested)
+
+    async def current(self, subscription_id: str, feature_code: str) -> UsageAnswer:
+        """The period's usage so far (nothing requested)."""
+        return await self._answer(subscription_id, feature_code, 0)
+
+    async def _answer(self, subscription_id: str, feature_code: str, requested: int) -> UsageAnswer:
         meter = self._meter_of_feature(feature_code)
         subscription = await self._subscription(subscription_id)
         period = self._period(subscription, self._clock())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import usage_pb2 as upb
 from entitlements_sidecar.gen.entitlements.v1 import usage_pb2_grpc as upb_grpc
 from tests.integration.lago.conftest import SyncerFactory
@@ -69,7 +70,7 @@ def test_an_alert_from_lago_blocks_at_once(
     assert lago.flush() == [200]
     eventually(lambda: over_quota(syncer), timeout=10, what="blocked after the alert")  # checks record nothing
     refused = consume(syncer, "after")
-    assert (refused.recorded, refused.reason) == (False, upb.USAGE_REASON_OVER_QUOTA)
+    assert (refused.recorded, refused.reason) == (False, pb.USAGE_REASON_OVER_QUOTA)
     # Lago's 6 from the app, and ours once Lago has it (a count only ever moves up to Lago's)
     assert refused.usage.used in (6, 7)
 
@@ -77,7 +78,7 @@ def test_an_alert_from_lago_blocks_at_once(
 def over_quota(sidecar: Sidecar) -> bool:
     request = upb.CheckUsageRequest(subscription_id="sub_0", feature_code="api", requested=1)
     answer = upb_grpc.UsageServiceStub(sidecar.channel).CheckUsage(request, timeout=5)
-    return answer.reason == upb.USAGE_REASON_OVER_QUOTA
+    return answer.reason == pb.USAGE_REASON_OVER_QUOTA
 
 
 @pytest.fixture

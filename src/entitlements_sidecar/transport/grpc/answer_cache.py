@@ -127,7 +127,8 @@ class AnswerCache:
         answer = response.SerializeToString()
         freshness = response.freshness
         keep = self._fresh and freshness.source == _SOURCE_MEMORY and not freshness.stale
-        if keep and not request.HasField("consistency"):
+        # A check with a requested usage carries live usage: it is never kept.
+        if keep and not request.HasField("consistency") and not request.HasField("requested_usage"):
             if len(self._answers) >= self._max_entries:
                 self._clear()  # a cheap bound: refilling costs one normal check per question
             label = ("allowed" if response.allowed else "denied", pb.Reason.Name(response.reason))

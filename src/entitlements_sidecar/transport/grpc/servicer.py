@@ -12,11 +12,12 @@ from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore
 from entitlements_sidecar.domain.queries import Subject, SubjectKind
-from entitlements_sidecar.domain.service import EntitlementReader
+from entitlements_sidecar.domain.service import EntitlementReader, EntitlementView
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.metrics import Metrics
 from entitlements_sidecar.transport.grpc import mapping
 from entitlements_sidecar.transport.grpc.loop_bridge import AbortContext, RpcAbort
+from entitlements_sidecar.transport.grpc.usage_mapping import EntitlementUsage
 from entitlements_sidecar.transport.wire import grpc_status
 
 
@@ -28,8 +29,10 @@ class EntitlementServicer:
         max_batch_size: int,
         max_watch_subjects: int,
         metrics: Metrics,
+        usage: EntitlementUsage,
     ) -> None:
         self._metrics = metrics
+        self._usage = usage
         self._service = service
         self._store = store
         self.max_batch_size = max_batch_size
@@ -48,8 +51,11 @@ class EntitlementServicer:
     ) -> pb.CheckEntitlementResponse:
         try:
             with self._metrics.timer(), tracing.span("CheckEntitlement", feature=request.feature_code):
-                answer = await self._service.check(mapping.check_query_from_proto(request))
-            response = mapping.check_answer_to_proto(answer)
+                query = mapping.check_query_from_proto(request)
+                self._usage.validate(request)
+                answer = await self._service.check(query)
+                response = mapping.check_answer_to_proto(answer)
+                await self._usage.apply(request, response)
             self._count(response)
             self.calls.served("CheckEntitlement")
             return response
@@ -76,9 +82,11 @@ class EntitlementServicer:
         """One batch item: its answer, or its own error (a bad item never fails the batch)."""
         try:
             query = mapping.check_query_from_proto(check, f"checks[{index}].")
+            self._usage.validate(check, f"checks[{index}].")
             with self._metrics.timer(), tracing.span("CheckEntitlements item", feature=check.feature_code):
                 answer = await self._service.check(query)
-            response = mapping.check_answer_to_proto(answer)
+                response = mapping.check_answer_to_proto(answer)
+                await self._usage.apply(check, response)
             self._count(response)
             return pb.CheckEntitlementsResult(response=response)
         except Exception as exc:
@@ -94,7 +102,7 @@ class EntitlementServicer:
             consistency = mapping.consistency_from_proto(request.consistency)
             with tracing.span("GetEntitlements"):
                 view = await self._service.get(subject, consistency)
-            got = pb.GetEntitlementsResponse(entitlements=mapping.view_to_proto(view))
+            got = pb.GetEntitlementsResponse(entitlements=await self._entitlements(view))
             self.calls.served("GetEntitlements")
             return got
         except Exception as exc:
@@ -126,7 +134,7 @@ class EntitlementServicer:
             for subject in subjects:
                 view = await self._service.get(subject)
                 seen[subject] = (view.found, view.freshness.version)
-                yield pb.WatchEntitlementsResponse(entitlements=mapping.view_to_proto(view), initial=True)
+                yield pb.WatchEntitlementsResponse(entitlements=await self._entitlements(view), initial=True)
             while True:
                 next_subject = await self._next(changed)
                 if next_subject is None:
@@ -139,7 +147,7 @@ class EntitlementServicer:
                 if seen.get(subject) == state:
                     continue  # coalesced or repeated notification: nothing new to tell
                 seen[subject] = state
-                yield pb.WatchEntitlementsResponse(entitlements=mapping.view_to_proto(view), initial=False)
+                yield pb.WatchEntitlementsResponse(entitlements=await self._entitlements(view), initial=False)
         except RpcAbort:
             raise
         except asyncio.CancelledError:
@@ -148,6 +156,11 @@ class EntitlementServicer:
             await context.abort(*grpc_status(exc))
         finally:
             remove()
+
+    async def _entitlements(self, view: EntitlementView) -> pb.EntitlementSet:
+        entitlements = mapping.view_to_proto(view)
+        await self._usage.annotate(entitlements)
+        return entitlements
 
     def _count(self, response: pb.CheckEntitlementResponse) -> None:
         self._metrics.count_check(response.allowed, pb.Reason.Name(response.reason))

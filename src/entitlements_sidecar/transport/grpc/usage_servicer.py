@@ -7,27 +7,21 @@ bounded by the caller's deadline; every error maps through transport/wire.py.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import grpc
 
 from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import InvalidArgumentError
-from entitlements_sidecar.domain.usage import UsageDecision, UsageReason
-from entitlements_sidecar.domain.usage_service import UsageAnswer, UsageService
+from entitlements_sidecar.domain.usage_service import UsageService
 from entitlements_sidecar.gen.entitlements.v1 import usage_pb2 as upb
 from entitlements_sidecar.transport.grpc import mapping
 from entitlements_sidecar.transport.grpc.loop_bridge import AbortContext, LoopBridge
+from entitlements_sidecar.transport.grpc.usage_mapping import USAGE_REASONS, usage_to_proto
 from entitlements_sidecar.transport.wire import grpc_status
 
 SERVICE_NAME = upb.DESCRIPTOR.services_by_name["UsageService"].full_name
-_REASONS = {
-    UsageReason.WITHIN_ALLOWANCE: upb.USAGE_REASON_WITHIN_ALLOWANCE,
-    UsageReason.OVER_ALLOWANCE: upb.USAGE_REASON_OVER_ALLOWANCE,
-    UsageReason.OVER_QUOTA: upb.USAGE_REASON_OVER_QUOTA,
-    UsageReason.NOT_ENTITLED: upb.USAGE_REASON_NOT_ENTITLED,
-}
 
 
 class UsageServicer:
@@ -61,7 +55,9 @@ class UsageServicer:
             with tracing.span("CheckUsage", feature=request.feature_code):
                 answer = await self._usage.check(request.subscription_id, request.feature_code, request.requested)
             return upb.CheckUsageResponse(
-                allowed=answer.decision.allowed, reason=_REASONS[answer.decision.reason], usage=_usage(answer)
+                allowed=answer.decision.allowed,
+                reason=USAGE_REASONS[answer.decision.reason],
+                usage=usage_to_proto(answer),
             )
         except Exception as exc:
             await context.abort(*grpc_status(exc))
@@ -74,10 +70,10 @@ class UsageServicer:
                 )
             return upb.ConsumeUsageResponse(
                 allowed=answer.decision.allowed,
-                reason=_REASONS[answer.decision.reason],
+                reason=USAGE_REASONS[answer.decision.reason],
                 recorded=answer.recorded,
                 duplicate=answer.duplicate,
-                usage=_usage(answer),
+                usage=usage_to_proto(answer),
             )
         except Exception as exc:
             await context.abort(*grpc_status(exc))
@@ -115,23 +111,3 @@ class UsageServicer:
                 event.subscription_id, event.metric_code, dict(event.properties), event.transaction_id, timestamp, where
             )
         return upb.ReportUsageResponse(recorded=recorded.recorded, duplicate=recorded.duplicate, used=recorded.used)
-
-
-def _usage(answer: UsageAnswer) -> upb.Usage:
-    decision: UsageDecision = answer.decision
-    return upb.Usage(
-        metric_code=answer.metric_code,
-        used=decision.used,
-        requested=decision.requested,
-        allowance=decision.allowance,
-        quota=decision.quota,
-        remaining=decision.remaining,
-        billable=decision.billable,
-        period_start=mapping.timestamp_to_proto(answer.period.start),
-        period_end=mapping.timestamp_to_proto(answer.period.end),
-        reconciled_at=(
-            mapping.timestamp_to_proto(datetime.fromtimestamp(answer.reconciled_ms / 1000, UTC))
-            if answer.reconciled_ms is not None
-            else None
-        ),
-    )

@@ -58,6 +58,12 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """Fresh data could not be had (Redis or the source unreachable, or the map older than the staleness
     budget); the feature's failure policy answered. freshness.source is SOURCE_FALLBACK, stale is true.
     """
+    REASON_USAGE_OVER_QUOTA: _Reason.ValueType  # 13
+    """The requested usage would pass the metered feature's quota (see `usage`). Denied."""
+    REASON_USAGE_OVER_ALLOWANCE: _Reason.ValueType  # 14
+    """The requested usage is past the metered feature's allowance: allowed, and `usage.billable` units of it
+    are billed as overage.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason explains an answer. Unknown subjects and features are answers, not errors."""
@@ -88,6 +94,12 @@ REASON_REQUEST_TYPE_MISMATCH: Reason.ValueType  # 11
 REASON_FAILURE_POLICY: Reason.ValueType  # 12
 """Fresh data could not be had (Redis or the source unreachable, or the map older than the staleness
 budget); the feature's failure policy answered. freshness.source is SOURCE_FALLBACK, stale is true.
+"""
+REASON_USAGE_OVER_QUOTA: Reason.ValueType  # 13
+"""The requested usage would pass the metered feature's quota (see `usage`). Denied."""
+REASON_USAGE_OVER_ALLOWANCE: Reason.ValueType  # 14
+"""The requested usage is past the metered feature's allowance: allowed, and `usage.billable` units of it
+are billed as overage.
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
@@ -142,6 +154,36 @@ VALUE_TYPE_INTEGER: ValueType.ValueType  # 2
 VALUE_TYPE_STRING: ValueType.ValueType  # 3
 VALUE_TYPE_SELECT: ValueType.ValueType  # 4
 Global___ValueType: _TypeAlias = ValueType  # noqa: Y015
+
+class _UsageReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UsageReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UsageReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USAGE_REASON_UNSPECIFIED: _UsageReason.ValueType  # 0
+    USAGE_REASON_WITHIN_ALLOWANCE: _UsageReason.ValueType  # 1
+    """Allowed, and within the included units."""
+    USAGE_REASON_OVER_ALLOWANCE: _UsageReason.ValueType  # 2
+    """Allowed; the units past the allowance are billable (`Usage.billable`)."""
+    USAGE_REASON_OVER_QUOTA: _UsageReason.ValueType  # 3
+    """Denied: it would pass the quota. Nothing is recorded."""
+    USAGE_REASON_NOT_ENTITLED: _UsageReason.ValueType  # 4
+    """Denied: the subscription is not entitled to the metered feature (or is not active)."""
+
+class UsageReason(_UsageReason, metaclass=_UsageReasonEnumTypeWrapper):
+    """UsageReason explains a usage answer."""
+
+USAGE_REASON_UNSPECIFIED: UsageReason.ValueType  # 0
+USAGE_REASON_WITHIN_ALLOWANCE: UsageReason.ValueType  # 1
+"""Allowed, and within the included units."""
+USAGE_REASON_OVER_ALLOWANCE: UsageReason.ValueType  # 2
+"""Allowed; the units past the allowance are billable (`Usage.billable`)."""
+USAGE_REASON_OVER_QUOTA: UsageReason.ValueType  # 3
+"""Denied: it would pass the quota. Nothing is recorded."""
+USAGE_REASON_NOT_ENTITLED: UsageReason.ValueType  # 4
+"""Denied: the subscription is not entitled to the metered feature (or is not active)."""
+Global___UsageReason: _TypeAlias = UsageReason  # noqa: Y015
 
 @_typing.final
 class Consistency(_message.Message):
@@ -276,6 +318,7 @@ class CheckEntitlementRequest(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
+    REQUESTED_USAGE_FIELD_NUMBER: _builtins.int
     subscription_id: _builtins.str
     """Exactly one of subscription_id and customer_id must be set."""
     customer_id: _builtins.str
@@ -286,6 +329,11 @@ class CheckEntitlementRequest(_message.Message):
     """Optional, needs privilege_code: allowed iff quantity <= the integer privilege's value."""
     value: _builtins.str
     """Optional, needs privilege_code: allowed iff equal to the string or select privilege's value."""
+    requested_usage: _builtins.int
+    """Optional, for a metered feature (one with a meter): also check this many more units of usage in the
+    current period against its quota and allowance; the answer carries `usage`. Nothing is recorded
+    (UsageService.ConsumeUsage checks and records in one step).
+    """
     @_builtins.property
     def consistency(self) -> Global___Consistency: ...
     def __init__(
@@ -298,17 +346,22 @@ class CheckEntitlementRequest(_message.Message):
         quantity: _builtins.int | None = ...,
         value: _builtins.str | None = ...,
         consistency: Global___Consistency | None = ...,
+        requested_usage: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_quantity", b"_quantity", "_value", b"_value", "consistency", b"consistency", "quantity", b"quantity", "value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_quantity", b"_quantity", "_requested_usage", b"_requested_usage", "_value", b"_value", "consistency", b"consistency", "quantity", b"quantity", "requested_usage", b"requested_usage", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quantity", b"_quantity", "_value", b"_value", "consistency", b"consistency", "customer_id", b"customer_id", "feature_code", b"feature_code", "privilege_code", b"privilege_code", "quantity", b"quantity", "subscription_id", b"subscription_id", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quantity", b"_quantity", "_requested_usage", b"_requested_usage", "_value", b"_value", "consistency", b"consistency", "customer_id", b"customer_id", "feature_code", b"feature_code", "privilege_code", b"privilege_code", "quantity", b"quantity", "requested_usage", b"requested_usage", "subscription_id", b"subscription_id", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__quantity: _TypeAlias = _typing.Literal["quantity"]  # noqa: Y015
     _WhichOneofArgType__quantity: _TypeAlias = _typing.Literal["_quantity", b"_quantity"]  # noqa: Y015
+    _WhichOneofReturnType__requested_usage: _TypeAlias = _typing.Literal["requested_usage"]  # noqa: Y015
+    _WhichOneofArgType__requested_usage: _TypeAlias = _typing.Literal["_requested_usage", b"_requested_usage"]  # noqa: Y015
     _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
     _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__quantity) -> _WhichOneofReturnType__quantity | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__requested_usage) -> _WhichOneofReturnType__requested_usage | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
 
@@ -324,6 +377,7 @@ class CheckEntitlementResponse(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
     FRESHNESS_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     reason: Global___Reason.ValueType
     value_type: Global___ValueType.ValueType
@@ -334,6 +388,10 @@ class CheckEntitlementResponse(_message.Message):
     def value(self) -> Global___Value: ...
     @_builtins.property
     def freshness(self) -> Global___Freshness: ...
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """With requested_usage: the subscription's usage of the feature's metric in the current period."""
+
     def __init__(
         self,
         *,
@@ -343,10 +401,11 @@ class CheckEntitlementResponse(_message.Message):
         value: Global___Value | None = ...,
         subscription_id: _builtins.str = ...,
         freshness: Global___Freshness | None = ...,
+        usage: Global___Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "usage", b"usage", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "freshness", b"freshness", "reason", b"reason", "subscription_id", b"subscription_id", "value", b"value", "value_type", b"value_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "freshness", b"freshness", "reason", b"reason", "subscription_id", b"subscription_id", "usage", b"usage", "value", b"value", "value_type", b"value_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -540,6 +599,7 @@ class Feature(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PRIVILEGES_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -547,6 +607,12 @@ class Feature(_message.Message):
     """The subscription that grants the feature (for a customer: the most recently started active one that has it)."""
     @_builtins.property
     def privileges(self) -> _containers.RepeatedCompositeFieldContainer[Global___Privilege]: ...
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """For a metered feature: that subscription's usage in the current period (requested is 0), as it was
+        when this message was made (usage alone does not send a Watch message).
+        """
+
     def __init__(
         self,
         *,
@@ -555,10 +621,11 @@ class Feature(_message.Message):
         description: _builtins.str = ...,
         privileges: _abc.Iterable[Global___Privilege] | None = ...,
         subscription_id: _builtins.str = ...,
+        usage: Global___Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description", b"description", "name", b"name", "privileges", b"privileges", "subscription_id", b"subscription_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "description", b"description", "name", b"name", "privileges", b"privileges", "subscription_id", b"subscription_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -714,3 +781,76 @@ class WatchEntitlementsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchEntitlementsResponse: _TypeAlias = WatchEntitlementsResponse  # noqa: Y015
+
+@_typing.final
+class Usage(_message.Message):
+    """Usage is a subscription's usage of one metric in the current billing period."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METRIC_CODE_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
+    REQUESTED_FIELD_NUMBER: _builtins.int
+    ALLOWANCE_FIELD_NUMBER: _builtins.int
+    QUOTA_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    BILLABLE_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    RECONCILED_AT_FIELD_NUMBER: _builtins.int
+    metric_code: _builtins.str
+    used: _builtins.int
+    """Units used in the period before this request."""
+    requested: _builtins.int
+    allowance: _builtins.int
+    """Unset: the subscription has no such bound."""
+    quota: _builtins.int
+    remaining: _builtins.int
+    """Units left under the quota after this request (before it, when denied); unset without a quota."""
+    billable: _builtins.int
+    """Units of this request past the allowance."""
+    @_builtins.property
+    def period_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def period_end(self) -> _timestamp_pb2.Timestamp:
+        """Inclusive: one second before the next period starts."""
+
+    @_builtins.property
+    def reconciled_at(self) -> _timestamp_pb2.Timestamp:
+        """Where `used` comes from: the shared counter, which every sidecar adds to. This is when Lago's own
+        count was last folded into it (when the period's counter was seeded, or healed later); unset when
+        Lago has not been read for it (the embedded mode, or Lago could not be reached yet).
+        """
+
+    def __init__(
+        self,
+        *,
+        metric_code: _builtins.str = ...,
+        used: _builtins.int = ...,
+        requested: _builtins.int = ...,
+        allowance: _builtins.int | None = ...,
+        quota: _builtins.int | None = ...,
+        remaining: _builtins.int | None = ...,
+        billable: _builtins.int = ...,
+        period_start: _timestamp_pb2.Timestamp | None = ...,
+        period_end: _timestamp_pb2.Timestamp | None = ...,
+        reconciled_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "reconciled_at", b"reconciled_at", "remaining", b"remaining"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "billable", b"billable", "metric_code", b"metric_code", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "reconciled_at", b"reconciled_at", "remaining", b"remaining", "requested", b"requested", "used", b"used"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__allowance: _TypeAlias = _typing.Literal["allowance"]  # noqa: Y015
+    _WhichOneofArgType__allowance: _TypeAlias = _typing.Literal["_allowance", b"_allowance"]  # noqa: Y015
+    _WhichOneofReturnType__quota: _TypeAlias = _typing.Literal["quota"]  # noqa: Y015
+    _WhichOneofArgType__quota: _TypeAlias = _typing.Literal["_quota", b"_quota"]  # noqa: Y015
+    _WhichOneofReturnType__remaining: _TypeAlias = _typing.Literal["remaining"]  # noqa: Y015
+    _WhichOneofArgType__remaining: _TypeAlias = _typing.Literal["_remaining", b"_remaining"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__allowance) -> _WhichOneofReturnType__allowance | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__quota) -> _WhichOneofReturnType__quota | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__remaining) -> _WhichOneofReturnType__remaining | None: ...
+
+Global___Usage: _TypeAlias = Usage  # noqa: Y015

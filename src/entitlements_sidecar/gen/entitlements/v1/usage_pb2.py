@@ -26,7 +26,7 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as entitle
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65ntitlements/v1/usage.proto\x12\x0f\x65ntitlements.v1\x1a\"entitlements/v1/entitlements.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x02\n\x05Usage\x12\x13\n\x0bmetric_code\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\x03\x12\x11\n\trequested\x18\x03 \x01(\x03\x12\x16\n\tallowance\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05quota\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x16\n\tremaining\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x10\n\x08\x62illable\x18\x07 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rreconciled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0c\n\n_allowanceB\x08\n\x06_quotaB\x0c\n\n_remaining\"U\n\x11\x43heckUsageRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x65\x61ture_code\x18\x02 \x01(\t\x12\x11\n\trequested\x18\x03 \x01(\x03\"z\n\x12\x43heckUsageResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.entitlements.v1.UsageReason\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x16.entitlements.v1.Usage\"k\n\x13\x43onsumeUsageRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x65\x61ture_code\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\"\xa1\x01\n\x14\x43onsumeUsageResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.entitlements.v1.UsageReason\x12\x10\n\x08recorded\x18\x03 \x01(\x08\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12%\n\x05usage\x18\x05 \x01(\x0b\x32\x16.entitlements.v1.Usage\"\x85\x02\n\x12ReportUsageRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0bmetric_code\x18\x02 \x01(\t\x12G\n\nproperties\x18\x03 \x03(\x0b\x32\x33.entitlements.v1.ReportUsageRequest.PropertiesEntry\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x13ReportUsageResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x0c\n\x04used\x18\x03 \x01(\x03\"J\n\x13ReportUsagesRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.entitlements.v1.ReportUsageRequest\"\x86\x01\n\x12ReportUsagesResult\x12\x38\n\x08response\x18\x01 \x01(\x0b\x32$.entitlements.v1.ReportUsageResponseH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.entitlements.v1.ItemErrorH\x00\x42\t\n\x07outcome\"L\n\x14ReportUsagesResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.entitlements.v1.ReportUsagesResult*\xab\x01\n\x0bUsageReason\x12\x1c\n\x18USAGE_REASON_UNSPECIFIED\x10\x00\x12!\n\x1dUSAGE_REASON_WITHIN_ALLOWANCE\x10\x01\x12\x1f\n\x1bUSAGE_REASON_OVER_ALLOWANCE\x10\x02\x12\x1b\n\x17USAGE_REASON_OVER_QUOTA\x10\x03\x12\x1d\n\x19USAGE_REASON_NOT_ENTITLED\x10\x04\x32\xf9\x02\n\x0cUsageService\x12U\n\nCheckUsage\x12\".entitlements.v1.CheckUsageRequest\x1a#.entitlements.v1.CheckUsageResponse\x12[\n\x0c\x43onsumeUsage\x12$.entitlements.v1.ConsumeUsageRequest\x1a%.entitlements.v1.ConsumeUsageResponse\x12X\n\x0bReportUsage\x12#.entitlements.v1.ReportUsageRequest\x1a$.entitlements.v1.ReportUsageResponse\x12[\n\x0cReportUsages\x12$.entitlements.v1.ReportUsagesRequest\x1a%.entitlements.v1.ReportUsagesResponseB\x91\x01\n\x13\x64\x65v.entitlements.v1B\nUsageProtoP\x01ZZgithub.com/entitlements-sidecar/entitlements-sidecar/gen/go/entitlements/v1;entitlementsv1\xaa\x02\x0f\x45ntitlements.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65ntitlements/v1/usage.proto\x12\x0f\x65ntitlements.v1\x1a\"entitlements/v1/entitlements.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\x11\x43heckUsageRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x65\x61ture_code\x18\x02 \x01(\t\x12\x11\n\trequested\x18\x03 \x01(\x03\"z\n\x12\x43heckUsageResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.entitlements.v1.UsageReason\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x16.entitlements.v1.Usage\"k\n\x13\x43onsumeUsageRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x65\x61ture_code\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x03\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\"\xa1\x01\n\x14\x43onsumeUsageResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12,\n\x06reason\x18\x02 \x01(\x0e\x32\x1c.entitlements.v1.UsageReason\x12\x10\n\x08recorded\x18\x03 \x01(\x08\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12%\n\x05usage\x18\x05 \x01(\x0b\x32\x16.entitlements.v1.Usage\"\x85\x02\n\x12ReportUsageRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0bmetric_code\x18\x02 \x01(\t\x12G\n\nproperties\x18\x03 \x03(\x0b\x32\x33.entitlements.v1.ReportUsageRequest.PropertiesEntry\x12\x16\n\x0etransaction_id\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x13ReportUsageResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x0c\n\x04used\x18\x03 \x01(\x03\"J\n\x13ReportUsagesRequest\x12\x33\n\x06\x65vents\x18\x01 \x03(\x0b\x32#.entitlements.v1.ReportUsageRequest\"\x86\x01\n\x12ReportUsagesResult\x12\x38\n\x08response\x18\x01 \x01(\x0b\x32$.entitlements.v1.ReportUsageResponseH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.entitlements.v1.ItemErrorH\x00\x42\t\n\x07outcome\"L\n\x14ReportUsagesResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.entitlements.v1.ReportUsagesResult2\xf9\x02\n\x0cUsageService\x12U\n\nCheckUsage\x12\".entitlements.v1.CheckUsageRequest\x1a#.entitlements.v1.CheckUsageResponse\x12[\n\x0c\x43onsumeUsage\x12$.entitlements.v1.ConsumeUsageRequest\x1a%.entitlements.v1.ConsumeUsageResponse\x12X\n\x0bReportUsage\x12#.entitlements.v1.ReportUsageRequest\x1a$.entitlements.v1.ReportUsageResponse\x12[\n\x0cReportUsages\x12$.entitlements.v1.ReportUsagesRequest\x1a%.entitlements.v1.ReportUsagesResponseB\x91\x01\n\x13\x64\x65v.entitlements.v1B\nUsageProtoP\x01ZZgithub.com/entitlements-sidecar/entitlements-sidecar/gen/go/entitlements/v1;entitlementsv1\xaa\x02\x0f\x45ntitlements.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,30 +36,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\023dev.entitlements.v1B\nUsageProtoP\001ZZgithub.com/entitlements-sidecar/entitlements-sidecar/gen/go/entitlements/v1;entitlementsv1\252\002\017Entitlements.V1'
   _globals['_REPORTUSAGEREQUEST_PROPERTIESENTRY']._loaded_options = None
   _globals['_REPORTUSAGEREQUEST_PROPERTIESENTRY']._serialized_options = b'8\001'
-  _globals['_USAGEREASON']._serialized_start=1568
-  _globals['_USAGEREASON']._serialized_end=1739
-  _globals['_USAGE']._serialized_start=118
-  _globals['_USAGE']._serialized_end=452
-  _globals['_CHECKUSAGEREQUEST']._serialized_start=454
-  _globals['_CHECKUSAGEREQUEST']._serialized_end=539
-  _globals['_CHECKUSAGERESPONSE']._serialized_start=541
-  _globals['_CHECKUSAGERESPONSE']._serialized_end=663
-  _globals['_CONSUMEUSAGEREQUEST']._serialized_start=665
-  _globals['_CONSUMEUSAGEREQUEST']._serialized_end=772
-  _globals['_CONSUMEUSAGERESPONSE']._serialized_start=775
-  _globals['_CONSUMEUSAGERESPONSE']._serialized_end=936
-  _globals['_REPORTUSAGEREQUEST']._serialized_start=939
-  _globals['_REPORTUSAGEREQUEST']._serialized_end=1200
-  _globals['_REPORTUSAGEREQUEST_PROPERTIESENTRY']._serialized_start=1151
-  _globals['_REPORTUSAGEREQUEST_PROPERTIESENTRY']._serialized_end=1200
-  _globals['_REPORTUSAGERESPONSE']._serialized_start=1202
-  _globals['_REPORTUSAGERESPONSE']._serialized_end=1274
-  _globals['_REPORTUSAGESREQUEST']._serialized_start=1276
-  _globals['_REPORTUSAGESREQUEST']._serialized_end=1350
-  _globals['_REPORTUSAGESRESULT']._serialized_start=1353
-  _globals['_REPORTUSAGESRESULT']._serialized_end=1487
-  _globals['_REPORTUSAGESRESPONSE']._serialized_start=1489
-  _globals['_REPORTUSAGESRESPONSE']._serialized_end=1565
-  _globals['_USAGESERVICE']._serialized_start=1742
-  _globals['_USAGESERVICE']._serialized_end=2119
+  _globals['_CHECKUSAGEREQUEST']._serialized_start=117
+  _globals['_CHECKUSAGEREQUEST']._serialized_end=202
+  _globals['_CHECKUSAGERESPONSE']._serialized_start=204
+  _globals['_CHECKUSAGERESPONSE']._serialized_end=326
+  _globals['_CONSUMEUSAGEREQUEST']._serialized_start=328
+  _globals['_CONSUMEUSAGEREQUEST']._serialized_end=435
+  _globals['_CONSUMEUSAGERESPONSE']._serialized_start=438
+  _globals['_CONSUMEUSAGERESPONSE']._serialized_end=599
+  _globals['_REPORTUSAGEREQUEST']._serialized_start=602
+  _globals['_REPORTUSAGEREQUEST']._serialized_end=863
+  _globals['_REPORTUSAGEREQUEST_PROPERTIESENTRY']._serialized_start=814
+  _globals['_REPORTUSAGEREQUEST_PROPERTIESENTRY']._serialized_end=863
+  _globals['_REPORTUSAGERESPONSE']._serialized_start=865
+  _globals['_REPORTUSAGERESPONSE']._serialized_end=937
+  _globals['_REPORTUSAGESREQUEST']._serialized_start=939
+  _globals['_REPORTUSAGESREQUEST']._serialized_end=1013
+  _globals['_REPORTUSAGESRESULT']._serialized_start=1016
+  _globals['_REPORTUSAGESRESULT']._serialized_end=1150
+  _globals['_REPORTUSAGESRESPONSE']._serialized_start=1152
+  _globals['_REPORTUSAGESRESPONSE']._serialized_end=1228
+  _globals['_USAGESERVICE']._serialized_start=1231
+  _globals['_USAGESERVICE']._serialized_end=1608
 # @@protoc_insertion_point(module_scope)

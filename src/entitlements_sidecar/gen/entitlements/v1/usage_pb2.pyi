@@ -14,7 +14,6 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -25,109 +24,6 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class _UsageReason:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _UsageReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UsageReason.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    USAGE_REASON_UNSPECIFIED: _UsageReason.ValueType  # 0
-    USAGE_REASON_WITHIN_ALLOWANCE: _UsageReason.ValueType  # 1
-    """Allowed, and within the included units."""
-    USAGE_REASON_OVER_ALLOWANCE: _UsageReason.ValueType  # 2
-    """Allowed; the units past the allowance are billable (`Usage.billable`)."""
-    USAGE_REASON_OVER_QUOTA: _UsageReason.ValueType  # 3
-    """Denied: it would pass the quota. Nothing is recorded."""
-    USAGE_REASON_NOT_ENTITLED: _UsageReason.ValueType  # 4
-    """Denied: the subscription is not entitled to the metered feature (or is not active)."""
-
-class UsageReason(_UsageReason, metaclass=_UsageReasonEnumTypeWrapper):
-    """UsageReason explains a usage answer."""
-
-USAGE_REASON_UNSPECIFIED: UsageReason.ValueType  # 0
-USAGE_REASON_WITHIN_ALLOWANCE: UsageReason.ValueType  # 1
-"""Allowed, and within the included units."""
-USAGE_REASON_OVER_ALLOWANCE: UsageReason.ValueType  # 2
-"""Allowed; the units past the allowance are billable (`Usage.billable`)."""
-USAGE_REASON_OVER_QUOTA: UsageReason.ValueType  # 3
-"""Denied: it would pass the quota. Nothing is recorded."""
-USAGE_REASON_NOT_ENTITLED: UsageReason.ValueType  # 4
-"""Denied: the subscription is not entitled to the metered feature (or is not active)."""
-Global___UsageReason: _TypeAlias = UsageReason  # noqa: Y015
-
-@_typing.final
-class Usage(_message.Message):
-    """Usage is a subscription's usage of one metric in the current billing period."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    METRIC_CODE_FIELD_NUMBER: _builtins.int
-    USED_FIELD_NUMBER: _builtins.int
-    REQUESTED_FIELD_NUMBER: _builtins.int
-    ALLOWANCE_FIELD_NUMBER: _builtins.int
-    QUOTA_FIELD_NUMBER: _builtins.int
-    REMAINING_FIELD_NUMBER: _builtins.int
-    BILLABLE_FIELD_NUMBER: _builtins.int
-    PERIOD_START_FIELD_NUMBER: _builtins.int
-    PERIOD_END_FIELD_NUMBER: _builtins.int
-    RECONCILED_AT_FIELD_NUMBER: _builtins.int
-    metric_code: _builtins.str
-    used: _builtins.int
-    """Units used in the period before this request."""
-    requested: _builtins.int
-    allowance: _builtins.int
-    """Unset: the subscription has no such bound."""
-    quota: _builtins.int
-    remaining: _builtins.int
-    """Units left under the quota after this request (before it, when denied); unset without a quota."""
-    billable: _builtins.int
-    """Units of this request past the allowance."""
-    @_builtins.property
-    def period_start(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def period_end(self) -> _timestamp_pb2.Timestamp:
-        """Inclusive: one second before the next period starts."""
-
-    @_builtins.property
-    def reconciled_at(self) -> _timestamp_pb2.Timestamp:
-        """Where `used` comes from: the shared counter, which every sidecar adds to. This is when Lago's own
-        count was last folded into it (when the period's counter was seeded, or healed later); unset when
-        Lago has not been read for it (the embedded mode, or Lago could not be reached yet).
-        """
-
-    def __init__(
-        self,
-        *,
-        metric_code: _builtins.str = ...,
-        used: _builtins.int = ...,
-        requested: _builtins.int = ...,
-        allowance: _builtins.int | None = ...,
-        quota: _builtins.int | None = ...,
-        remaining: _builtins.int | None = ...,
-        billable: _builtins.int = ...,
-        period_start: _timestamp_pb2.Timestamp | None = ...,
-        period_end: _timestamp_pb2.Timestamp | None = ...,
-        reconciled_at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "reconciled_at", b"reconciled_at", "remaining", b"remaining"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "billable", b"billable", "metric_code", b"metric_code", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "reconciled_at", b"reconciled_at", "remaining", b"remaining", "requested", b"requested", "used", b"used"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__allowance: _TypeAlias = _typing.Literal["allowance"]  # noqa: Y015
-    _WhichOneofArgType__allowance: _TypeAlias = _typing.Literal["_allowance", b"_allowance"]  # noqa: Y015
-    _WhichOneofReturnType__quota: _TypeAlias = _typing.Literal["quota"]  # noqa: Y015
-    _WhichOneofArgType__quota: _TypeAlias = _typing.Literal["_quota", b"_quota"]  # noqa: Y015
-    _WhichOneofReturnType__remaining: _TypeAlias = _typing.Literal["remaining"]  # noqa: Y015
-    _WhichOneofArgType__remaining: _TypeAlias = _typing.Literal["_remaining", b"_remaining"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__allowance) -> _WhichOneofReturnType__allowance | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__quota) -> _WhichOneofReturnType__quota | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__remaining) -> _WhichOneofReturnType__remaining | None: ...
-
-Global___Usage: _TypeAlias = Usage  # noqa: Y015
 
 @_typing.final
 class CheckUsageRequest(_message.Message):
@@ -164,15 +60,15 @@ class CheckUsageResponse(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
-    reason: Global___UsageReason.ValueType
+    reason: _entitlements_pb2.UsageReason.ValueType
     @_builtins.property
-    def usage(self) -> Global___Usage: ...
+    def usage(self) -> _entitlements_pb2.Usage: ...
     def __init__(
         self,
         *,
         allowed: _builtins.bool = ...,
-        reason: Global___UsageReason.ValueType = ...,
-        usage: Global___Usage | None = ...,
+        reason: _entitlements_pb2.UsageReason.ValueType = ...,
+        usage: _entitlements_pb2.Usage | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -222,21 +118,21 @@ class ConsumeUsageResponse(_message.Message):
     DUPLICATE_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
-    reason: Global___UsageReason.ValueType
+    reason: _entitlements_pb2.UsageReason.ValueType
     recorded: _builtins.bool
     """True when this call counted the units."""
     duplicate: _builtins.bool
     """True when the transaction id was counted before; nothing was added."""
     @_builtins.property
-    def usage(self) -> Global___Usage: ...
+    def usage(self) -> _entitlements_pb2.Usage: ...
     def __init__(
         self,
         *,
         allowed: _builtins.bool = ...,
-        reason: Global___UsageReason.ValueType = ...,
+        reason: _entitlements_pb2.UsageReason.ValueType = ...,
         recorded: _builtins.bool = ...,
         duplicate: _builtins.bool = ...,
-        usage: Global___Usage | None = ...,
+        usage: _entitlements_pb2.Usage | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
