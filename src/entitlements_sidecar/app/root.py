@@ -45,6 +45,7 @@ from entitlements_sidecar.store.features_timed import TimedFeatureCatalog
 from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
 from entitlements_sidecar.store.redis_errors import redis_failures
 from entitlements_sidecar.store.redis_store import RedisStore
+from entitlements_sidecar.store.usage_spill import UsageSpill
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.sync.map_watch import MapWatch
 from entitlements_sidecar.sync.probes import CatalogProbe, MarkerProbe
@@ -120,10 +121,18 @@ class App:
                 )
                 routes.append(syncer.intake)
         self.reader: Reader | None = None
+        self.spill: UsageSpill | None = None
         if settings.mode.source == "catalog" or "reader" in settings.mode.roles:
             service = ReadService(self.store, source, self.map_status)
             forward = usage_parts.outbox is not None
-            usage = UsageService(self.store, meters, usage_parts.counter, forward, usage_source)
+            self.spill = spill = UsageSpill(usage_parts.counter) if self._redis is not None else None
+            usage = UsageService(self.store, self.map_status, meters, usage_parts.counter, forward, usage_source, spill)
+            if spill is not None:
+                metrics.watch(
+                    "entitlements_usage_spilled",
+                    "Uses of fail-open meters counted here while Redis was away, not yet added to it",
+                    lambda: len(spill),
+                )
             self.reader = build_reader(
                 settings, service, self.store, features, metrics, lambda: self.health.last.sync_lag_seconds, usage
             )
@@ -182,6 +191,8 @@ class App:
         self._spawn(self.health.run(), "health")
         await self.store.start()
         self._spawn(self.map_watch.run(), "map-watch")
+        if self.spill is not None:
+            self._spawn(self.spill.run(), "usage-spill")
         if self.catalog_sync is not None:
             result = await self.catalog_sync.initial_load()
             self._spawn(self.catalog_sync.run(), "catalog-sync")

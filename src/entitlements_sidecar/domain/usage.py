@@ -25,6 +25,13 @@ class Aggregation(enum.StrEnum):
     SUM = "sum"  # every event counts the integer value of its `property`
 
 
+class OnFailure(enum.StrEnum):
+    """What a meter answers when the shared counters cannot be reached."""
+
+    FAIL_CLOSED = "fail_closed"  # deny uses (a hard quota is never passed); reports are UNAVAILABLE
+    FAIL_OPEN = "fail_open"  # allow, count in this sidecar, and add it to the shared counters once back
+
+
 @dataclass(frozen=True, slots=True)
 class Meter:
     feature_code: str
@@ -33,6 +40,7 @@ class Meter:
     quota_privilege: str | None = None  # an integer privilege of the feature: the hard limit
     allowance_privilege: str | None = None  # an integer privilege of the feature: the included units
     property: str | None = None  # for SUM: the event property that carries the value
+    on_failure: OnFailure = OnFailure.FAIL_CLOSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,7 @@ class UsageReason(enum.Enum):
     OVER_ALLOWANCE = "over_allowance"  # allowed, the units past the allowance are billable
     OVER_QUOTA = "over_quota"  # denied: it would pass the hard limit
     NOT_ENTITLED = "not_entitled"  # denied: the subject lacks the feature
+    FAILURE_POLICY = "failure_policy"  # the counters could not be reached: the meter's policy answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +182,7 @@ class Recorded:
     duplicate: bool  # the transaction id was recorded before: nothing was added again
     unseeded: bool = False  # refused: the period has no counter yet (seed it from the source, then retry)
     reconciled_ms: int | None = None
+    fallback: bool = False  # the shared counters were unreachable: counted in this sidecar, added later
 
 
 class UsageCounter(Protocol):
@@ -212,4 +222,14 @@ class UsageSource(Protocol):
     async def units(self, subscription: ResolvedSubscription, metric_code: str, period: Period) -> int | None:
         """The source's count of the metric in `period`; None when it cannot say (unreachable, or its current
         period is another one). 0 for a subscription the source counts nothing for."""
+        ...
+
+
+class UsageFallback(Protocol):
+    """Where a fail-open meter counts while the shared counters cannot be reached (store/usage_spill.py)."""
+
+    async def read(self, key: UsageKey) -> Counted | None: ...
+
+    async def record(self, key: UsageKey, value: int, transaction_id: str, event: UsageEvent | None) -> Recorded:
+        """Count here, to be added to the shared counters later. StoreUnavailableError when full."""
         ...

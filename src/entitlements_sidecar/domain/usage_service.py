@@ -9,17 +9,23 @@ same step that counts it (what is counted is what Lago is sent).
 With a `source` (Lago mode), a period's counter starts from the source's own count the first time it is
 needed, so usage that reached Lago by other paths, or counters Redis lost, are counted; when the source
 cannot say, counting starts from 0 and healing (sync/usage_healer.py) folds Lago's count in later.
+
+When the shared counters cannot be reached, the meter's `on_failure` answers, flagged (FAILURE_POLICY,
+`fallback`): fail_closed denies uses (reports are UNAVAILABLE, so the caller retries them); fail_open allows
+and counts them in this sidecar (`fallback`), to be added to the shared counters once they answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from entitlements_sidecar.domain.clock import now_ms
-from entitlements_sidecar.domain.errors import InvalidArgumentError
+from entitlements_sidecar.domain.errors import InvalidArgumentError, StoreUnavailableError
 from entitlements_sidecar.domain.ids import IdKind, id_problem
+from entitlements_sidecar.domain.map_status import MapStatus
 from entitlements_sidecar.domain.model import ResolvedSubscription
 from entitlements_sidecar.domain.periods import Billing, Period, period_for
 from entitlements_sidecar.domain.ports import EntitlementStore
@@ -28,12 +34,15 @@ from entitlements_sidecar.domain.usage import (
     Counted,
     Meter,
     Meters,
+    OnFailure,
     Recorded,
     UsageCounter,
     UsageDecision,
     UsageEvent,
+    UsageFallback,
     UsageKey,
     UsageLimits,
+    UsageReason,
     UsageSource,
     decide_usage,
     event_value,
@@ -51,19 +60,24 @@ class UsageAnswer:
     recorded: bool = False  # consume and report: the usage was counted by this call
     duplicate: bool = False  # the transaction id was counted before: nothing was added
     reconciled_ms: int | None = None  # when the source's count was last folded in; None: counted here only
+    fallback: bool = False  # the shared counters were unreachable: the meter's failure policy answered
 
 
 class UsageService:
     def __init__(
         self,
         store: EntitlementStore,
+        map_status: MapStatus,  # a subscription the map lacks is "not entitled" only while it is complete
         meters: Callable[[], Meters],  # the meters now (a catalog's change to them applies at once)
         counter: UsageCounter,
         forward: bool,  # queue every recorded use for Lago (off: the team sends its events itself)
         source: UsageSource | None = None,  # seeds new counters from the source's count (Lago mode)
+        fallback: UsageFallback | None = None,  # where fail-open meters count while the counters are away
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._source = source
+        self._fallback = fallback
+        self._map = map_status
         self._store = store
         self._meters = meters
         self._counter = counter
@@ -88,9 +102,16 @@ class UsageService:
         period = self._period(subscription, self._clock())
         key = UsageKey(subscription_id, meter.metric_code, period.start_ms)
         limits = _limits(subscription, meter)
-        counted = await self._counter.read(key)
-        if counted is None and subscription is not None and limits is not None:
-            counted = await self._seed(key, subscription, period)
+        try:
+            counted = await self._counter.read(key)
+            if counted is None and subscription is not None and limits is not None:
+                counted = await self._seed(key, subscription, period)
+        except StoreUnavailableError:
+            if limits is None:
+                raise
+            local = await self._fallback.read(key) if self._fallback is not None else None
+            decision = _policy(meter, local.used if local else 0, requested, limits)
+            return UsageAnswer(decision, period, meter.metric_code, fallback=True)
         used, reconciled = (counted.used, counted.reconciled_ms) if counted else (0, None)
         return UsageAnswer(decide_usage(used, requested, limits), period, meter.metric_code, reconciled_ms=reconciled)
 
@@ -118,10 +139,13 @@ class UsageService:
         async def record() -> Recorded:
             return await self._counter.record(key, value, transaction_id, limits.quota, event, seeded_only)
 
-        result = await record()
-        if result.unseeded:  # the period's first use: start from the source's count, then count this one
-            await self._seed(key, subscription, period)
+        try:
             result = await record()
+            if result.unseeded:  # the period's first use: start from the source's count, then count this one
+                await self._seed(key, subscription, period)
+                result = await record()
+        except StoreUnavailableError:
+            return await self._consume_fallback(meter, key, value, transaction_id, event, limits, period)
         reconciled = result.reconciled_ms
         if result.duplicate:  # counted by its first call: nothing is added now, so nothing is requested
             decision = decide_usage(result.used, 0, limits)
@@ -158,11 +182,38 @@ class UsageService:
         key = UsageKey(subscription_id, metric_code, period.start_ms)
         event = self._event(transaction_id, subscription_id, metric_code, at, properties)
         seeded_only = self._source is not None
-        result = await self._counter.record(key, value, transaction_id, event=event, seeded_only=seeded_only)
-        if result.unseeded:
-            await self._seed(key, subscription, period)
+        try:
             result = await self._counter.record(key, value, transaction_id, event=event, seeded_only=seeded_only)
+            if result.unseeded:
+                await self._seed(key, subscription, period)
+                result = await self._counter.record(key, value, transaction_id, event=event, seeded_only=seeded_only)
+        except StoreUnavailableError:
+            if meter.on_failure is not OnFailure.FAIL_OPEN or self._fallback is None:
+                raise  # UNAVAILABLE: the caller keeps the report and sends it again
+            spilled = await self._fallback.record(key, value, transaction_id, event)
+            return replace(spilled, fallback=True)
         return result
+
+    async def _consume_fallback(
+        self,
+        meter: Meter,
+        key: UsageKey,
+        value: int,
+        transaction_id: str,
+        event: UsageEvent | None,
+        limits: UsageLimits,
+        period: Period,
+    ) -> UsageAnswer:
+        if meter.on_failure is OnFailure.FAIL_OPEN and self._fallback is not None:
+            with contextlib.suppress(StoreUnavailableError):  # full: fail closed below
+                spilled = await self._fallback.record(key, value, transaction_id, event)
+                before = spilled.used - value if spilled.recorded else spilled.used
+                decision = _policy(meter, before, value, limits)
+                return UsageAnswer(
+                    decision, period, meter.metric_code, spilled.recorded, spilled.duplicate, fallback=True
+                )
+        decision = _policy(replace(meter, on_failure=OnFailure.FAIL_CLOSED), 0, value, limits)
+        return UsageAnswer(decision, period, meter.metric_code, fallback=True)
 
     async def _seed(self, key: UsageKey, subscription: ResolvedSubscription, period: Period) -> Counted:
         """Create the period's counter from the source's count (0 and unreconciled when it cannot say).
@@ -192,12 +243,21 @@ class UsageService:
         if problem is not None:
             raise InvalidArgumentError(field, problem)
         record = await self._store.get_subscription(subscription_id)  # limits: the L1 is as fresh as a check
-        return record.subscription if record is not None else None
+        if record is None:
+            self._map.require_complete()  # else NotReadyError (UNAVAILABLE): it may exist
+            return None
+        return record.subscription
 
     def _period(self, subscription: ResolvedSubscription | None, at: datetime) -> Period:
         if subscription is None:
             return period_for(at, None, Billing())
         return period_for(at, subscription.started_at, subscription.billing)
+
+
+def _policy(meter: Meter, used: int, requested: int, limits: UsageLimits) -> UsageDecision:
+    """The failure policy's answer; `used`: what this sidecar counted while the counters were away."""
+    allowed = meter.on_failure is OnFailure.FAIL_OPEN
+    return UsageDecision(allowed, UsageReason.FAILURE_POLICY, used, requested, limits.allowance, limits.quota, None, 0)
 
 
 def _limits(subscription: ResolvedSubscription | None, meter: Meter) -> UsageLimits | None:

@@ -8,6 +8,7 @@ mode), validated like the catalog. Every error names the file, the path and the 
         aggregation: count         # count | sum
         quota: calls_max           # integer privilege: the hard limit (optional)
         allowance: calls_included  # integer privilege: included units, beyond them billable (optional)
+        on_failure: fail_closed    # Redis unreachable: fail_closed (deny) or fail_open (count here, add later)
       - {metric: tokens, feature: llm, aggregation: sum, property: tokens, quota: tokens_max}
 """
 
@@ -21,9 +22,9 @@ import yaml
 
 from entitlements_sidecar.domain.errors import CatalogError
 from entitlements_sidecar.domain.model import FeatureDefinition, ValueType
-from entitlements_sidecar.domain.usage import Aggregation, Meter, Meters
+from entitlements_sidecar.domain.usage import Aggregation, Meter, Meters, OnFailure
 
-_KEYS = {"metric", "feature", "aggregation", "quota", "allowance", "property"}
+_KEYS = {"metric", "feature", "aggregation", "quota", "allowance", "property", "on_failure"}
 _MAX_CODE = 255
 # Lago's other aggregations are not additive per event: the sidecar could not count them itself.
 _NOT_ADDITIVE = {"max", "unique_count", "latest", "weighted_sum"}
@@ -94,7 +95,10 @@ def _meter(item: Any, path: str, file: str, features: Mapping[str, FeatureDefini
                 raise CatalogError(file, f"{path}.{name}", f"feature {feature!r} has no privilege {code!r}")
             if privilege.value_type is not ValueType.INTEGER:
                 raise CatalogError(file, f"{path}.{name}", f"privilege {code!r} is {privilege.value_type}, not integer")
-    return Meter(feature, metric, aggregation, quota, allowance, prop)
+    on_failure = item.get("on_failure", OnFailure.FAIL_CLOSED.value)
+    if on_failure not in {policy.value for policy in OnFailure}:
+        raise CatalogError(file, f"{path}.on_failure", f"must be fail_closed or fail_open, got {on_failure!r}")
+    return Meter(feature, metric, aggregation, quota, allowance, prop, OnFailure(on_failure))
 
 
 def _code(item: Any, path: str, file: str) -> str:

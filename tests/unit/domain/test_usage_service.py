@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from entitlements_sidecar.domain.errors import InvalidArgumentError
+from entitlements_sidecar.domain.map_status import MapStatus
 from entitlements_sidecar.domain.model import (
     ResolvedFeature,
     ResolvedPrivilege,
@@ -57,7 +58,9 @@ def outbox() -> MemoryUsageOutbox:
 
 @pytest.fixture
 def service(store: MemoryStore, outbox: MemoryUsageOutbox) -> UsageService:
-    return UsageService(store, lambda: METERS, MemoryUsageCounter(outbox), forward=True, clock=lambda: NOW)
+    return UsageService(
+        store, MapStatus(complete=True), lambda: METERS, MemoryUsageCounter(outbox), forward=True, clock=lambda: NOW
+    )
 
 
 async def test_consume_records_within_the_quota_and_refuses_past_it(service: UsageService) -> None:
@@ -150,7 +153,9 @@ async def test_what_is_counted_is_queued_for_lago_and_nothing_else(
 
 
 async def test_without_forwarding_nothing_is_queued(store: MemoryStore, outbox: MemoryUsageOutbox) -> None:
-    service = UsageService(store, lambda: METERS, MemoryUsageCounter(outbox), forward=False, clock=lambda: NOW)
+    service = UsageService(
+        store, MapStatus(complete=True), lambda: METERS, MemoryUsageCounter(outbox), forward=False, clock=lambda: NOW
+    )
     assert (await service.consume("sub_a", "api", 4, "t1")).recorded
     assert await outbox.depth() == 0
 
@@ -158,7 +163,9 @@ async def test_without_forwarding_nothing_is_queued(store: MemoryStore, outbox: 
 async def test_a_count_meter_counts_one_use_per_event(store: MemoryStore, outbox: MemoryUsageOutbox) -> None:
     counted = Meter("api", "api_calls", Aggregation.COUNT, quota_privilege="calls_max")
     meters = Meters({"api_calls": counted}, {"api": counted})
-    service = UsageService(store, lambda: meters, MemoryUsageCounter(outbox), forward=True, clock=lambda: NOW)
+    service = UsageService(
+        store, MapStatus(complete=True), lambda: meters, MemoryUsageCounter(outbox), forward=True, clock=lambda: NOW
+    )
     with pytest.raises(InvalidArgumentError) as caught:
         await service.consume("sub_a", "api", 3, "t1")  # Lago would count one event, not three
     assert (caught.value.field, await outbox.depth()) == ("value", 0)
@@ -180,7 +187,9 @@ class LagoCount:
 
 async def test_a_new_period_starts_from_the_sources_count(store: MemoryStore, outbox: MemoryUsageOutbox) -> None:
     lago = LagoCount(8)  # 8 units reached Lago by other paths (or before Redis lost our counter)
-    service = UsageService(store, lambda: METERS, MemoryUsageCounter(outbox), True, lago, clock=lambda: NOW)
+    service = UsageService(
+        store, MapStatus(complete=True), lambda: METERS, MemoryUsageCounter(outbox), True, lago, clock=lambda: NOW
+    )
     allowed = await service.consume("sub_a", "api", 2, "t1")
     assert (allowed.recorded, allowed.decision.used, allowed.reconciled_ms is not None) == (True, 8, True)
     refused = await service.consume("sub_a", "api", 1, "t2")  # 10 of 10
@@ -190,6 +199,8 @@ async def test_a_new_period_starts_from_the_sources_count(store: MemoryStore, ou
 
 
 async def test_a_source_that_cannot_say_leaves_counting_from_zero_unreconciled(store: MemoryStore) -> None:
-    service = UsageService(store, lambda: METERS, MemoryUsageCounter(), False, LagoCount(None), clock=lambda: NOW)
+    service = UsageService(
+        store, MapStatus(complete=True), lambda: METERS, MemoryUsageCounter(), False, LagoCount(None), clock=lambda: NOW
+    )
     answer = await service.consume("sub_a", "api", 4, "t1")
     assert (answer.recorded, answer.decision.used, answer.reconciled_ms) == (True, 0, None)

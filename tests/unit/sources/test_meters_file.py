@@ -8,7 +8,7 @@ import pytest
 
 from entitlements_sidecar.domain.errors import CatalogError
 from entitlements_sidecar.domain.model import FeatureDefinition, PrivilegeDefinition, ValueType
-from entitlements_sidecar.domain.usage import Aggregation, Meter
+from entitlements_sidecar.domain.usage import Aggregation, Meter, OnFailure
 from entitlements_sidecar.sources.meters_file import load_meters, parse_meters
 
 FEATURES = {
@@ -37,6 +37,9 @@ def test_meters_are_read_by_metric_and_by_feature() -> None:
     calls = Meter("api", "api_calls", Aggregation.COUNT, "calls_max", "calls_included")
     assert meters.by_metric["api_calls"] == meters.by_feature["api"] == calls
     assert meters.by_metric["tokens"].property == "tokens"
+    assert meters.by_metric["tokens"].on_failure is OnFailure.FAIL_CLOSED  # the default: a quota is never passed
+    opened = parse_meters([{**TOKENS, "on_failure": "fail_open"}], "catalog.yaml", FEATURES)
+    assert opened.by_metric["tokens"].on_failure is OnFailure.FAIL_OPEN
 
 
 @pytest.mark.parametrize(
@@ -60,6 +63,7 @@ def test_meters_are_read_by_metric_and_by_feature() -> None:
         ([{**CALLS, "allowance": "tier"}], "meters[0].allowance", "is string, not integer"),
         ([{**CALLS, "allowance": "calls_max"}], "meters[0].allowance", "must be different privileges"),
         ({"api_calls": CALLS}, "meters", "expected a list"),
+        ([{**CALLS, "on_failure": "last_known_good"}], "meters[0].on_failure", "must be fail_closed or fail_open"),
     ],
 )
 def test_a_mistake_names_where_and_what(items: object, where: str, problem: str) -> None:

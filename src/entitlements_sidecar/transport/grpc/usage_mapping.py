@@ -16,6 +16,7 @@ USAGE_REASONS = {
     UsageReason.OVER_ALLOWANCE: pb.USAGE_REASON_OVER_ALLOWANCE,
     UsageReason.OVER_QUOTA: pb.USAGE_REASON_OVER_QUOTA,
     UsageReason.NOT_ENTITLED: pb.USAGE_REASON_NOT_ENTITLED,
+    UsageReason.FAILURE_POLICY: pb.USAGE_REASON_FAILURE_POLICY,
 }
 
 
@@ -33,6 +34,7 @@ def usage_to_proto(answer: UsageAnswer) -> pb.Usage:
         period_start=timestamp_to_proto(answer.period.start),
         period_end=timestamp_to_proto(answer.period.end),
         reconciled_at=timestamp_to_proto(datetime.fromtimestamp(reconciled / 1000, UTC)) if reconciled else None,
+        fallback=answer.fallback,
     )
 
 
@@ -40,7 +42,10 @@ def apply_usage(response: pb.CheckEntitlementResponse, answer: UsageAnswer) -> N
     """A check of an entitled subject with a requested usage: the usage decides, and is shown."""
     response.usage.CopyFrom(usage_to_proto(answer))
     reason = answer.decision.reason
-    if reason is UsageReason.OVER_QUOTA:
+    if answer.fallback:  # flagged as today's failure policy answers are
+        response.allowed, response.reason = answer.decision.allowed, pb.REASON_FAILURE_POLICY
+        response.freshness.stale, response.freshness.source = True, pb.SOURCE_FALLBACK
+    elif reason is UsageReason.OVER_QUOTA:
         response.allowed, response.reason = False, pb.REASON_USAGE_OVER_QUOTA
     elif reason is UsageReason.OVER_ALLOWANCE:
         response.reason = pb.REASON_USAGE_OVER_ALLOWANCE

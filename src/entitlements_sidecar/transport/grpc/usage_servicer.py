@@ -110,4 +110,6 @@ class UsageServicer:
             recorded = await self._usage.report(
                 event.subscription_id, event.metric_code, dict(event.properties), event.transaction_id, timestamp, where
             )
-        return upb.ReportUsageResponse(recorded=recorded.recorded, duplicate=recorded.duplicate, used=recorded.used)
+        return upb.ReportUsageResponse(
+            recorded=recorded.recorded, duplicate=recorded.duplicate, used=recorded.used, fallback=recorded.fallback
+        )

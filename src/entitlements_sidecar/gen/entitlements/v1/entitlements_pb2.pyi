@@ -170,6 +170,10 @@ class _UsageReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UsageReas
     """Denied: it would pass the quota. Nothing is recorded."""
     USAGE_REASON_NOT_ENTITLED: _UsageReason.ValueType  # 4
     """Denied: the subscription is not entitled to the metered feature (or is not active)."""
+    USAGE_REASON_FAILURE_POLICY: _UsageReason.ValueType  # 5
+    """The shared counters could not be reached: the meter's failure policy answered (`Usage.fallback`).
+    fail_closed denies; fail_open allows and counts the use in this sidecar until the counters are back.
+    """
 
 class UsageReason(_UsageReason, metaclass=_UsageReasonEnumTypeWrapper):
     """UsageReason explains a usage answer."""
@@ -183,6 +187,10 @@ USAGE_REASON_OVER_QUOTA: UsageReason.ValueType  # 3
 """Denied: it would pass the quota. Nothing is recorded."""
 USAGE_REASON_NOT_ENTITLED: UsageReason.ValueType  # 4
 """Denied: the subscription is not entitled to the metered feature (or is not active)."""
+USAGE_REASON_FAILURE_POLICY: UsageReason.ValueType  # 5
+"""The shared counters could not be reached: the meter's failure policy answered (`Usage.fallback`).
+fail_closed denies; fail_open allows and counts the use in this sidecar until the counters are back.
+"""
 Global___UsageReason: _TypeAlias = UsageReason  # noqa: Y015
 
 @_typing.final
@@ -798,6 +806,7 @@ class Usage(_message.Message):
     PERIOD_START_FIELD_NUMBER: _builtins.int
     PERIOD_END_FIELD_NUMBER: _builtins.int
     RECONCILED_AT_FIELD_NUMBER: _builtins.int
+    FALLBACK_FIELD_NUMBER: _builtins.int
     metric_code: _builtins.str
     used: _builtins.int
     """Units used in the period before this request."""
@@ -809,6 +818,10 @@ class Usage(_message.Message):
     """Units left under the quota after this request (before it, when denied); unset without a quota."""
     billable: _builtins.int
     """Units of this request past the allowance."""
+    fallback: _builtins.bool
+    """True when the shared counters could not be reached and the meter's failure policy answered: `used`
+    is then only what this sidecar counted meanwhile.
+    """
     @_builtins.property
     def period_start(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -835,10 +848,11 @@ class Usage(_message.Message):
         period_start: _timestamp_pb2.Timestamp | None = ...,
         period_end: _timestamp_pb2.Timestamp | None = ...,
         reconciled_at: _timestamp_pb2.Timestamp | None = ...,
+        fallback: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "reconciled_at", b"reconciled_at", "remaining", b"remaining"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "billable", b"billable", "metric_code", b"metric_code", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "reconciled_at", b"reconciled_at", "remaining", b"remaining", "requested", b"requested", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allowance", b"_allowance", "_quota", b"_quota", "_remaining", b"_remaining", "allowance", b"allowance", "billable", b"billable", "fallback", b"fallback", "metric_code", b"metric_code", "period_end", b"period_end", "period_start", b"period_start", "quota", b"quota", "reconciled_at", b"reconciled_at", "remaining", b"remaining", "requested", b"requested", "used", b"used"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allowance: _TypeAlias = _typing.Literal["allowance"]  # noqa: Y015
     _WhichOneofArgType__allowance: _TypeAlias = _typing.Literal["_allowance", b"_allowance"]  # noqa: Y015

@@ -207,20 +207,26 @@ class ReportUsageResponse(_message.Message):
     RECORDED_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
     USED_FIELD_NUMBER: _builtins.int
+    FALLBACK_FIELD_NUMBER: _builtins.int
     recorded: _builtins.bool
     duplicate: _builtins.bool
     used: _builtins.int
     """Units used in the event's period after it."""
+    fallback: _builtins.bool
+    """The shared counters could not be reached and the meter fails open: counted in this sidecar (`used` is
+    what it counted meanwhile), added to the shared counters and sent to Lago once they answer.
+    """
     def __init__(
         self,
         *,
         recorded: _builtins.bool = ...,
         duplicate: _builtins.bool = ...,
         used: _builtins.int = ...,
+        fallback: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "recorded", b"recorded", "used", b"used"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "fallback", b"fallback", "recorded", b"recorded", "used", b"used"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
