@@ -17,7 +17,7 @@ GHZ := .tools/ghz/bin/ghz
 COVERAGE_FLOOR := 66
 COVERAGE := --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-.PHONY: run lago-local test test-unit test-contract test-integration h2load lint gen check-gen buf-lint redis interop bench bench-stacks bench-faults bench-http clean
+.PHONY: run lago-local test test-unit test-contract test-integration h2load lint gen check-gen buf-lint redis interop bench bench-usage bench-stacks bench-faults bench-http clean
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -104,6 +104,10 @@ $(BASELINE)/bin/python: constraints.txt
 	$(BASELINE)/bin/pip install --quiet grpcio==1.85.1 protobuf==6.33.6
 
 ## How long answers take to turn honest and then right again under faults (README "Operating it").
+## U1-U5 alone (make bench runs them too): usage through real sidecars, Redis and the Lago emulator.
+bench-usage: $(VENV)/.dev redis $(GHZ)
+	$(BIN)/python -m bench.usage_bench
+
 bench-faults: $(VENV)/.dev redis
 	$(BIN)/python -m bench.fault_timings
 

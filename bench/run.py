@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 
-from bench import memory_bench, sync_bench, workers_bench
+from bench import memory_bench, sync_bench, usage_bench, workers_bench
 from bench.load import GHZ, SERVICE, SIDECAR_COUNTS, Run, Server, frame, measure, measure_mix, percentile, pin
 from bench.provenance import changed_since, provenance
 from entitlements_sidecar.client import EntitlementsClient
@@ -166,6 +166,7 @@ def main() -> int:
         )
     finally:
         redis.stop()
+    usage_rows, usage = usage_bench.measure(args.seconds)  # U1-U5: processes and a Redis of their own
     del sidecar_log, echo_log, sync_log  # counted per run (Run.counts_ok), not at shutdown
     counts_ok = all(r.counts_ok for r in runs) and workers.counts_ok
     report = _targets(runs, redis_reads_on_hits, local_us)
@@ -176,11 +177,12 @@ def main() -> int:
         ("P7", f"plan.updated, 10,000 subscriptions consistent (s; {p7_requests} Lago requests)", p7_seconds, 5.0, ok7),
     )
     report.append(workers.target())
+    report += usage_rows
     changed = changed_since(origin)
     if changed is not None:
         print(f"{changed}: results not written", file=sys.stderr)
         return 1
-    _write(runs + workers.runs, report, counts_ok, args, memory, baseline_grpcio, workers.summary(), origin)
+    _write(runs + workers.runs, report, counts_ok, args, memory, baseline_grpcio, workers.summary(), origin, usage)
     missed = [key for key, _, _, _, passed in report if passed is False]
     problems = ([f"targets missed: {', '.join(missed)}"] if missed else []) + (
         [] if counts_ok else ["call counts did not match"]
@@ -356,11 +358,13 @@ def _write(
     baseline_grpcio: str,
     workers: dict[str, Any],
     origin: dict[str, Any],
+    usage: dict[str, Any],
 ) -> None:
     print("\nTargets (medians of the rounds):")
     for key, text, value, limit, passed in report:
-        relation = "≥" if key in ("P3", "P9") else "≤"
-        print(f"  {key}: {text}: {value:.3f} (target {relation} {limit:g}) {'PASS' if passed else 'MISS'}")
+        relation = "≥" if key in ("P3", "P9", "U1", "U4") else "≤"
+        verdict = "not built" if passed is None else ("PASS" if passed else "MISS")
+        print(f"  {key}: {text}: {value:.3f} (target {relation} {limit:g}) {verdict}")
     sync_ratio = _median(runs, "echo-sync", "CheckEntitlement", 64, "cpu_us_per_call") / _median(
         runs, "echo-aio", "CheckEntitlement", 64, "cpu_us_per_call"
     )
@@ -393,6 +397,7 @@ def _write(
         "counts_verified": counts_ok,
         "memory": memory,
         "workers": workers,
+        "usage": usage,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{result['date'][:10]}-{result['commit']}.json"

@@ -72,7 +72,7 @@ def table(path: Path) -> str:
     for target in data["targets"]:
         lines.append(
             f"- {target['id']}: {target['what']}: {target['value']:.3f} (limit {target['limit']:g}) "
-            f"{'PASS' if target['pass'] else 'MISS'}"
+            f"{'not built' if target['pass'] is None else ('PASS' if target['pass'] else 'MISS')}"
         )
     return "\n".join(lines)
 
