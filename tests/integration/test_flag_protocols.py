@@ -32,7 +32,8 @@ def context(**fields: str) -> struct_pb2.Struct:
 
 SUBJECTS = ["sub_acme_main", "sub_acme_eu", "sub_globex", "sub_initech_next", "sub_umbrella_old", "sub_nobody"]
 CATALOG_KEYS = ["seats", "seats:max", "seats:max_admins", "seats:root", "sso", "sso:provider", "sso:domain",
-                "analytics_api", "audit.log", "audit.log:retention.days"]  # fmt: skip
+                "analytics_api", "audit.log", "audit.log:retention.days", "api", "api:calls_included",
+                "api:calls_max"]  # fmt: skip
 
 
 def test_v1_resolve_all_lists_the_subjects_flags(memory_sidecar: Sidecar) -> None:
