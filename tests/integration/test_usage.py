@@ -265,3 +265,20 @@ def test_the_python_client_consumes_and_checks_usage_live_even_for_a_watched_sub
         assert (live.allowed, live.reason, live.source != "local") == (False, "usage_over_quota", True)
         assert live.usage is not None and (live.usage.used, live.usage.remaining, live.usage.quota) == (21, 4, 25)
         assert client.consume("api", "sub_a", 11, "t1").duplicate
+
+
+def test_each_period_has_its_own_counter_and_late_usage_counts_in_its_own_period(pair: tuple[Sidecar, Sidecar]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    first, second = pair
+    this_month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    last_month = Timestamp()
+    last_month.FromDatetime(this_month - timedelta(days=3))
+    late = upb.ReportUsageRequest(subscription_id="sub_a", metric_code="tokens", properties={"tokens": "900"},
+                                  transaction_id="late", timestamp=last_month)  # fmt: skip
+    assert usage(first).ReportUsage(late, timeout=5).used == 900  # last month's counter
+    now = usage(second).CheckUsage(upb.CheckUsageRequest(subscription_id="sub_a", feature_code="llm", requested=200),
+                                   timeout=5)  # fmt: skip
+    assert (now.allowed, now.usage.used, now.usage.period_start.ToDatetime(UTC)) == (True, 0, this_month)

@@ -7,6 +7,7 @@ what to re-read (`sources/lago/refresher.py`); nothing of the body is stored.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import orjson
@@ -14,7 +15,11 @@ import orjson
 from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.events import Delivery, SyncEvent, Target, usage_key
 from entitlements_sidecar.domain.ids import IdKind, id_problem
+from entitlements_sidecar.logs import Throttled
 from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
+
+log = logging.getLogger(__name__)
+_event_errors = Throttled(log, every=60.0)
 
 _TARGETS = {"subscription": Target.SUBSCRIPTION, "plan": Target.PLAN, "feature": Target.FEATURE}
 _KEYS = {Target.SUBSCRIPTION: "external_id", Target.PLAN: "code", Target.FEATURE: "code"}
@@ -44,6 +49,8 @@ class LagoWebhooks:
     async def decode(self, headers: Mapping[str, str], body: bytes) -> Delivery:
         await self._verifier.verify(headers.get("X-Lago-Signature-Algorithm"), headers.get("X-Lago-Signature"), body)
         kind, event = parse(body)
+        if kind == EVENTS_ERRORS:
+            _report_event_errors(body)
         unique_key = headers.get("X-Lago-Unique-Key", "").strip()
         if not unique_key or len(unique_key) > _MAX_UNIQUE_KEY:
             raise InvalidArgumentError("X-Lago-Unique-Key", f"missing, or longer than {_MAX_UNIQUE_KEY} characters")
@@ -51,6 +58,22 @@ class LagoWebhooks:
 
 
 USAGE_ALERTS = ("alert.triggered", "alert.resolved")  # usage crossed a threshold (resolved: once Lago ships it)
+
+
+EVENTS_ERRORS = "events.errors"  # events Lago took (200) and then could not count, about an hour later
+
+
+def _report_event_errors(body: bytes) -> None:
+    """Surface Lago's word that events it accepted were never counted (an unknown metric code, a missing
+    property): one ERROR line naming how many and a few transaction ids."""
+    payload = orjson.loads(body)
+    errors = payload.get(payload.get("object_type")) if isinstance(payload, dict) else None
+    if not isinstance(errors, dict):
+        return
+    summary = {k: v[:5] for k, v in errors.items() if isinstance(v, list) and v}
+    counts = {k: len(v) for k, v in errors.items() if isinstance(v, list)}
+    _event_errors.log(logging.ERROR, "events.errors", "Lago could not count events it accepted", counts=counts,
+                      transaction_ids=summary)  # fmt: skip
 
 
 def parse(body: bytes) -> tuple[str, SyncEvent | None]:

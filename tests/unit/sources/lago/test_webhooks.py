@@ -39,3 +39,34 @@ def test_a_bad_alert_names_the_field(fields: dict[str, object], field: str) -> N
     with pytest.raises(InvalidArgumentError) as caught:
         parse(alert("alert.triggered", **fields))
     assert caught.value.field == field
+
+
+async def test_lagos_events_errors_are_logged_as_errors_and_ask_for_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
+    from entitlements_sidecar.sources.lago.webhooks import LagoWebhooks
+
+    body = orjson.dumps(
+        {
+            "webhook_type": "events.errors",
+            "object_type": "events_errors",
+            "events_errors": {"invalid_code": ["t1", "t2"], "missing_aggregation_property": ["t3"]},
+        }
+    )
+    headers = {"X-Lago-Signature-Algorithm": "hmac", "X-Lago-Signature": _hmac(body), "X-Lago-Unique-Key": "k1"}
+    with caplog.at_level("ERROR"):
+        delivery = await LagoWebhooks(SignatureVerifier("secret", _no_key)).decode(headers, body)
+    assert (delivery.kind, delivery.event) == ("events.errors", None)
+    [record] = [r for r in caplog.records if "could not count events" in r.getMessage()]
+    assert record.counts == {"invalid_code": 2, "missing_aggregation_property": 1}  # type: ignore[attr-defined]
+
+
+def _hmac(body: bytes) -> str:
+    import base64
+    import hashlib
+    import hmac
+
+    return base64.b64encode(hmac.new(b"secret", body, hashlib.sha256).digest()).decode()
+
+
+async def _no_key() -> bytes:
+    raise AssertionError("hmac deliveries need no public key")
