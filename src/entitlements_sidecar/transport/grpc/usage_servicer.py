@@ -102,21 +102,32 @@ class UsageServicer:
                 )
             else:
                 first[pair] = index
-        # Items are counted concurrently (a few at a time), each in its own atomic step, so a batch costs
-        # a few Redis round trips rather than one per event; results keep the request's order.
+        # Items of different counters are counted concurrently (a few at a time), so a batch costs a few
+        # Redis round trips rather than one per event; the items of one subscription's metric go in request
+        # order, so each one's `used` is what it was after the items before it. Results keep the order.
         slots = asyncio.Semaphore(_BATCH_CONCURRENCY)
+        results: list[upb.ReportUsagesResult | None] = [None] * len(request.events)
+        chains: dict[tuple[str, str], list[int]] = {}
+        for index, event in enumerate(request.events):
+            chains.setdefault((event.subscription_id, event.metric_code), []).append(index)
 
-        async def item(index: int, event: upb.ReportUsageRequest) -> upb.ReportUsagesResult:
-            try:
-                if index in repeats:
-                    raise repeats[index]
-                async with slots:
-                    return upb.ReportUsagesResult(response=await self._report(event, f"events[{index}]."))
-            except Exception as exc:
-                return upb.ReportUsagesResult(error=mapping.item_error(exc))
+        async def chain(indexes: list[int]) -> None:
+            async with slots:
+                for index in indexes:
+                    results[index] = await self._item(request.events[index], index, repeats.get(index))
 
-        results = await asyncio.gather(*(item(index, event) for index, event in enumerate(request.events)))
-        return upb.ReportUsagesResponse(results=results)
+        await asyncio.gather(*(chain(indexes) for indexes in chains.values()))
+        return upb.ReportUsagesResponse(results=[result for result in results if result is not None])
+
+    async def _item(
+        self, event: upb.ReportUsageRequest, index: int, repeat: InvalidArgumentError | None
+    ) -> upb.ReportUsagesResult:
+        try:
+            if repeat is not None:
+                raise repeat
+            return upb.ReportUsagesResult(response=await self._report(event, f"events[{index}]."))
+        except Exception as exc:
+            return upb.ReportUsagesResult(error=mapping.item_error(exc))
 
     async def _report(self, event: upb.ReportUsageRequest, where: str) -> upb.ReportUsageResponse:
         timestamp = event.timestamp.ToDatetime(tzinfo=UTC) if event.HasField("timestamp") else None
