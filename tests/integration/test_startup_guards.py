@@ -84,3 +84,20 @@ def test_port_sharing_is_opt_in(tmp_path: Path, example_catalog: Path) -> None:
         second.terminate()
     finally:
         first.terminate()
+
+
+def test_a_meter_that_cannot_be_counted_refuses_the_start_naming_it(tmp_path: Path, example_catalog: Path) -> None:
+    meters = tmp_path / "meters.yaml"
+    meters.write_text("meters:\n  - {metric: seats_peak, feature: seats, aggregation: max_agg, quota: max}\n")
+    lago = ["serve", "--source", "lago", "--store", "redis", "--roles", "reader", "--meters-path", str(meters)]
+    catalog = example_catalog.read_text().replace("aggregation: count,", "aggregation: unique_count,")
+    bad_catalog = tmp_path / "catalog.yaml"
+    bad_catalog.write_text(catalog)
+    for args, named in (
+        (lago, f"{meters}: meters[0].aggregation: 'max_agg' cannot be counted per event (count or sum)"),
+        (["serve", "--catalog-path", str(bad_catalog)], "meters[0].aggregation: 'unique_count' cannot be counted"),
+    ):
+        addresses = ["--grpc-address", f"127.0.0.1:{free_port()}", "--http-address", f"127.0.0.1:{free_port()}"]
+        result = run_cli(*args, *addresses, env={"ENTITLEMENTS_LAGO_API_KEY": "k"}, timeout=20)
+        assert result.returncode == 2, (args, result.stderr)
+        assert named in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)

@@ -36,7 +36,8 @@ def test_what_is_recorded_reaches_lago_once_and_what_is_refused_never_does(
     eventually(lambda: metric(syncer, "entitlements_usage_outbox_depth") == 0, what="the outbox empty")
 
 
-def test_lago_down_for_a_while_then_back_loses_nothing(
+@pytest.mark.timeout(150)  # a minute of outage, on purpose
+def test_lago_down_for_over_a_minute_then_back_loses_nothing(
     lago: LagoEmulator, start_syncer: SyncerFactory, meters: list[str]
 ) -> None:
     syncer = start_syncer(*meters).sidecar
@@ -44,10 +45,12 @@ def test_lago_down_for_a_while_then_back_loses_nothing(
     assert all(consume(syncer, f"c{i}", subscription=f"sub_{i % 3}").recorded for i in range(9))
     eventually(lambda: "usage events not delivered, retrying" in syncer.log(), what="the forwarder retrying")
     eventually(lambda: metric(syncer, "entitlements_usage_outbox_depth") == 9, what="the outbox holding all 9")
-    assert ledger(lago) == []
+    # Over a minute down: the forwarder keeps the events (backing off to one try in 10 s) and the syncer lives.
+    holds_for(lambda: ledger(lago) == [] and syncer.process.poll() is None, 65, interval=1, what="nothing lost")
+    assert metric(syncer, "entitlements_usage_outbox_depth") == 9
     lago.controls.fail_status = None
     expected = sorted((f"sub_{i % 3}", "api_calls", f"c{i}") for i in range(9))
-    eventually(lambda: ledger(lago) == expected, timeout=20, what="all 9 delivered once Lago is back")
+    eventually(lambda: ledger(lago) == expected, timeout=25, what="all 9 delivered once Lago is back")
 
 
 def test_a_syncer_killed_with_events_in_hand_leaves_them_to_the_next(
