@@ -17,10 +17,9 @@ from collections.abc import Callable, Sequence
 from entitlements_sidecar.domain.errors import SourceRejectedError, SourceUnavailableError, StoreUnavailableError
 from entitlements_sidecar.domain.usage_outbox import EventSink, OutboxEntry, UsageOutbox
 from entitlements_sidecar.logs import Throttled
+from entitlements_sidecar.sync.retry import REJECTED_PAUSE, RETRY_DELAYS, delay
 
 log = logging.getLogger(__name__)
-_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # while the source or Redis is down; capped at the last
-_REJECTED_PAUSE = 30.0  # the source refuses us (a bad API key): ask again this rarely until it is fixed
 _failures = Throttled(log, every=30.0)
 
 
@@ -30,8 +29,8 @@ class UsageForwarder:
         outbox: UsageOutbox,
         sink: EventSink,
         idle_seconds: float = 0.1,
-        retry_delays: Sequence[float] = _RETRY_DELAYS,
-        rejected_pause: float = _REJECTED_PAUSE,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        rejected_pause: float = REJECTED_PAUSE,
         on_delivered: Callable[[int], None] = lambda n: None,
         on_refused: Callable[[int], None] = lambda n: None,
     ) -> None:
@@ -61,7 +60,7 @@ class UsageForwarder:
                 entries = await self._outbox.read(self._sink.max_batch)
             except StoreUnavailableError as exc:
                 _failures.log(logging.WARNING, "outbox", "usage outbox unreadable, retrying", error=str(exc))
-                await self._pause(self._delays[min(attempt, len(self._delays) - 1)])
+                await self._pause(delay(attempt, self._delays))
                 attempt += 1
                 continue
             attempt = 0
@@ -92,9 +91,9 @@ class UsageForwarder:
                 await self._pause(self._rejected_pause)
                 continue
             except SourceUnavailableError as exc:
-                delay = self._delays[min(attempt, len(self._delays) - 1)]
+                wait = delay(attempt, self._delays)
                 _failures.log(logging.WARNING, "down", "usage events not delivered, retrying", error=str(exc))
-                await self._pause(delay)
+                await self._pause(wait)
                 attempt += 1
                 continue
             except Exception as exc:

@@ -12,10 +12,9 @@ from entitlements_sidecar.domain.errors import SourceRejectedError, SourceUnavai
 from entitlements_sidecar.domain.events import EventHandler, EventQueue, QueuedEvent
 from entitlements_sidecar.domain.ports import MapMeta
 from entitlements_sidecar.logs import Throttled
+from entitlements_sidecar.sync.retry import REJECTED_PAUSE, delay
 
 log = logging.getLogger(__name__)
-_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # while Lago or Redis is down; capped at the last
-_REJECTED_PAUSE = 30.0  # the source refused us (a bad API key): ask again this rarely until it is fixed
 _rejections = Throttled(log, every=60.0)
 
 
@@ -48,7 +47,7 @@ class SyncWorker:
             try:
                 batch = await self._queue.read(self._batch_size)
             except StoreUnavailableError:
-                await self._pause(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
+                await self._pause(delay(attempt))
                 attempt += 1
                 continue
             attempt = 0
@@ -85,15 +84,15 @@ class SyncWorker:
                 # acknowledged is lost), say so in readiness, and do not hammer the source.
                 self.problem = f"the source refuses the syncer, so queued events wait: {exc}"
                 _rejections.log(logging.ERROR, "rejected", "sync batch refused by the source", error=str(exc))
-                await self._pause(_REJECTED_PAUSE)
+                await self._pause(REJECTED_PAUSE)
                 if self._stopping.is_set():
                     return
             except (SourceUnavailableError, StoreUnavailableError) as exc:
                 # Keep the entries: they stay pending and are retried here (or claimed by another
                 # syncer if this one dies), so nothing is lost while Lago is down.
-                delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
-                log.warning("sync batch failed, retrying", extra={"error": str(exc), "delay": delay})
-                await self._pause(delay)
+                wait = delay(attempt)
+                log.warning("sync batch failed, retrying", extra={"error": str(exc), "delay": wait})
+                await self._pause(wait)
                 if self._stopping.is_set():
                     return  # not acknowledged: the next syncer applies it
                 attempt += 1
