@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -71,3 +71,8 @@ def _through_sentinels(url: str, timeout: float, sentinels: Sequence[tuple[str, 
         retry=_retry(),
     )
     return client
+
+
+def text(value: Any) -> str:
+    """A Redis reply (bytes, or str from a client that decodes) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 from entitlements_sidecar.domain.errors import StoreUnavailableError
 from entitlements_sidecar.domain.events import QueuedEvent, SyncEvent, Target
 from entitlements_sidecar.store.lua import LuaScript, execute
-from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
+from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, text
 from entitlements_sidecar.store.redis_errors import unavailable
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class RedisStreamQueue:
             return []
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
-        gone = [_text(entry_id) for entry_id, fields in entries if not fields]
+        gone = [text(entry_id) for entry_id, fields in entries if not fields]
         if gone:  # pending entries the stream no longer holds (trimmed): nothing to apply, so let them go
             await self.ack(gone)
         return [_queued(entry_id, fields) for entry_id, fields in entries if fields]
@@ -124,7 +124,7 @@ class RedisStreamQueue:
             )
             entries = answer[0][1] if answer else []
             if entries:
-                self._own_pending = _text(entries[-1][0])
+                self._own_pending = text(entries[-1][0])
                 return list(entries)
             self._own_pending = None
         claimed = await self._redis.xautoclaim(
@@ -160,9 +160,5 @@ class RedisStreamQueue:
 
 
 def _queued(entry_id: Any, fields: dict[Any, Any]) -> QueuedEvent:
-    text = {_text(k): _text(v) for k, v in fields.items()}
-    return QueuedEvent(_text(entry_id), SyncEvent(Target(text["target"]), text["key"], text["type"]))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    got = {text(k): text(v) for k, v in fields.items()}
+    return QueuedEvent(text(entry_id), SyncEvent(Target(got["target"]), got["key"], got["type"]))

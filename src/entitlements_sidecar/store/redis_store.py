@@ -45,7 +45,7 @@ from entitlements_sidecar.domain.ports import (
 from entitlements_sidecar.store import codec
 from entitlements_sidecar.store.listeners import Listeners
 from entitlements_sidecar.store.lua import Command, LuaScript, execute
-from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, open_redis
+from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, open_redis, text
 from entitlements_sidecar.store.redis_errors import unavailable
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class RedisStore:
             fields = await self._redis.hgetall(self._customer_key(customer_id))
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
-        members = sorted(_text(k)[2:] for k in fields if _text(k).startswith("m:"))
+        members = sorted(text(k)[2:] for k in fields if text(k).startswith("m:"))
         if not members:
             return None
         return StoredCustomer(customer_id, tuple(members), int(fields.get(b"v", 0)), Origin.REDIS)
@@ -156,7 +156,7 @@ class RedisStore:
             members = await self._redis.smembers(self._ids)
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
-        return {_text(m) for m in members}
+        return {text(m) for m in members}
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -185,8 +185,8 @@ class RedisStore:
         for sub, (version, changed, before) in zip(subscriptions, replies[2::3], strict=True):
             results.append((int(version), bool(changed)))
             second.append(self._member(sub.external_customer_id, sub.external_id, int(version)))
-            if before is not None and _text(before) != sub.external_customer_id:
-                second.append(self._member(_text(before), sub.external_id, None))
+            if before is not None and text(before) != sub.external_customer_id:
+                second.append(self._member(text(before), sub.external_id, None))
         await self._run(second)
         return results
 
@@ -197,7 +197,7 @@ class RedisStore:
         # Also when it was already gone: this finishes a delete that was interrupted here.
         after = [Command("SREM", self._ids, external_id)]
         if customer is not None:
-            after.append(self._member(_text(customer), external_id, None))
+            after.append(self._member(text(customer), external_id, None))
         await self._run(after)
         return None if version is None else int(version)
 
@@ -288,7 +288,3 @@ def _record(fields: Sequence[bytes | str | None]) -> StoredSubscription | None:
         return None
     synced = datetime.fromtimestamp(int(synced_ms or 0) / 1000, UTC)
     return StoredSubscription(codec.decode(body), int(version), synced, Origin.REDIS)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from entitlements_sidecar.domain.clock import now_ms
 from entitlements_sidecar.domain.usage import (
     TRANSACTION_WINDOW_SECONDS,
     Counted,
@@ -49,7 +50,7 @@ class MemoryUsageCounter:
             return Recorded(used, recorded=False, duplicate=False, reconciled_ms=reconciled)
         used += value
         self._counters[key] = Counted(used, reconciled)
-        self._active[key] = int(time.time() * 1000)
+        self._active[key] = now_ms()
         if event is not None and self._outbox is not None:
             self._outbox.add(event)
         self._transactions[(key.subscription_id, transaction_id)] = now + TRANSACTION_WINDOW_SECONDS
@@ -66,6 +67,6 @@ class MemoryUsageCounter:
         return before, after
 
     async def active(self, since_ms: int) -> list[UsageKey]:
-        forgotten = int(time.time() * 1000) - _FORGET_MS
+        forgotten = now_ms() - _FORGET_MS
         self._active = {key: at for key, at in self._active.items() if at >= forgotten}
         return [key for key, at in self._active.items() if at >= since_ms]

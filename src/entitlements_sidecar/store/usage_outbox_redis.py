@@ -21,7 +21,7 @@ from redis.exceptions import ResponseError
 
 from entitlements_sidecar.domain.usage import UsageEvent
 from entitlements_sidecar.domain.usage_outbox import OutboxEntry
-from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
+from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, text
 from entitlements_sidecar.store.redis_errors import unavailable
 from entitlements_sidecar.store.usage_keys import OUTBOX_SHARDS, UsageKeys
 
@@ -100,7 +100,7 @@ class RedisUsageOutbox:
         for shard, reply in zip(shards, replies, strict=True):
             entries = reply[0][1] if reply else []
             if entries:
-                self._own[shard] = _text(entries[-1][0])
+                self._own[shard] = text(entries[-1][0])
                 found += await self._entries(shard, entries)
             else:
                 del self._own[shard]  # this shard holds no more of ours
@@ -122,7 +122,7 @@ class RedisUsageOutbox:
     async def _entries(self, shard: int, raw: Any) -> list[OutboxEntry]:
         entries, gone = [], []
         for entry_id, fields in raw:
-            key = f"{shard}/{_text(entry_id)}"
+            key = f"{shard}/{text(entry_id)}"
             if fields:
                 entries.append(OutboxEntry(key, _event(fields)))
             else:
@@ -177,7 +177,7 @@ class RedisUsageOutbox:
             raw: Any = await self._redis.xrange(self._keys.refused())
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
-        return [(_event(fields), _text(fields[b"reason"])) for _, fields in raw]
+        return [(_event(fields), text(fields[b"reason"])) for _, fields in raw]
 
 
 def _fields(event: UsageEvent) -> dict[Any, Any]:
@@ -191,9 +191,5 @@ def _fields(event: UsageEvent) -> dict[Any, Any]:
 
 
 def _event(fields: dict[Any, Any]) -> UsageEvent:
-    text = {_text(k): _text(v) for k, v in fields.items()}
-    return UsageEvent(text["t"], text["s"], text["m"], float(text["ts"]), orjson.loads(text["p"]))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    got = {text(k): text(v) for k, v in fields.items()}
+    return UsageEvent(got["t"], got["s"], got["m"], float(got["ts"]), orjson.loads(got["p"]))

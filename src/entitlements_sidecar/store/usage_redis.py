@@ -8,11 +8,11 @@ counter as active, so racing sidecars never pass a hard limit and nothing counte
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 
+from entitlements_sidecar.domain.clock import now_ms
 from entitlements_sidecar.domain.usage import (
     TRANSACTION_WINDOW_SECONDS,
     Counted,
@@ -21,7 +21,7 @@ from entitlements_sidecar.domain.usage import (
     UsageKey,
 )
 from entitlements_sidecar.store.lua import Arg, LuaScript, execute
-from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient
+from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, text
 from entitlements_sidecar.store.redis_errors import unavailable
 from entitlements_sidecar.store.usage_keys import OUTBOX_SHARDS, UsageKeys
 
@@ -98,7 +98,7 @@ class RedisUsageCounter:
             TRANSACTION_WINDOW_SECONDS,
             COUNTER_TTL_SECONDS,
             int(seeded_only),
-            _now_ms(),
+            now_ms(),
             _SEP.join((key.subscription_id, key.metric_code, str(key.period_start_ms))),
         ]
         if event is not None:
@@ -124,7 +124,7 @@ class RedisUsageCounter:
         return (None if int(before) < 0 else int(before)), int(after)
 
     async def active(self, since_ms: int) -> list[UsageKey]:
-        forgotten = _now_ms() - COUNTER_TTL_SECONDS * 1000
+        forgotten = now_ms() - COUNTER_TTL_SECONDS * 1000
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for shard in range(OUTBOX_SHARDS):
@@ -136,19 +136,11 @@ class RedisUsageCounter:
         keys = []
         for members in replies[1::2]:
             for member in members:
-                subscription, metric, start = _text(member).split(_SEP)
+                subscription, metric, start = text(member).split(_SEP)
                 keys.append(UsageKey(subscription, metric, int(start)))
         return keys
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _ms(raw: Any) -> int | None:
-    text = _text(raw)
-    return int(text) if text else None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    value = text(raw)
+    return int(value) if value else None

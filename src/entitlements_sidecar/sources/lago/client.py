@@ -51,12 +51,7 @@ class LagoClient:
         transport: httpx.AsyncBaseTransport | None = None,
         usage_limiter: TokenBucket | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=api_url.rstrip("/") + "/api/v1/",
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
-        )
+        self._http = lago_http(api_url, api_key, timeout, transport)
         self._limiter = limiter
         self._usage_limiter = usage_limiter or limiter  # current usage has a lane (and a Lago limit) of its own
         self._max_retries = max_retries
@@ -204,6 +199,22 @@ class LagoClient:
                 delay = min(cap, base * 2 ** (attempt - 1))
                 log.warning("lago request failed, retrying", extra={"path": path, "attempt": attempt, "delay": delay})
                 await asyncio.sleep(delay)
+
+
+def lago_http(
+    api_url: str, api_key: str, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """An HTTP client for Lago's API (under /api/v1/), authenticated with the API key."""
+    return httpx.AsyncClient(
+        base_url=api_url.rstrip("/") + "/api/v1/",
+        headers={
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        },
+        timeout=timeout,
+        transport=transport,
+    )
 
 
 def _segment(value: str) -> str:

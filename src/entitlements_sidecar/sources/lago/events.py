@@ -21,7 +21,7 @@ import orjson
 
 from entitlements_sidecar.domain.usage import UsageEvent
 from entitlements_sidecar.domain.usage_outbox import SendResult
-from entitlements_sidecar.sources.lago.client import reset_seconds, response_body
+from entitlements_sidecar.sources.lago.client import lago_http, reset_seconds, response_body
 from entitlements_sidecar.sources.lago.errors import (
     LagoRateLimitedError,
     LagoUnavailableError,
@@ -29,6 +29,7 @@ from entitlements_sidecar.sources.lago.errors import (
 )
 from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
 
+_JSON = {"Content-Type": "application/json"}
 LAGO_BATCH_LIMIT = 100  # LAGO_EVENTS_BATCH_MAX_LENGTH's default
 _DUPLICATE = {"transaction_id": ["value_already_exist"]}
 
@@ -42,12 +43,7 @@ class LagoEventSink:
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=api_url.rstrip("/") + "/api/v1/",
-            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
-            timeout=timeout,
-            transport=transport,
-        )
+        self._http = lago_http(api_url, api_key, timeout, transport)  # its own connections, as its own lane
         self._limiter = limiter
         self._max_batch = LAGO_BATCH_LIMIT
         self.requests = 0
@@ -64,7 +60,7 @@ class LagoEventSink:
         self.requests += 1
         body = orjson.dumps({"events": [_lago_event(event) for event in events]})
         try:
-            response = await self._http.post("events/batch", content=body)
+            response = await self._http.post("events/batch", content=body, headers=_JSON)
         except httpx.TransportError as exc:
             raise LagoUnavailableError(f"lago unreachable on events/batch: {type(exc).__name__}") from exc
         if response.status_code == 200:
