@@ -17,7 +17,7 @@ GHZ := .tools/ghz/bin/ghz
 COVERAGE_FLOOR := 66
 COVERAGE := --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-.PHONY: run lago-local test test-unit test-contract test-integration h2load lint gen check-gen buf-lint redis interop bench bench-usage bench-stacks bench-faults bench-http clean
+.PHONY: run lago-local test test-unit test-contract test-integration h2load lint gen check-gen buf-lint redis interop bench bench-scale bench-usage bench-stacks bench-faults bench-http clean
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -107,6 +107,11 @@ $(BASELINE)/bin/python: constraints.txt
 ## U1-U5 alone (make bench runs them too): usage through real sidecars, Redis and the Lago emulator.
 bench-usage: $(VENV)/.dev redis $(GHZ)
 	$(BIN)/python -m bench.usage_bench
+
+## S1-S6 (docs/adr/0012): the factorized map at 10,000 / 100,000 / 1,000,000 subscriptions (SIZES=...).
+SIZES ?= 10000,100000,1000000
+bench-scale: $(VENV)/.dev redis
+	$(BIN)/python -m bench.scale_bench --sizes $(SIZES)
 
 bench-faults: $(VENV)/.dev redis
 	$(BIN)/python -m bench.fault_timings

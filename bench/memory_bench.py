@@ -1,7 +1,6 @@
-"""Memory: Redis bytes per subscription for a 10-feature map (the resolved map alone, and with what a
-Lago syncer keeps besides it for each subscription: its definition hash and its entries in the id and
-on-plan sets), and a reader sidecar's resident memory with 100,000 subscriptions in its L1 (and the
-answer cache filled for one question each)."""
+"""Memory: Redis bytes per subscription for a 10-feature plan (the factorized map: a subscription stores
+its own part, 1 in 20 with an override), and a reader sidecar's resident memory with 100,000 subscriptions
+in its L1 (and the answer cache filled for one question each)."""
 
 from __future__ import annotations
 
@@ -14,9 +13,9 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from entitlements_sidecar.domain.model import (
-    ResolvedFeature,
-    ResolvedPrivilege,
-    ResolvedSubscription,
+    FeatureDefinition,
+    PlanDefinition,
+    PrivilegeDefinition,
     SubscriptionDefinition,
     SubscriptionStatus,
     ValueType,
@@ -25,58 +24,57 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
 from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
 from entitlements_sidecar.store.redis_store import RedisStore
-from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from tests.support.processes import RedisServer, start_sidecar
 
+FEATURE_COUNT = 10
 
-def ten_features(index: int) -> ResolvedSubscription:
-    features = {}
-    for f in range(10):
-        privileges = {
-            "max": ResolvedPrivilege("max", ValueType.INTEGER, 10 + f, "Maximum", 10, False),
-            "enabled": ResolvedPrivilege("enabled", ValueType.BOOLEAN, True, "Enabled", True, False),
-            "tier": ResolvedPrivilege("tier", ValueType.SELECT, "gold", "Tier", "gold", False, ("silver", "gold")),
-        }
-        features[f"feature_{f}"] = ResolvedFeature(f"feature_{f}", f"Feature {f}", None, privileges)
-    return ResolvedSubscription(
-        f"sub_{index:06d}",
-        f"cust_{index // 2:06d}",
-        "pro",
-        SubscriptionStatus.ACTIVE,
-        datetime(2026, 8, 1, tzinfo=UTC),
-        features,
+
+def catalog() -> dict[str, FeatureDefinition]:
+    privileges = {
+        "max": PrivilegeDefinition("max", ValueType.INTEGER, "Maximum"),
+        "enabled": PrivilegeDefinition("enabled", ValueType.BOOLEAN, "Enabled"),
+        "tier": PrivilegeDefinition("tier", ValueType.SELECT, "Tier", ("silver", "gold")),
+    }
+    return {
+        f"feature_{f}": FeatureDefinition(f"feature_{f}", f"Feature {f}", None, privileges)
+        for f in range(FEATURE_COUNT)
+    }
+
+
+def plan(code: str = "pro") -> PlanDefinition:
+    return PlanDefinition(
+        code, {f"feature_{f}": {"max": 10 + f, "enabled": True, "tier": "gold"} for f in range(FEATURE_COUNT)}
     )
 
 
-def definition(index: int) -> SubscriptionDefinition:
-    """What the syncer keeps for a subscription on a plan: its own rows (here one override)."""
+def definition(index: int, plan_code: str = "pro") -> SubscriptionDefinition:
+    """A subscription's own part on a plan: 1 in 20 overrides one privilege (the scale issue's mix)."""
     return SubscriptionDefinition(
         f"sub_{index:06d}",
         f"cust_{index // 2:06d}",
-        "pro",
+        plan_code,
         SubscriptionStatus.ACTIVE,
         datetime(2026, 8, 1, tzinfo=UTC),
-        {"feature_3": {"max": 13}},
+        {"feature_3": {"max": 13 + index % 7}} if index % 20 == 0 else {},
     )
 
 
 async def fill(redis: RedisServer, prefix: str, count: int) -> tuple[float, float]:
-    """Write `count` subscriptions, then the syncer's definitions of them; return Redis bytes per
-    subscription (used_memory deltas) for the map alone and for the map with the definitions."""
+    """Write the catalog and a plan of 10 features, then `count` subscriptions on it; return Redis bytes per
+    subscription (used_memory delta / count). The map is factorized: a syncer keeps nothing besides it
+    per subscription, so both figures are that one (the second kept for results files before it)."""
     client = aioredis.Redis.from_url(redis.url)
-    store, state = RedisStore(client, prefix), RedisSyncState(client, prefix)
+    store = RedisStore(client, prefix)
     before = int((await client.info("memory"))["used_memory"])
+    await store.put_features(catalog())
+    await store.put_plan(plan())
     for start in range(0, count, 1000):
-        await store.put_subscriptions([ten_features(i) for i in range(start, min(count, start + 1000))])
-    after_map = int((await client.info("memory"))["used_memory"])
-    observed = int(time.time() * 1000)
-    for start in range(0, count, 50):  # 50 at a time: within the client's connection pool
-        await asyncio.gather(*(state.put_definition(definition(i), observed) for i in range(start, start + 50)))
-    after_definitions = int((await client.info("memory"))["used_memory"])
+        await store.put_subscriptions([definition(i) for i in range(start, min(count, start + 1000))])
+    after = int((await client.info("memory"))["used_memory"])
     meta = RedisMapMeta(client, prefix)  # what a syncer would record: lets a reader-only sidecar be ready
     await meta.finish_load(await meta.begin_load(), int(time.time() * 1000))
     await client.aclose()
-    return (after_map - before) / count, (after_definitions - before) / count
+    return (after - before) / count, (after - before) / count
 
 
 def rss_kib(pid: int) -> int:

@@ -26,7 +26,6 @@ from entitlements_sidecar.sources.lago.full_sync import FullSync
 from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
 from entitlements_sidecar.sources.lago.refresher import Refresher
 from entitlements_sidecar.store.memory import MemoryStore
-from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from tests.lago_emulator.server import LagoEmulator
 
 LAGO_CLOUD_RATE = 50.0
@@ -46,23 +45,23 @@ def seed(lago: LagoEmulator, subscriptions: int) -> None:
 
 
 async def scenario(lago: LagoEmulator, subscriptions: int, re_read: bool) -> dict[str, Any]:
-    store, state = MemoryStore(), MemorySyncState()
+    store = MemoryStore()
     await store.start()
     loader = LagoClient(lago.url, lago.api_key, TokenBucket(10_000))
     client = LagoClient(lago.url, lago.api_key, TokenBucket(LAGO_CLOUD_RATE))
     try:
-        await FullSync(loader, store, state, Refresher(loader, store, state), concurrency=16).run()
-        refresher = Refresher(client, store, state)
+        await FullSync(loader, store, Refresher(loader, store), concurrency=16).run()
+        refresher = Refresher(client, store)
         # The plan loses sso, every subscription is re-read meanwhile (reconciliation), and the plan regains it.
         lago.state.write_plan_entitlements("pro", {"seats": {"max": 10}}, replace=True)
-        await FullSync(loader, store, state, Refresher(loader, store, state), concurrency=16).run()
+        await FullSync(loader, store, Refresher(loader, store), concurrency=16).run()
         lago.state.write_plan_entitlements("pro", {"sso": {"provider": "google"}}, replace=False)
         lago.take_outbox()
         before = len(lago.controls.api_requests())
         started = time.perf_counter()
         await refresher.refresh_plan("pro")
         if re_read:
-            for external_id in sorted(await state.on_plan("pro")):
+            for external_id in sorted(await store.subscription_ids()):  # all on the plan
                 await refresher.refresh_subscription(external_id, "plan gained a feature")
         seconds = time.perf_counter() - started
         requests = len(lago.controls.api_requests()) - before

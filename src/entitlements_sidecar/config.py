@@ -31,9 +31,11 @@ def load_settings(
     overrides: Mapping[str, str | None] | None = None,
     environ: Mapping[str, str] | None = None,
     serving: bool = True,
+    memory_limit: int | None = None,
 ) -> Settings:
     """Build Settings from flags (`overrides`, keyed by an option's flat name), the environment and
-    defaults. `serving`: for `serve` and `sync`, which need a source of truth (client commands do not)."""
+    defaults. `serving`: for `serve` and `sync`, which need a source of truth (client commands do not).
+    `memory_limit`: the container's, in bytes (read from the cgroup when not given)."""
     env = os.environ if environ is None else environ
     values: dict[str, dict[str, Any]] = {name: {} for name in GROUPS}
     origins: dict[str, str] = {}
@@ -54,6 +56,8 @@ def load_settings(
             shown = "<secret>" if option.secret or option.from_file else repr(raw)
             raise ConfigError(f"{origin}={shown}: {exc}") from None
     settings = Settings(**{name: GROUPS[name](**fields) for name, fields in values.items()})
+    if origins["l1_max_bytes"].startswith("default"):
+        settings = _l1_within(settings, _container_memory() if memory_limit is None else memory_limit)
     _check_tls(settings)
     if serving:
         settings = _with_source(settings, origins)
@@ -84,6 +88,30 @@ def _with_source(settings: Settings, origins: Mapping[str, str]) -> Settings:
     if mode.catalog_path is not None:
         raise ConfigError(f"{origins['catalog_path']}: a catalog file applies to source=catalog, not lago")
     return replace(settings, mode=replace(mode, roles=mode.roles or frozenset({"reader", "syncer"})))
+
+
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def _container_memory() -> int | None:
+    """The cgroup's memory limit (v2, else v1), or None when there is none."""
+    for path in _CGROUP_LIMITS:
+        try:
+            with open(path) as limit:
+                text = limit.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 says "no limit" with a huge number, v2 with "max"
+            return int(text)
+    return None
+
+
+def _l1_within(settings: Settings, memory_limit: int | None) -> Settings:
+    """The L1's default bound is at most half the container's memory (the rest is the process itself, the
+    answer cache and headroom), as Stigg bounds its cache; an explicit setting is taken as given."""
+    if memory_limit is None or settings.cache.l1_max_bytes <= memory_limit // 2:
+        return settings
+    return replace(settings, cache=replace(settings.cache, l1_max_bytes=max(1, memory_limit // 2)))
 
 
 def _check_tls(settings: Settings) -> None:

@@ -90,8 +90,14 @@ class RedisSettings:
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
     PREFIX: ClassVar[str] = ""
+    l1_max_bytes: int = opt(
+        "536870912",
+        "in-process cache of the map, in (estimated) bytes; by default at most half the container's memory limit;"
+        " 512 MiB holds about 1,000,000 subscriptions on shared plans (docs/adr/0012)",
+        positive_int,
+    )
     l1_max_entries: int = opt(
-        "10000", "in-process cache of the map, in entries (subscriptions + customers); 0 disables it", positive_int
+        "2000000", "in-process cache of the map, in entries (subscriptions + customers); 0 disables it", positive_int
     )
     answer_cache_max_entries: int = opt(
         "10000", "pre-serialized answers to repeated checks, in entries; 0 disables them (so does no L1)", positive_int

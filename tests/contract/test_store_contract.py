@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from entitlements_sidecar.domain.model import PlanDefinition
 from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore, Origin
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.redis_store import RedisStore
-from tests.support.builders import STARTER, subscription
+from tests.support.builders import FEATURES, PRO, STARTER, own, seed, subscription
 from tests.support.processes import RedisServer
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.wait import eventually_async
@@ -43,6 +44,7 @@ async def stores(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterat
         await other.start()
     store: EntitlementStore = CachedStore(inner, 1000) if kind.startswith("cached") else inner
     await store.start()
+    await seed(store)
     yield Stores(store, other, kind.startswith("cached"))
     await store.close()
     if other is not inner:
@@ -53,47 +55,116 @@ async def test_unknown_subjects_are_none(stores: Stores) -> None:
     assert await stores.store.get_subscription("nope") is None
     assert await stores.store.get_customer("nobody") is None
     assert await stores.store.delete_subscription("nope") is None
+    assert await stores.store.definition("nope") is None
+    assert await stores.store.plan("nope") is None
 
 
-async def test_put_then_get_round_trips(stores: Stores) -> None:
-    sub = subscription("s1", entitlements={"seats": {"max": 25}}, removed_features=frozenset({"sso"}))
-    version = await stores.store.put_subscription(sub)
-    assert version == 1
+async def test_put_then_get_answers_the_composition(stores: Stores) -> None:
+    mine = own("s1", entitlements={"seats": {"max": 25}}, removed_features=frozenset({"sso"}))
+    version = await stores.store.put_subscription(mine)
+    assert version > 0
     record = await stores.store.get_subscription("s1")
     assert record is not None
-    assert record.subscription == sub
-    assert record.version == 1
+    assert record.subscription == subscription(
+        "s1", entitlements={"seats": {"max": 25}}, removed_features=frozenset({"sso"})
+    )
+    assert record.version >= version
     assert record.synced_at.year >= 2026
+    assert await stores.store.definition("s1") == mine
+
+
+async def test_plans_and_the_catalog_round_trip(stores: Stores) -> None:
+    assert await stores.store.plan("pro") == PRO
+    assert await stores.store.features() == FEATURES
+    first = await stores.store.put_plan(PRO)
+    assert await stores.store.put_plan(PRO) == first  # unchanged: same version
 
 
 async def test_unchanged_write_keeps_version_and_changed_write_bumps_it(stores: Stores) -> None:
-    sub = subscription("s1")
-    assert await stores.store.put_subscription(sub) == 1
-    assert await stores.store.put_subscription(sub) == 1
-    assert await stores.store.put_subscription(subscription("s1", entitlements={"seats": {"max": 2}})) == 2
+    first = await stores.store.put_subscription(own("s1"))
+    assert await stores.store.put_subscription(own("s1")) == first
+    assert await stores.store.put_subscription(own("s1", entitlements={"seats": {"max": 2}})) > first
 
 
 async def test_versions_never_go_backwards_across_delete(stores: Stores) -> None:
-    await stores.store.put_subscription(subscription("s1"))
-    await stores.store.put_subscription(subscription("s1", plan=STARTER))
+    first = await stores.store.put_subscription(own("s1"))
+    second = await stores.store.put_subscription(own("s1", plan=STARTER))
     tombstone = await stores.store.delete_subscription("s1")
-    assert tombstone == 3
+    assert tombstone is not None and first < second < tombstone
     assert await stores.store.get_subscription("s1") is None
-    assert await stores.store.put_subscription(subscription("s1")) == 4
+    assert await stores.store.put_subscription(own("s1")) > tombstone
+
+
+async def test_a_plan_write_changes_every_answer_on_it_and_raises_their_versions(stores: Stores) -> None:
+    await stores.store.put_subscriptions(
+        [own("a"), own("b", entitlements={"seats": {"max": 40}}), own("c", plan=STARTER)]
+    )
+    before = {r.subscription.external_id: r for r in await stores.store.get_subscriptions(["a", "b", "c"]) if r}
+    await stores.other.put_plan(PlanDefinition("pro", {"seats": {"max": 12, "root": True}, "api": {}}))
+
+    async def moved() -> bool:
+        a, b, c = await stores.store.get_subscriptions(["a", "b", "c"])
+        return (
+            a is not None and a.subscription.features["seats"].privileges["max"].value == 12
+            and "sso" not in a.subscription.features
+            and b is not None and b.subscription.features["seats"].privileges["max"].plan_value == 12
+            and b.subscription.features["seats"].privileges["max"].value == 40
+            and c is not None and c.version == before["c"].version  # another plan: untouched
+        )  # fmt: skip
+
+    await eventually_async(moved, timeout=5, what="answers composed with the new plan")
+    a, b, _ = await stores.store.get_subscriptions(["a", "b", "c"])
+    assert a is not None and b is not None
+    assert a.version > before["a"].version and b.version > before["b"].version
+
+
+async def test_a_catalog_write_changes_every_answer(stores: Stores) -> None:
+    await stores.store.put_subscriptions([own("a"), own("c", plan=STARTER)])
+    await stores.other.put_features({code: f for code, f in FEATURES.items() if code != "seats"})
+
+    async def dropped() -> bool:
+        records = await stores.store.get_subscriptions(["a", "c"])
+        return all(r is not None and "seats" not in r.subscription.features for r in records)
+
+    await eventually_async(dropped, timeout=5, what="answers composed with the new catalog")
+
+
+async def test_a_move_to_an_older_plan_still_raises_the_version(stores: Stores) -> None:
+    await stores.store.put_subscription(own("s1", plan=STARTER))
+    await stores.store.put_plan(PlanDefinition("starter", {"seats": {"max": 4}}))  # newer than pro's version
+    before = await stores.store.get_subscription("s1", min_version=1 << 62)
+    await stores.store.put_subscription(own("s1"))
+    after = await stores.store.get_subscription("s1", min_version=1 << 62)
+    assert before is not None and after is not None and after.version > before.version
+
+
+async def test_an_older_read_never_replaces_or_resurrects_a_later_one(stores: Stores) -> None:
+    [written] = await stores.store.put_subscriptions([own("s1", entitlements={"seats": {"max": 5}})], observed_ms=2000)
+    [older] = await stores.store.put_subscriptions([own("s1", entitlements={"seats": {"max": 1}})], observed_ms=1000)
+    assert older.superseded and not older.changed and older.version == written.version
+    record = await stores.store.get_subscription("s1", min_version=1 << 62)
+    assert record is not None and record.subscription.features["seats"].privileges["max"].value == 5
+    assert await stores.store.delete_subscription("s1", observed_ms=1500) is None  # older than the write
+    assert await stores.store.delete_subscription("s1", observed_ms=3000) is not None
+    [late] = await stores.store.put_subscriptions([own("s1")], observed_ms=2500)
+    assert late.superseded
+    assert await stores.store.get_subscription("s1", min_version=1 << 62) is None
+    assert await stores.store.subscription_ids() == set()
+    assert await stores.store.get_customer("acme", min_version=1 << 62) is None
 
 
 async def test_customer_index_tracks_membership_and_versions(stores: Stores) -> None:
-    await stores.store.put_subscription(subscription("a", customer="acme"))
-    await stores.store.put_subscription(subscription("b", customer="acme"))
+    await stores.store.put_subscription(own("a", customer="acme"))
+    await stores.store.put_subscription(own("b", customer="acme"))
     customer = await stores.store.get_customer("acme")
     assert customer is not None
     assert customer.subscription_ids == ("a", "b")
     first = customer.version
-    await stores.store.put_subscription(subscription("b", customer="acme", plan=STARTER))
+    await stores.store.put_subscription(own("b", customer="acme", plan=STARTER))
     customer = await stores.store.get_customer("acme")
     assert customer is not None and customer.version > first
     # moving a subscription to another customer updates both
-    await stores.store.put_subscription(subscription("b", customer="globex"))
+    await stores.store.put_subscription(own("b", customer="globex"))
     acme, globex = await stores.store.get_customer("acme"), await stores.store.get_customer("globex")
     assert acme is not None and acme.subscription_ids == ("a",)
     assert globex is not None and globex.subscription_ids == ("b",)
@@ -102,8 +173,8 @@ async def test_customer_index_tracks_membership_and_versions(stores: Stores) -> 
 
 
 async def test_batch_read_keeps_order_and_reports_missing(stores: Stores) -> None:
-    await stores.store.put_subscription(subscription("a"))
-    await stores.store.put_subscription(subscription("c"))
+    await stores.store.put_subscription(own("a"))
+    await stores.store.put_subscription(own("c"))
     records = await stores.store.get_subscriptions(["c", "missing", "a"])
     assert [r.subscription.external_id if r else None for r in records] == ["c", None, "a"]
     assert await stores.store.get_subscriptions([]) == []
@@ -111,28 +182,33 @@ async def test_batch_read_keeps_order_and_reports_missing(stores: Stores) -> Non
 
 async def test_subscription_ids_lists_live_ones(stores: Stores) -> None:
     for name in ("a", "b", "c"):
-        await stores.store.put_subscription(subscription(name))
+        await stores.store.put_subscription(own(name))
     await stores.store.delete_subscription("b")
     assert await stores.store.subscription_ids() == {"a", "c"}
 
 
-async def test_listeners_hear_subscription_and_customer_changes(stores: Stores) -> None:
+async def test_listeners_hear_subscription_customer_and_plan_changes(stores: Stores) -> None:
     heard: list[Change] = []
     remove = stores.store.add_listener(heard.append)
-    await stores.other.put_subscription(subscription("s1", customer="acme"))
+    version = await stores.other.put_subscription(own("s1", customer="acme"))
+    plan_version = await stores.other.put_plan(PlanDefinition("pro", {"api": {}}))
 
-    async def both() -> bool:
+    async def all_three() -> bool:
         kinds = {(c.kind, c.id, c.version) for c in heard}
-        return (ChangeKind.SUBSCRIPTION, "s1", 1) in kinds and (ChangeKind.CUSTOMER, "acme", 1) in kinds
+        return (
+            (ChangeKind.SUBSCRIPTION, "s1", version) in kinds
+            and any(c.kind is ChangeKind.CUSTOMER and c.id == "acme" for c in heard)
+            and (ChangeKind.PLAN, "pro", plan_version) in kinds
+        )
 
-    await eventually_async(both, timeout=5, what="change notifications")
+    await eventually_async(all_three, timeout=5, what="change notifications")
     remove()
     heard.clear()
-    await stores.other.put_subscription(subscription("s1", customer="acme", plan=STARTER))
+    await stores.other.put_subscription(own("s1", customer="acme", plan=STARTER))
     # after removal nothing more arrives; confirm via a second listener that the change did happen
     seen: list[Change] = []
     stores.store.add_listener(seen.append)
-    await stores.other.put_subscription(subscription("s1", customer="acme"))
+    await stores.other.put_subscription(own("s1", customer="acme"))
     await eventually_async(lambda: _has(seen, "s1"), timeout=5, what="second listener")
     assert not [c for c in heard if c.kind is ChangeKind.SUBSCRIPTION]
 
@@ -142,11 +218,11 @@ async def _has(changes: list[Change], sub_id: str) -> bool:
 
 
 async def test_writes_from_elsewhere_become_visible(stores: Stores) -> None:
-    await stores.store.put_subscription(subscription("s1"))
+    await stores.store.put_subscription(own("s1"))
     warm = await stores.store.get_subscription("s1")  # fills an L1, where there is one
     assert warm is not None
     assert await stores.store.get_customer("acme") is not None
-    await stores.other.put_subscription(subscription("s1", entitlements={"seats": {"max": 99}}))
+    await stores.other.put_subscription(own("s1", entitlements={"seats": {"max": 99}}))
 
     async def updated() -> bool:
         record = await stores.store.get_subscription("s1")
@@ -162,7 +238,7 @@ async def test_writes_from_elsewhere_become_visible(stores: Stores) -> None:
 
 
 async def test_cached_reads_come_from_memory_and_min_version_reads_through(stores: Stores) -> None:
-    await stores.store.put_subscription(subscription("s1"))
+    await stores.store.put_subscription(own("s1"))
     first = await stores.store.get_subscription("s1")
     assert first is not None
     if stores.cached:
@@ -173,11 +249,11 @@ async def test_cached_reads_come_from_memory_and_min_version_reads_through(store
 
         await eventually_async(from_memory, timeout=5, what="an L1 hit")
         assert isinstance(stores.store, CachedStore) and stores.store.hits >= 1
-    fresh = await stores.store.get_subscription("s1", min_version=1)
-    assert fresh is not None and fresh.version == 1
+    fresh = await stores.store.get_subscription("s1", min_version=first.version)
+    assert fresh is not None and fresh.version == first.version
     misses = stores.store.misses if isinstance(stores.store, CachedStore) else 0
-    newer = await stores.store.get_subscription("s1", min_version=5)  # newer than anything cached: read through
-    assert newer is not None and newer.version == 1  # nothing newer exists, so the stored record
+    newer = await stores.store.get_subscription("s1", min_version=first.version + 5)  # newer than cached: read through
+    assert newer is not None and newer.version == first.version  # nothing newer exists, so the stored record
     if isinstance(stores.store, CachedStore):
         assert stores.store.misses == misses + 1, "a min_version above the cached version was served from the L1"
         inner_is_redis = isinstance(stores.other, RedisStore)
@@ -186,12 +262,14 @@ async def test_cached_reads_come_from_memory_and_min_version_reads_through(store
 
 async def test_batch_writes_report_versions_and_changes(stores: Stores) -> None:
     assert await stores.store.put_subscriptions([]) == []
-    first = await stores.store.put_subscriptions([subscription("a"), subscription("b", customer="globex")])
-    assert first == [(1, True), (1, True)]
-    again = await stores.store.put_subscriptions(
-        [subscription("a"), subscription("b", customer="globex", plan=STARTER)]
-    )
-    assert again == [(1, False), (2, True)]
+    first = await stores.store.put_subscriptions([own("a"), own("b", customer="globex")])
+    assert [r.changed for r in first] == [True, True]
+    again = await stores.store.put_subscriptions([own("a"), own("b", customer="globex", plan=STARTER)])
+    assert [(r.version == f.version, r.changed) for r, f in zip(again, first, strict=True)] == [
+        (True, False),
+        (False, True),
+    ]
+    assert again[1].version > first[1].version
     record = await stores.store.get_subscription("b")
     assert record is not None and record.subscription.plan_code == "starter"
     globex = await stores.store.get_customer("globex")

@@ -24,7 +24,7 @@ from entitlements_sidecar.transport.grpc.routing import StreamSlots
 from entitlements_sidecar.transport.grpc.server import GrpcServer, Keepalive
 from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
 from entitlements_sidecar.transport.grpc.usage_mapping import EntitlementUsage
-from tests.support.builders import STARTER, subscription
+from tests.support.builders import STARTER, own
 
 pytestmark = pytest.mark.integration
 
@@ -75,10 +75,10 @@ async def test_repeated_checks_are_answered_from_the_cache_until_a_change(
     first = await stub.CheckEntitlement(MAX)
     assert len(answers) == 1
     assert await stub.CheckEntitlement(MAX) == first
-    await store.put_subscription(subscription("sub_acme_main", customer="acme", plan=STARTER))
+    await store.put_subscription(own("sub_acme_main", customer="acme", plan=STARTER))
     assert len(answers) == 0
     changed = await stub.CheckEntitlement(MAX)
-    assert changed.value.int_value == 3 and changed.freshness.version > first.freshness.version
+    assert changed.value.int_value == 5 and changed.freshness.version > first.freshness.version
 
 
 async def test_consistency_requests_are_not_cached(

@@ -232,7 +232,7 @@ def test_consistency_options(redis_sidecar: Sidecar, example_catalog: Path) -> N
     edit(example_catalog, "seats: {max: 25}", "seats: {max: 60}")
     full = check(redis_sidecar, **base, consistency=pb.Consistency(fully_consistent=True))
     assert full.value.int_value == 60 and full.freshness.source == pb.SOURCE_SOURCE
-    assert full.freshness.version == version + 1
+    assert full.freshness.version > version
     at_least = check(redis_sidecar, **base, consistency=pb.Consistency(min_version=version + 1))
     assert at_least.value.int_value == 60 and at_least.freshness.version >= version + 1 and not at_least.freshness.stale
     future = check(redis_sidecar, **base, consistency=pb.Consistency(min_version=version + 50))
@@ -258,7 +258,7 @@ def test_watch_sends_current_state_then_changes(redis_sidecar: Sidecar, example_
     for change in changes:
         seats = {f.code: f for f in change.entitlements.features}["seats"]
         assert {p.code: p for p in seats.privileges}["max"].value.int_value == 70
-    assert by_subject["sub_acme_main"].entitlements.freshness.version == first.entitlements.freshness.version + 1
+    assert by_subject["sub_acme_main"].entitlements.freshness.version > first.entitlements.freshness.version
     # removing the subscription from the catalog is a change too
     edit(example_catalog, "external_id: sub_acme_main", "external_id: sub_acme_renamed")
     removed = [next(stream), next(stream)]

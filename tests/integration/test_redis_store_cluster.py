@@ -19,9 +19,8 @@ from entitlements_sidecar.sources.catalog_source import CatalogSource
 from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.redis_connection import open_redis
 from entitlements_sidecar.store.redis_store import RedisStore
-from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
-from tests.support.builders import STARTER, definition, subscription
+from tests.support.builders import STARTER, own, seed
 from tests.support.processes import free_port
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.wait import eventually_async
@@ -51,18 +50,14 @@ def slot(nodes: RedisClusterNodes, key: str) -> int:
 async def test_a_subscriptions_keys_share_a_slot_and_the_map_spreads_over_every_master(
     redis_cluster: RedisClusterNodes, store: RedisStore, key_prefix: str
 ) -> None:
-    client = redis_cluster.async_client()
-    state = RedisSyncState(client, key_prefix)
+    await seed(store)
     before = redis_cluster.keys_per_node()
     for n in range(60):
-        await store.put_subscription(subscription(f"sub.{n}", customer=f"cust-{n % 7}"))
-        await state.put_definition(definition(f"sub.{n}"), observed_ms=1)
+        await store.put_subscription(own(f"sub.{n}", customer=f"cust-{n % 7}"))
     for name in ("sub.0", "a}b{c", "{x}"):  # braces in an id do not split its keys
-        await store.put_subscription(subscription(name))
-        await state.put_definition(definition(name), observed_ms=1)
-        assert slot(redis_cluster, f"{key_prefix}s:{{{name}}}") == slot(redis_cluster, f"{key_prefix}d:s:{{{name}}}")
-        assert (await store.get_subscription(name)) is not None and (await state.definition(name)) is not None
-    await client.aclose()
+        await store.put_subscription(own(name))
+        assert slot(redis_cluster, f"{key_prefix}e:{{{name}}}") == slot(redis_cluster, f"{{{name}}}")
+        assert (await store.get_subscription(name)) is not None and (await store.definition(name)) is not None
     grown = [after - prior for after, prior in zip(redis_cluster.keys_per_node(), before, strict=True)]
     assert all(count > 10 for count in grown), grown
 
@@ -70,15 +65,16 @@ async def test_a_subscriptions_keys_share_a_slot_and_the_map_spreads_over_every_
 async def test_a_put_interrupted_before_its_customer_step_is_finished_by_the_retry(
     redis_cluster: RedisClusterNodes, store: RedisStore, raw: redis.RedisCluster, key_prefix: str
 ) -> None:
-    await store.put_subscription(subscription("a", customer="acme"))
-    await store.put_subscription(subscription("b", customer="acme"))
+    await seed(store)
+    await store.put_subscription(own("a", customer="acme"))
+    version = await store.put_subscription(own("b", customer="acme"))
     # The state a crash between steps 2 and 3 of b's put leaves: b written, its index entry not counted.
-    raw.hset(f"{key_prefix}c:{{acme}}", "m:b", "0")
+    raw.hset(f"{key_prefix}cu:{{acme}}", "m:b", "0")
     interrupted = await store.get_customer("acme")
     assert interrupted is not None
     heard: list[Change] = []
     store.add_listener(heard.append)
-    assert await store.put_subscription(subscription("b", customer="acme")) == 1  # the retry: b is unchanged
+    assert await store.put_subscription(own("b", customer="acme")) == version  # the retry: b is unchanged
     after = await store.get_customer("acme")
     assert after is not None and after.version == interrupted.version + 1 and after.subscription_ids == ("a", "b")
 
@@ -87,7 +83,7 @@ async def test_a_put_interrupted_before_its_customer_step_is_finished_by_the_ret
 
     await eventually_async(announced, what="the retry's customer notification")
     # A retry of a put that had finished changes and announces nothing.
-    await store.put_subscription(subscription("b", customer="acme"))
+    await store.put_subscription(own("b", customer="acme"))
     same = await store.get_customer("acme")
     assert same is not None and same.version == after.version
 
@@ -95,12 +91,14 @@ async def test_a_put_interrupted_before_its_customer_step_is_finished_by_the_ret
 async def test_a_delete_interrupted_before_its_customer_step_is_finished_by_the_retry(
     redis_cluster: RedisClusterNodes, store: RedisStore, raw: redis.RedisCluster, key_prefix: str
 ) -> None:
-    await store.put_subscription(subscription("a", customer="acme"))
-    await store.put_subscription(subscription("b", customer="acme", plan=STARTER))
-    assert await store.delete_subscription("b") == 2
+    await seed(store)
+    await store.put_subscription(own("a", customer="acme"))
+    await store.put_subscription(own("b", customer="acme", plan=STARTER))
+    tombstone = await store.delete_subscription("b")
+    assert tombstone is not None
     # The state a crash after the subscription's step leaves: the index and the id set still list it.
-    raw.hset(f"{key_prefix}c:{{acme}}", "m:b", "2")
-    raw.sadd(f"{key_prefix}subs", "b")
+    raw.hset(f"{key_prefix}cu:{{acme}}", "m:b", str(tombstone))
+    raw.sadd(f"{key_prefix}ids", "b")
     assert await store.delete_subscription("b") is None  # already gone ...
     customer = await store.get_customer("acme")
     assert customer is not None and customer.subscription_ids == ("a",)  # ... and now unlisted too
@@ -114,18 +112,19 @@ async def test_a_customer_read_ignores_a_listed_subscription_of_another_customer
     await CatalogSync(source, store, MemoryMapMeta()).initial_load()
     service = ReadService(store, source, MapStatus(complete=True))
     # What a move interrupted before its last step leaves: sub_globex still listed under acme.
-    raw.hset(f"{key_prefix}c:{{acme}}", "m:sub_globex", "1")
+    raw.hset(f"{key_prefix}cu:{{acme}}", "m:sub_globex", "1")
     view = await service.get(Subject(SubjectKind.CUSTOMER, "acme"))
     assert view.found
     assert sorted(s.subscription.external_id for s in view.subscriptions) == ["sub_acme_eu", "sub_acme_main"]
 
 
 async def test_scripts_are_sent_again_to_nodes_that_forgot_them(store: RedisStore, raw: redis.RedisCluster) -> None:
-    await store.put_subscriptions([subscription(f"s{n}") for n in range(20)])
+    await seed(store)
+    first = await store.put_subscriptions([own(f"s{n}") for n in range(20)])
     raw.script_flush()  # as a restarted or newly promoted node would be
-    changed = await store.put_subscriptions([subscription(f"s{n}", plan=STARTER) for n in range(20)])
-    assert changed == [(2, True)] * 20
-    assert await store.delete_subscription("s0") == 3
+    changed = await store.put_subscriptions([own(f"s{n}", plan=STARTER) for n in range(20)])
+    assert all(c.changed and c.version > f.version for c, f in zip(changed, first, strict=True))
+    assert (await store.delete_subscription("s0") or 0) > changed[0].version
 
 
 async def test_an_unreachable_cluster_is_reported_as_store_unavailable() -> None:
@@ -136,5 +135,5 @@ async def test_an_unreachable_cluster_is_reported_as_store_unavailable() -> None
     with pytest.raises(StoreUnavailableError):
         await store.get_subscription("a")
     with pytest.raises(StoreUnavailableError):
-        await store.put_subscription(subscription("a"))
+        await store.put_subscription(own("a"))
     await store.close()

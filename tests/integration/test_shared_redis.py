@@ -72,7 +72,7 @@ def test_a_change_written_by_one_sidecar_reaches_the_others_l1(
     # Reported, not asserted: the budget for propagation is a benchmark's business.
     print(f"reader saw the change {1000 * (time.monotonic() - started):.1f} ms after the writer did")
     after = stub(reader).CheckEntitlement(MAX_SEATS, timeout=5)
-    assert after.freshness.version == before.freshness.version + 1
+    assert after.freshness.version > before.freshness.version
 
 
 def test_l1_hits_send_no_redis_command(pair: tuple[Sidecar, Sidecar], redis_server: RedisServer) -> None:

@@ -8,10 +8,21 @@ from entitlements_sidecar.config import OPTIONS, Settings, load_settings
 from entitlements_sidecar.domain.errors import ConfigError
 
 
+def test_the_l1_defaults_to_at_most_half_the_containers_memory_and_a_setting_is_taken_as_given() -> None:
+    assert load_settings(environ={}, serving=False, memory_limit=512 << 20).cache.l1_max_bytes == 256 << 20
+    assert load_settings(environ={}, serving=False, memory_limit=8 << 30).cache.l1_max_bytes == 512 << 20
+    given = {"ENTITLEMENTS_L1_MAX_BYTES": str(900 << 20)}
+    assert load_settings(environ=given, serving=False, memory_limit=512 << 20).cache.l1_max_bytes == 900 << 20
+
+
 def test_defaults() -> None:
-    settings = load_settings(environ={}, serving=False)
+    settings = load_settings(environ={}, serving=False, memory_limit=1 << 40)  # a large container
     assert settings.grpc.address == "127.0.0.1:50051"
-    assert (settings.mode.store, settings.cache.l1_max_entries, settings.redis.key_prefix) == ("memory", 10_000, "ent:")
+    assert (settings.mode.store, settings.cache.l1_max_entries, settings.redis.key_prefix) == (
+        "memory",
+        2_000_000,
+        "ent:",
+    )
     assert (settings.mode.source, settings.mode.catalog_path, settings.mode.roles) == ("", None, frozenset())
 
 

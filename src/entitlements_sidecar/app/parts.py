@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from entitlements_sidecar.config import Settings
 from entitlements_sidecar.domain.events import EventQueue
 from entitlements_sidecar.domain.failure_policy import FailurePolicies, PolicyReadService
-from entitlements_sidecar.domain.ports import EntitlementStore, FeatureCatalog, MapMeta, SyncStateStore
+from entitlements_sidecar.domain.ports import EntitlementStore, FeatureCatalog, MapMeta
 from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.domain.usage import Meters, UsageCounter
 from entitlements_sidecar.domain.usage_outbox import UsageOutbox
@@ -32,8 +32,6 @@ from entitlements_sidecar.store.memory_queue import MemoryQueue
 from entitlements_sidecar.store.redis_connection import RedisClient, open_redis
 from entitlements_sidecar.store.redis_queue import RedisStreamQueue
 from entitlements_sidecar.store.redis_store import RedisStore
-from entitlements_sidecar.store.sync_state_memory import MemorySyncState
-from entitlements_sidecar.store.sync_state_redis import RedisSyncState
 from entitlements_sidecar.store.usage_memory import MemoryUsageCounter
 from entitlements_sidecar.store.usage_outbox_memory import MemoryUsageOutbox
 from entitlements_sidecar.store.usage_outbox_redis import RedisUsageOutbox
@@ -72,7 +70,9 @@ def build_store(settings: Settings, client: RedisClient | None) -> EntitlementSt
     if client is None:
         return MemoryStore()  # already in-process: an L1 in front would only copy it
     redis = RedisStore(client, settings.redis.key_prefix)
-    return CachedStore(redis, settings.cache.l1_max_entries) if settings.cache.l1_max_entries else redis
+    if not settings.cache.l1_max_entries or not settings.cache.l1_max_bytes:
+        return redis
+    return CachedStore(redis, settings.cache.l1_max_entries, settings.cache.l1_max_bytes)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def build_meta(settings: Settings, client: RedisClient | None) -> MapMeta:
 
 class LagoParts:
     """What source=lago needs in any role: the client (with the one rate limit, and a lane for current
-    usage), the sync state, the refresher (the one writer of what Lago says), the full sync, and Lago's
+    usage), the refresher (the one writer of what Lago says), the full sync, and Lago's
     count of usage (to seed and heal counters)."""
 
     def __init__(self, settings: Settings, store: EntitlementStore, client: RedisClient | None, meta: MapMeta) -> None:
@@ -123,11 +123,8 @@ class LagoParts:
             usage_limiter=TokenBucket(settings.lago.usage_rate_limit),
         )
         self.usage_source = LagoCurrentUsage(self.client)
-        self.state: SyncStateStore = (
-            RedisSyncState(client, settings.redis.key_prefix) if client is not None else MemorySyncState()
-        )
-        self.refresher = Refresher(self.client, store, self.state)
-        self.full_sync = FullSync(self.client, store, self.state, self.refresher, meta, settings.sync.sync_concurrency)
+        self.refresher = Refresher(self.client, store)
+        self.full_sync = FullSync(self.client, store, self.refresher, meta, settings.sync.sync_concurrency)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ class App:
             source = LagoSource(lago.client, lago.refresher, self.store)
             meters = build_meters(settings)
             usage_source = lago.usage_source
-            features = TimedFeatureCatalog(lago.state)
+            features = TimedFeatureCatalog(self.store)
             if "syncer" in settings.mode.roles:
                 self.syncer = syncer = build_syncer(
                     settings, self._redis, lago, self.map_watch, self.meta, self.store, metrics, usage_parts, meters

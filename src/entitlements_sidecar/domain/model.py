@@ -7,7 +7,7 @@ Definitions (features, plans, subscriptions with their overrides) are what a sou
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -116,3 +116,12 @@ class ResolvedSubscription:
     def grants(self) -> bool:
         # Only active subscriptions grant anything (Lago's default status filter is `active`).
         return self.status is SubscriptionStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a source says at once: the parts of the factorized map."""
+
+    features: Mapping[str, FeatureDefinition]
+    plans: Mapping[str, PlanDefinition]
+    subscriptions: Sequence[SubscriptionDefinition]

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from entitlements_sidecar.domain.model import (
     FeatureDefinition,
@@ -50,6 +50,8 @@ class StoredCustomer:
 class ChangeKind(enum.Enum):
     SUBSCRIPTION = "subscription"  # one subscription was written or deleted
     CUSTOMER = "customer"  # a customer's subscriptions (or their set) changed
+    PLAN = "plan"  # a plan's entitlements changed: every subscription on it may answer differently
+    FEATURES = "features"  # the feature catalog changed: every subscription may answer differently
     FEED_LOST = "feed_lost"  # the change feed broke: cached data may be out of date
     FEED_RESET = "feed_reset"  # the feed is (re)connected: anything may have changed meanwhile
 
@@ -64,8 +66,17 @@ class Change:
 ChangeListener = Callable[[Change], None]
 
 
+class PutResult(NamedTuple):
+    version: int  # the subscription's own version after the write (its answers' version is composed, below)
+    changed: bool
+    superseded: bool = False  # not written: what is stored was observed later than this read
+
+
 class EntitlementStore(Protocol):
-    """The resolved-entitlement map. Versions are per subject and only ever grow."""
+    """The resolved-entitlement map, factorized (docs/adr/0012): the feature catalog once, each plan once,
+    and per subscription only its own part (`SubscriptionDefinition`). Reads answer the composition,
+    `resolve_subscription(own part, plan, features)`, whose version is the largest of the three parts'
+    versions, so every change that can alter an answer raises it. Versions only ever grow."""
 
     async def start(self) -> None: ...
 
@@ -79,18 +90,36 @@ class EntitlementStore(Protocol):
 
     async def get_customer(self, customer_id: str, min_version: int = 0) -> StoredCustomer | None: ...
 
-    async def put_subscription(self, subscription: ResolvedSubscription) -> int:
+    async def put_subscription(self, definition: SubscriptionDefinition, observed_ms: int = 0) -> int:
         """Store atomically; return the new version, or the current one if nothing changed."""
         ...
 
-    async def put_subscriptions(self, subscriptions: Sequence[ResolvedSubscription]) -> list[tuple[int, bool]]:
-        """Store many (each atomically, in one round trip where the store allows); per subscription its
-        version and whether the write changed anything."""
+    async def put_subscriptions(
+        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0
+    ) -> list[PutResult]:
+        """Store many (each atomically, in one round trip where the store allows). `observed_ms` orders
+        reads of the source: a write observed before what is stored is refused (0: always written)."""
         ...
 
-    async def delete_subscription(self, external_id: str) -> int | None:
-        """Remove; return the tombstone's version, or None if it was not stored."""
+    async def delete_subscription(self, external_id: str, observed_ms: int = 0) -> int | None:
+        """Remove; return the tombstone's version, or None if it was not stored (or was observed later)."""
         ...
+
+    async def definition(self, external_id: str) -> SubscriptionDefinition | None:
+        """The subscription's own part as stored (its removals outlive plan edits)."""
+        ...
+
+    async def put_plan(self, plan: PlanDefinition) -> int:
+        """One write, whatever the number of subscriptions on the plan; returns the plan's version."""
+        ...
+
+    async def plan(self, code: str) -> PlanDefinition | None: ...
+
+    async def put_features(self, features: Mapping[str, FeatureDefinition]) -> int:
+        """Replace the feature catalog (one write); returns its version."""
+        ...
+
+    async def features(self) -> dict[str, FeatureDefinition]: ...
 
     async def subscription_ids(self) -> set[str]: ...
 
@@ -119,35 +148,6 @@ class FeatureCatalog(Protocol):
     evaluation would answer, not only the subject's own."""
 
     async def features(self) -> Mapping[str, FeatureDefinition]: ...
-
-
-class SyncStateStore(Protocol):
-    """What the syncer keeps besides the resolved map, so plan and feature changes can be
-    re-resolved locally: feature definitions, plan entitlements, each subscription's own rows."""
-
-    async def features(self) -> dict[str, FeatureDefinition]: ...
-
-    async def replace_features(self, features: Mapping[str, FeatureDefinition]) -> None: ...
-
-    async def plan(self, code: str) -> PlanDefinition | None: ...
-
-    async def put_plan(self, plan: PlanDefinition) -> None: ...
-
-    async def definition(self, external_id: str) -> SubscriptionDefinition | None: ...
-
-    async def definitions(self, external_ids: Sequence[str]) -> dict[str, SubscriptionDefinition]:
-        """The stored definitions among `external_ids` (missing ones are left out)."""
-        ...
-
-    async def put_definition(self, definition: SubscriptionDefinition, observed_ms: int) -> bool:
-        """Store unless what is stored was observed later (then False: the caller's read is older)."""
-        ...
-
-    async def delete_definition(self, external_id: str, observed_ms: int) -> bool: ...
-
-    async def on_plan(self, plan_code: str) -> set[str]: ...
-
-    async def definition_ids(self) -> set[str]: ...
 
 
 @dataclass(frozen=True, slots=True)

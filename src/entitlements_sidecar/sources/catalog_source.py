@@ -13,10 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from entitlements_sidecar.domain.errors import CatalogError
-from entitlements_sidecar.domain.model import FeatureDefinition, ResolvedSubscription
+from entitlements_sidecar.domain.model import (
+    FeatureDefinition,
+    ResolvedSubscription,
+    Snapshot,
+    SubscriptionDefinition,
+)
 from entitlements_sidecar.domain.ports import LATEST, EntitlementStore
 from entitlements_sidecar.domain.usage import Meters
-from entitlements_sidecar.sources.catalog_file import load_catalog
+from entitlements_sidecar.sources.catalog_file import Catalog, load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,7 @@ class CatalogSource:
         self._path = path
         self._store = store  # read-throughs write what the file says here
         self._stamp: _Stamp | None = None
+        self._catalog: Catalog | None = None
         self._resolved: dict[str, ResolvedSubscription] = {}
         self._features: Mapping[str, FeatureDefinition] = {}
         self._meters = Meters()
@@ -46,7 +52,8 @@ class CatalogSource:
         """First load: an invalid or missing file is an error the caller must see."""
         stamp = self._stat()
         catalog = load_catalog(self._path)
-        self._resolved, self._features, self._meters = catalog.resolve(), catalog.features, catalog.meters
+        self._catalog, self._resolved = catalog, catalog.resolve()
+        self._features, self._meters = catalog.features, catalog.meters
         self._stamp = stamp
         self.last_error = None
 
@@ -67,13 +74,17 @@ class CatalogSource:
             self._remember(exc)
             return False
         self._stamp = stamp
-        self._resolved, self._features, self._meters = resolved, catalog.features, catalog.meters
+        self._catalog, self._resolved = catalog, resolved
+        self._features, self._meters = catalog.features, catalog.meters
         self.last_error = None
         log.info("catalog reloaded", extra={"path": str(self._path), "subscriptions": len(resolved)})
         return True
 
-    async def load_all(self) -> list[ResolvedSubscription]:
-        return list(self._resolved.values())
+    async def load_all(self) -> Snapshot:
+        catalog = self._catalog
+        if catalog is None:
+            return Snapshot({}, {}, [])
+        return Snapshot(catalog.features, catalog.plans, list(catalog.subscriptions.values()))
 
     async def features(self) -> Mapping[str, FeatureDefinition]:
         return self._features
@@ -91,21 +102,32 @@ class CatalogSource:
         return [s for s in self._resolved.values() if s.external_customer_id == customer_id]
 
     async def refresh_subscription(self, external_id: str) -> None:
-        await self._store_current(external_id, await self.fetch_subscription(external_id))
+        self.reload_if_changed()
+        await self._store_current(external_id)
 
     async def refresh_customer(self, customer_id: str) -> None:
         before = await self._store.get_customer(customer_id, LATEST)
         fresh = await self.fetch_customer(customer_id)
         for subscription in fresh:
-            await self._store.put_subscription(subscription)
+            await self._store_current(subscription.external_id)
         for other in set(before.subscription_ids if before else ()) - {s.external_id for s in fresh}:
-            await self._store_current(other, self._resolved.get(other))  # moved away, or gone
+            await self._store_current(other)  # moved away, or gone
 
-    async def _store_current(self, external_id: str, resolved: ResolvedSubscription | None) -> None:
-        if resolved is None:
+    async def _store_current(self, external_id: str) -> None:
+        own = self._own(external_id)
+        if own is None:
             await self._store.delete_subscription(external_id)
-        else:
-            await self._store.put_subscription(resolved)
+            return
+        assert self._catalog is not None
+        plan = self._catalog.plans.get(own.plan_code)
+        if plan is not None and await self._store.plan(plan.code) != plan:
+            await self._store.put_plan(plan)
+        if await self._store.features() != dict(self._catalog.features):
+            await self._store.put_features(self._catalog.features)
+        await self._store.put_subscription(own)
+
+    def _own(self, external_id: str) -> SubscriptionDefinition | None:
+        return self._catalog.subscriptions.get(external_id) if self._catalog is not None else None
 
     def _stat(self) -> _Stamp:
         try:

@@ -1,17 +1,20 @@
-"""In-process store: the embedded default (one process, no Redis)."""
+"""In-process store: the embedded default (one process, no Redis). Factorized like the Redis map
+(docs/adr/0012): the catalog once, each plan once, each subscription's own part; answers composed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.domain.composition import Composer, composed_version
+from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition, SubscriptionDefinition
 from entitlements_sidecar.domain.ports import (
     Change,
     ChangeKind,
     ChangeListener,
     Origin,
+    PutResult,
     StoredCustomer,
     StoredSubscription,
 )
@@ -21,7 +24,9 @@ from entitlements_sidecar.store.listeners import Listeners
 @dataclass(slots=True)
 class _Slot:
     version: int = 0
-    record: StoredSubscription | None = None  # None once deleted: the version survives as a tombstone
+    observed_ms: int = 0
+    own: SubscriptionDefinition | None = None  # None once deleted: the version survives as a tombstone
+    synced: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -34,6 +39,10 @@ class MemoryStore:
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._subscriptions: dict[str, _Slot] = {}
         self._customers: dict[str, _Customer] = {}
+        self._plans: dict[str, tuple[int, PlanDefinition]] = {}
+        self._features: tuple[int, dict[str, FeatureDefinition]] = (0, {})
+        self._versions = 0  # one counter for every part: a later write always has a higher version
+        self._composer = Composer()
         self._listeners = Listeners()
         self._clock = clock
 
@@ -46,7 +55,13 @@ class MemoryStore:
 
     async def get_subscription(self, external_id: str, min_version: int = 0) -> StoredSubscription | None:
         slot = self._subscriptions.get(external_id)
-        return slot.record if slot else None
+        if slot is None or slot.own is None or slot.synced is None:
+            return None
+        plan_version, plan = self._plans.get(slot.own.plan_code, (0, None))
+        features_version, features = self._features
+        answer = self._composer.compose(slot.own, plan, plan_version, features, features_version)
+        version = composed_version(slot.version, plan_version, features_version)
+        return StoredSubscription(answer, version, slot.synced, Origin.MEMORY)
 
     async def get_subscriptions(self, external_ids: Sequence[str]) -> list[StoredSubscription | None]:
         return [await self.get_subscription(i) for i in external_ids]
@@ -57,46 +72,89 @@ class MemoryStore:
             return None
         return StoredCustomer(customer_id, tuple(sorted(customer.members)), customer.version, Origin.MEMORY)
 
-    async def put_subscription(self, subscription: ResolvedSubscription) -> int:
-        slot = self._subscriptions.setdefault(subscription.external_id, _Slot())
-        previous = slot.record.subscription if slot.record else None
-        if previous == subscription:
-            return slot.version
-        slot.version += 1
-        slot.record = StoredSubscription(subscription, slot.version, self._clock(), Origin.MEMORY)
-        touched = {subscription.external_customer_id}
-        if previous is not None and previous.external_customer_id != subscription.external_customer_id:
-            touched.add(previous.external_customer_id)
-            self._customers[previous.external_customer_id].members.discard(subscription.external_id)
-        self._customers.setdefault(subscription.external_customer_id, _Customer()).members.add(subscription.external_id)
-        self._announce(subscription.external_id, slot.version, touched)
-        return slot.version
-
-    async def put_subscriptions(self, subscriptions: Sequence[ResolvedSubscription]) -> list[tuple[int, bool]]:
-        results = []
-        for subscription in subscriptions:
-            slot = self._subscriptions.get(subscription.external_id)
-            before = slot.version if slot and slot.record else None
-            version = await self.put_subscription(subscription)
-            results.append((version, version != before))
-        return results
-
-    async def delete_subscription(self, external_id: str) -> int | None:
+    async def definition(self, external_id: str) -> SubscriptionDefinition | None:
         slot = self._subscriptions.get(external_id)
-        if slot is None or slot.record is None:
+        return slot.own if slot else None
+
+    async def plan(self, code: str) -> PlanDefinition | None:
+        found = self._plans.get(code)
+        return found[1] if found else None
+
+    async def features(self) -> dict[str, FeatureDefinition]:
+        return dict(self._features[1])
+
+    async def put_subscription(self, definition: SubscriptionDefinition, observed_ms: int = 0) -> int:
+        [result] = await self.put_subscriptions([definition], observed_ms)
+        return result.version
+
+    async def put_subscriptions(
+        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0
+    ) -> list[PutResult]:
+        return [self._put(definition, observed_ms or self._now_ms()) for definition in definitions]
+
+    async def delete_subscription(self, external_id: str, observed_ms: int = 0) -> int | None:
+        slot = self._subscriptions.get(external_id)
+        observed = observed_ms or self._now_ms()
+        if slot is None or slot.observed_ms > observed:
             return None
-        customer_id = slot.record.subscription.external_customer_id
-        slot.version += 1
-        slot.record = None
+        slot.observed_ms = observed
+        if slot.own is None:
+            return None
+        customer_id = slot.own.external_customer_id
+        slot.version = self._next(slot.version)
+        slot.own = None
         self._customers[customer_id].members.discard(external_id)
         self._announce(external_id, slot.version, {customer_id})
         return slot.version
 
+    async def put_plan(self, plan: PlanDefinition) -> int:
+        current = self._plans.get(plan.code)
+        if current is not None and current[1] == plan:
+            return current[0]
+        version = self._next(current[0] if current else 0)
+        self._plans[plan.code] = (version, plan)
+        self._listeners.emit(Change(ChangeKind.PLAN, plan.code, version))
+        return version
+
+    async def put_features(self, features: Mapping[str, FeatureDefinition]) -> int:
+        version, current = self._features
+        if current == dict(features):
+            return version
+        self._features = (self._next(version), dict(features))
+        self._listeners.emit(Change(ChangeKind.FEATURES, "", self._features[0]))
+        return self._features[0]
+
     async def subscription_ids(self) -> set[str]:
-        return {i for i, slot in self._subscriptions.items() if slot.record is not None}
+        return {i for i, slot in self._subscriptions.items() if slot.own is not None}
 
     def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
         return self._listeners.add(listener)
+
+    def _put(self, own: SubscriptionDefinition, observed: int) -> PutResult:
+        slot = self._subscriptions.setdefault(own.external_id, _Slot())
+        if slot.observed_ms > observed:
+            return PutResult(slot.version, False, True)
+        slot.observed_ms = observed
+        slot.synced = self._clock()  # when the source last said so, as the Redis map keeps it
+        previous = slot.own
+        if previous == own:
+            return PutResult(slot.version, False)
+        slot.version = self._next(slot.version)
+        slot.own = own
+        touched = {own.external_customer_id}
+        if previous is not None and previous.external_customer_id != own.external_customer_id:
+            touched.add(previous.external_customer_id)
+            self._customers[previous.external_customer_id].members.discard(own.external_id)
+        self._customers.setdefault(own.external_customer_id, _Customer()).members.add(own.external_id)
+        self._announce(own.external_id, slot.version, touched)
+        return PutResult(slot.version, True)
+
+    def _next(self, current: int) -> int:
+        self._versions = max(self._versions, current) + 1
+        return self._versions
+
+    def _now_ms(self) -> int:
+        return int(self._clock().timestamp() * 1000)
 
     def _announce(self, external_id: str, version: int, customers: set[str]) -> None:
         self._listeners.emit(Change(ChangeKind.SUBSCRIPTION, external_id, version))

@@ -1,20 +1,26 @@
-"""The shared resolved-entitlement map in Redis: one server, or a Redis Cluster.
+"""The shared resolved-entitlement map in Redis, factorized (docs/adr/0012): one server, or a Redis Cluster.
 
 Layout (prefix configurable, default `ent:`; `{...}` is a cluster hash tag):
-- `{prefix}s:{<subscription_id>}` hash: v (version), b (encoded body), d (digest), c (customer), t (synced ms).
-  Deleting keeps `v` and `c` as a tombstone: a re-created subscription never reuses a lower version, and an
+- `{prefix}e:{<subscription_id>}` hash: v (version), o (observed ms: when the source said it), b (its own
+  part, store/definition_codec.py), c (customer). Deleting keeps `v`, `o` and `c` as a tombstone: a
+  re-created subscription never reuses a lower version, an older read never resurrects it, and an
   interrupted delete can still find the index to finish.
-- `{prefix}c:{<customer_id>}` hash: v (version), `m:{subscription_id}` per member = the member's version
+- `{prefix}p:{<plan_code>}` hash: v, b (the plan's entitlements); `{prefix}f` hash: v, b (the feature catalog).
+- `{prefix}cu:{<customer_id>}` hash: v (version), `m:{subscription_id}` per member = the member's version
   the index last counted (0 before its first).
-- `{prefix}subs` set of live subscription ids.
-- channel `{prefix}changes`: `s:{version}:{id}` / `c:{version}:{id}` after every change.
+- `{prefix}ids` set of live subscription ids.
+- channel `{prefix}changes`: `s:{version}:{id}`, `c:{version}:{id}`, `p:{version}:{code}`, `f:{version}:`.
 
-Each script touches the keys of one subscription or of one customer, so it runs in one hash slot. A put
-(1) adds the member to its customer's index, (2) writes the subscription, (3) tells the index the
-member's version, which bumps the customer only if that version is new, and removes a moved member from
-its old customer. Steps 1 and 3 are idempotent and 3 runs on every put, so retrying an interrupted put
-finishes it; an index can hold an extra member for a while (readers check each member's customer) but
-never miss one.
+A version is taken from the Redis clock (µs), above the key's previous one, so a plan written after a
+subscription has a higher version than it: an answer's version, the largest of its three parts', grows
+with every change of any of them (domain/composition.py).
+
+Each script touches the keys of one subscription, one customer or one plan, so it runs in one hash slot.
+A put (1) adds the member to its customer's index, (2) writes the entry, (3) tells the index the member's
+version, which bumps the customer only if that version is new, and removes a moved member from its old
+customer. Steps 1 and 3 are idempotent and 3 runs on every put, so retrying an interrupted put finishes
+it; an index can hold an extra member for a while (readers check each member's customer) but never miss
+one.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,43 +39,79 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
-from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.domain.composition import Composer, composed_version
+from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition, SubscriptionDefinition
 from entitlements_sidecar.domain.ports import (
     Change,
     ChangeKind,
     ChangeListener,
     Origin,
+    PutResult,
     StoredCustomer,
     StoredSubscription,
 )
-from entitlements_sidecar.store import codec
+from entitlements_sidecar.store import definition_codec as codec
 from entitlements_sidecar.store.listeners import Listeners
 from entitlements_sidecar.store.lua import Command, LuaScript, execute
 from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, open_redis, text
 from entitlements_sidecar.store.redis_errors import unavailable
+from entitlements_sidecar.store.redis_parts import PartsCache
 
 log = logging.getLogger(__name__)
 
-# KEYS: subscription. ARGV: digest, body, customer, synced ms, channel, id.
-# -> {version, changed, customer before}
-_PUT = LuaScript("""
-local cur = redis.call('HMGET', KEYS[1], 'd', 'c', 'v')
-if cur[1] == ARGV[1] then return {tonumber(cur[3]), 0, cur[2]} end
-local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'b', ARGV[2], 'c', ARGV[3], 't', ARGV[4])
-redis.call('PUBLISH', ARGV[5], 's:' .. v .. ':' .. ARGV[6])
-return {v, 1, cur[2]}
-""")
+# The next version of KEYS[1]: the Redis clock in µs, or one above the key's current version.
+_NEXT = """
+local clock = redis.call('TIME')
+local v = math.max(tonumber(redis.call('HGET', KEYS[1], 'v') or '0') + 1, clock[1] * 1000000 + clock[2])
+v = string.format('%.0f', v)
+"""
 
-# KEYS: subscription. ARGV: channel, id. -> {tombstone version or nil when absent, customer}
-_DELETE = LuaScript("""
-local cur = redis.call('HMGET', KEYS[1], 'c', 'b')
-if not cur[2] then return {false, cur[1]} end
-local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HDEL', KEYS[1], 'd', 'b', 't')
+# KEYS: entry. ARGV: body, customer, observed ms, channel, id.
+# -> {version, changed, customer before, superseded: 0 no, 1 by a later write, 2 by a later delete}
+_PUT = LuaScript(
+    """
+local cur = redis.call('HMGET', KEYS[1], 'b', 'c', 'v', 'o')
+if cur[4] and tonumber(cur[4]) > tonumber(ARGV[3]) then return {tonumber(cur[3]), 0, cur[2], cur[1] and 1 or 2} end
+if cur[1] == ARGV[1] and cur[2] == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'o', ARGV[3])
+  return {tonumber(cur[3]), 0, cur[2], 0}
+end"""
+    + _NEXT
+    + """
+redis.call('HSET', KEYS[1], 'v', v, 'b', ARGV[1], 'c', ARGV[2], 'o', ARGV[3])
+redis.call('PUBLISH', ARGV[4], 's:' .. v .. ':' .. ARGV[5])
+return {tonumber(v), 1, cur[2], 0}
+"""
+)
+
+# KEYS: entry. ARGV: channel, id, observed ms. -> {tombstone version or nil when absent, customer, superseded}
+_DELETE = LuaScript(
+    """
+local cur = redis.call('HMGET', KEYS[1], 'c', 'b', 'o')
+if cur[3] and tonumber(cur[3]) > tonumber(ARGV[3]) then return {false, cur[1], 1} end
+redis.call('HSET', KEYS[1], 'o', ARGV[3])
+if not cur[2] then return {false, cur[1], 0} end"""
+    + _NEXT
+    + """
+redis.call('HSET', KEYS[1], 'v', v)
+redis.call('HDEL', KEYS[1], 'b')
 redis.call('PUBLISH', ARGV[1], 's:' .. v .. ':' .. ARGV[2])
-return {v, cur[1]}
-""")
+return {tonumber(v), cur[1], 0}
+"""
+)
+
+# KEYS: plan or catalog. ARGV: body, channel, message kind, code. -> {version, changed}
+_PART = LuaScript(
+    """
+local cur = redis.call('HMGET', KEYS[1], 'b', 'v')
+if cur[1] == ARGV[1] then return {tonumber(cur[2]), 0} end"""
+    + _NEXT
+    + """
+redis.call('HSET', KEYS[1], 'v', v, 'b', ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. ':' .. v .. ':' .. ARGV[4])
+return {tonumber(v), 1}
+"""
+)
 
 # KEYS: customer. ARGV: member id, member version ('' to remove it), channel, customer id.
 # -> the customer's new version, or nil when nothing changed
@@ -84,9 +126,11 @@ redis.call('PUBLISH', ARGV[3], 'c:' .. v .. ':' .. ARGV[4])
 return v
 """)
 
+_ENTRY_FIELDS = ("v", "b", "c", "o")
 _RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)  # feed reconnect backoff, capped at the last value
 _NO_RETRY = Retry(NoBackoff(), 0)
 _STABLE_SECONDS = 2.0  # a feed that keeps breaking sooner backs off (a cluster failing over drops it often)
+_KINDS = {"s": ChangeKind.SUBSCRIPTION, "c": ChangeKind.CUSTOMER, "p": ChangeKind.PLAN, "f": ChangeKind.FEATURES}
 
 
 class RedisStore:
@@ -94,8 +138,10 @@ class RedisStore:
         self._redis = client
         self._prefix = prefix
         self._channel = f"{prefix}changes"
-        self._ids = f"{prefix}subs"
+        self._ids = f"{prefix}ids"
         self._listeners = Listeners()
+        self._parts = PartsCache(client, prefix)
+        self._composer = Composer()
         self._follower: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._feed_reconnected = False
@@ -123,11 +169,8 @@ class RedisStore:
     # -- reads ----------------------------------------------------------------------------
 
     async def get_subscription(self, external_id: str, min_version: int = 0) -> StoredSubscription | None:
-        try:
-            fields = await self._redis.hmget(self._sub_key(external_id), "v", "b", "t")
-        except REDIS_FAILURES as exc:
-            raise unavailable(exc) from exc
-        return _record(fields)
+        [record] = await self.get_subscriptions([external_id])
+        return record
 
     async def get_subscriptions(self, external_ids: Sequence[str]) -> list[StoredSubscription | None]:
         if not external_ids:
@@ -135,11 +178,28 @@ class RedisStore:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for external_id in external_ids:
-                    pipe.hmget(self._sub_key(external_id), "v", "b", "t")
+                    pipe.hmget(self._entry_key(external_id), *_ENTRY_FIELDS)
                 rows = await pipe.execute()
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
-        return [_record(row) for row in rows]
+        entries = [_entry(external_id, row) for external_id, row in zip(external_ids, rows, strict=True)]
+        features_version, features = await self._parts.features()
+        plans = await self._parts.plans({e[1].plan_code for e in entries if e is not None})
+        records: list[StoredSubscription | None] = []
+        for entry in entries:
+            if entry is None:
+                records.append(None)
+                continue
+            version, own, observed = entry
+            plan_version, plan = plans[own.plan_code]
+            answer = self._composer.compose(own, plan, plan_version, features, features_version)
+            synced = datetime.fromtimestamp(observed / 1000, UTC)
+            records.append(
+                StoredSubscription(
+                    answer, composed_version(version, plan_version, features_version), synced, Origin.REDIS
+                )
+            )
+        return records
 
     async def get_customer(self, customer_id: str, min_version: int = 0) -> StoredCustomer | None:
         try:
@@ -151,6 +211,20 @@ class RedisStore:
             return None
         return StoredCustomer(customer_id, tuple(members), int(fields.get(b"v", 0)), Origin.REDIS)
 
+    async def definition(self, external_id: str) -> SubscriptionDefinition | None:
+        try:
+            row = await self._redis.hmget(self._entry_key(external_id), *_ENTRY_FIELDS)
+        except REDIS_FAILURES as exc:
+            raise unavailable(exc) from exc
+        entry = _entry(external_id, row)
+        return None if entry is None else entry[1]
+
+    async def plan(self, code: str) -> PlanDefinition | None:
+        return (await self._parts.read_plan(code))[1]
+
+    async def features(self) -> dict[str, FeatureDefinition]:
+        return dict((await self._parts.read_features())[1])
+
     async def subscription_ids(self) -> set[str]:
         try:
             members = await self._redis.smembers(self._ids)
@@ -160,46 +234,67 @@ class RedisStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def put_subscription(self, subscription: ResolvedSubscription) -> int:
-        [(version, _)] = await self.put_subscriptions([subscription])
-        return version
+    async def put_subscription(self, definition: SubscriptionDefinition, observed_ms: int = 0) -> int:
+        [result] = await self.put_subscriptions([definition], observed_ms)
+        return result.version
 
-    async def put_subscriptions(self, subscriptions: Sequence[ResolvedSubscription]) -> list[tuple[int, bool]]:
-        if not subscriptions:
+    async def put_subscriptions(
+        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0
+    ) -> list[PutResult]:
+        if not definitions:
             return []
-        now_ms = int(time.time() * 1000)
+        observed = observed_ms or int(time.time() * 1000)
         first: list[Command] = []
-        for sub in subscriptions:
-            body = codec.encode(sub)
+        for own in definitions:
             first += [
-                Command("SADD", self._ids, sub.external_id),
-                Command("HSETNX", self._customer_key(sub.external_customer_id), f"m:{sub.external_id}", "0"),
+                Command("SADD", self._ids, own.external_id),
+                Command("HSETNX", self._customer_key(own.external_customer_id), f"m:{own.external_id}", "0"),
                 _PUT.call(
-                    [self._sub_key(sub.external_id)],
-                    [codec.digest(body), body, sub.external_customer_id, now_ms, self._channel, sub.external_id],
+                    [self._entry_key(own.external_id)],
+                    [codec.encode_entry(own), own.external_customer_id, observed, self._channel, own.external_id],
                 ),
             ]
         replies = await self._run(first)
-        results: list[tuple[int, bool]] = []
+        results: list[PutResult] = []
         second: list[Command] = []
-        for sub, (version, changed, before) in zip(subscriptions, replies[2::3], strict=True):
-            results.append((int(version), bool(changed)))
-            second.append(self._member(sub.external_customer_id, sub.external_id, int(version)))
-            if before is not None and text(before) != sub.external_customer_id:
-                second.append(self._member(text(before), sub.external_id, None))
+        for own, (version, changed, before, superseded) in zip(definitions, replies[2::3], strict=True):
+            results.append(PutResult(int(version), bool(changed), bool(superseded)))
+            if superseded:
+                # A later read is stored: take back what step 1 added unless the stored one has it too.
+                if superseded == 2:
+                    second.append(Command("SREM", self._ids, own.external_id))
+                if superseded == 2 or before is None or text(before) != own.external_customer_id:
+                    second.append(Command("HDEL", self._customer_key(own.external_customer_id), f"m:{own.external_id}"))
+                continue
+            second.append(self._member(own.external_customer_id, own.external_id, int(version)))
+            if before is not None and text(before) != own.external_customer_id:
+                second.append(self._member(text(before), own.external_id, None))
         await self._run(second)
         return results
 
-    async def delete_subscription(self, external_id: str) -> int | None:
-        [(version, customer)] = await self._run(
-            [_DELETE.call([self._sub_key(external_id)], [self._channel, external_id])]
+    async def delete_subscription(self, external_id: str, observed_ms: int = 0) -> int | None:
+        observed = observed_ms or int(time.time() * 1000)
+        [(version, customer, superseded)] = await self._run(
+            [_DELETE.call([self._entry_key(external_id)], [self._channel, external_id, observed])]
         )
+        if superseded:
+            return None
         # Also when it was already gone: this finishes a delete that was interrupted here.
         after = [Command("SREM", self._ids, external_id)]
         if customer is not None:
             after.append(self._member(text(customer), external_id, None))
         await self._run(after)
         return None if version is None else int(version)
+
+    async def put_plan(self, plan: PlanDefinition) -> int:
+        key = self._parts.plan_key(plan.code)
+        [(version, _)] = await self._run([_PART.call([key], [codec.encode_plan(plan), self._channel, "p", plan.code])])
+        return int(version)
+
+    async def put_features(self, features: Mapping[str, FeatureDefinition]) -> int:
+        key = self._parts.features_key
+        [(version, _)] = await self._run([_PART.call([key], [codec.encode_features(features), self._channel, "f", ""])])
+        return int(version)
 
     def _member(self, customer_id: str, external_id: str, version: int | None) -> Command:
         args: list[str | bytes | int] = [external_id, "" if version is None else version, self._channel, customer_id]
@@ -232,7 +327,7 @@ class RedisStore:
                     pubsub.connection.register_connect_callback(self._reconnected)
                 self._feed_reconnected = False
                 # Anything cached before this point may have missed changes.
-                self._listeners.emit(Change(ChangeKind.FEED_RESET))
+                self._emit(Change(ChangeKind.FEED_RESET))
                 self._subscribed.set()
                 up_since = asyncio.get_running_loop().time()
                 while True:
@@ -248,7 +343,7 @@ class RedisStore:
             except REDIS_FAILURES as exc:
                 # Once per outage at warning level; the retries of the same outage (backing off) at debug.
                 (log.warning if attempt == 0 else log.debug)("redis change feed lost: %s", type(exc).__name__)
-                self._listeners.emit(Change(ChangeKind.FEED_LOST))
+                self._emit(Change(ChangeKind.FEED_LOST))
                 await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
                 attempt += 1
                 failures += 1
@@ -272,19 +367,23 @@ class RedisStore:
 
     def _dispatch(self, data: bytes) -> None:
         kind, version, identifier = data.decode().split(":", 2)
-        change_kind = ChangeKind.SUBSCRIPTION if kind == "s" else ChangeKind.CUSTOMER
-        self._listeners.emit(Change(change_kind, identifier, int(version)))
+        change = Change(_KINDS.get(kind, ChangeKind.FEED_RESET), identifier, int(version))
+        self._parts.on_change(change)  # before the listeners: a re-read they start must not see the old part
+        self._listeners.emit(change)
 
-    def _sub_key(self, external_id: str) -> str:
-        return f"{self._prefix}s:{{{external_id}}}"
+    def _emit(self, change: Change) -> None:
+        self._parts.on_change(change)
+        self._listeners.emit(change)
+
+    def _entry_key(self, external_id: str) -> str:
+        return f"{self._prefix}e:{{{external_id}}}"
 
     def _customer_key(self, customer_id: str) -> str:
-        return f"{self._prefix}c:{{{customer_id}}}"
+        return f"{self._prefix}cu:{{{customer_id}}}"
 
 
-def _record(fields: Sequence[bytes | str | None]) -> StoredSubscription | None:
-    version, body, synced_ms = fields
-    if body is None or version is None:
+def _entry(external_id: str, fields: Sequence[bytes | str | None]) -> tuple[int, SubscriptionDefinition, int] | None:
+    version, body, customer, observed = fields
+    if body is None or version is None or customer is None:
         return None
-    synced = datetime.fromtimestamp(int(synced_ms or 0) / 1000, UTC)
-    return StoredSubscription(codec.decode(body), int(version), synced, Origin.REDIS)
+    return int(version), codec.decode_entry(body, external_id, text(customer)), int(observed or 0)

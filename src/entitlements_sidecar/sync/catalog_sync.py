@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Protocol
 
-from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.domain.model import Snapshot
 from entitlements_sidecar.domain.ports import EntitlementSource, EntitlementStore, MapMeta
 from entitlements_sidecar.sync.map_watch import MapWatch
 from entitlements_sidecar.sync.snapshot import ApplyResult, apply_snapshot
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class ReloadableSource(EntitlementSource, Protocol):
-    async def load_all(self) -> list[ResolvedSubscription]: ...
+    async def load_all(self) -> Snapshot: ...
 
     def load(self) -> None: ...
 

@@ -1,12 +1,11 @@
-"""Making the store match a full snapshot from the source."""
+"""Making the store match a full snapshot from the source: its catalog, its plans, its subscriptions."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from entitlements_sidecar.domain.model import ResolvedSubscription
+from entitlements_sidecar.domain.model import Snapshot
 from entitlements_sidecar.domain.ports import EntitlementStore
 
 log = logging.getLogger(__name__)
@@ -18,22 +17,22 @@ class ApplyResult:
     deleted: int
 
 
-async def apply_snapshot(store: EntitlementStore, subscriptions: Sequence[ResolvedSubscription]) -> ApplyResult:
-    """Write every subscription (unchanged ones keep their version) and delete the ones that
-    are no longer in the snapshot."""
+async def apply_snapshot(store: EntitlementStore, snapshot: Snapshot) -> ApplyResult:
+    """Write the parts (unchanged ones keep their version) and delete the subscriptions that are no
+    longer in the snapshot."""
     before = await store.subscription_ids()
+    await store.put_features(snapshot.features)
+    for plan in snapshot.plans.values():
+        await store.put_plan(plan)
     written = 0
-    for subscription in subscriptions:
-        previous = await store.get_subscription(subscription.external_id)
-        version = await store.put_subscription(subscription)
-        if previous is None or previous.version != version:
+    for result, definition in zip(
+        await store.put_subscriptions(snapshot.subscriptions), snapshot.subscriptions, strict=True
+    ):
+        if result.changed:
             written += 1
-            log.info(
-                "subscription applied",
-                extra={"subscription": subscription.external_id, "version": version},
-            )
+            log.info("subscription applied", extra={"subscription": definition.external_id, "version": result.version})
     deleted = 0
-    for gone in sorted(before - {s.external_id for s in subscriptions}):
+    for gone in sorted(before - {s.external_id for s in snapshot.subscriptions}):
         if await store.delete_subscription(gone) is not None:
             deleted += 1
             log.info("subscription removed", extra={"subscription": gone})

@@ -32,6 +32,7 @@ from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.usage_memory import MemoryUsageCounter
 from entitlements_sidecar.store.usage_outbox_memory import MemoryUsageOutbox
 from entitlements_sidecar.store.usage_spill import UsageSpill
+from tests.support.builders import put_resolved
 
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 OPEN = Meter("api", "api_calls", Aggregation.SUM, quota_privilege="max", property="n", on_failure=OnFailure.FAIL_OPEN)
@@ -66,9 +67,7 @@ async def parts() -> tuple[UsageService, Flaky, UsageSpill, MemoryUsageOutbox]:
     await store.start()
     limit = {"max": ResolvedPrivilege("max", ValueType.INTEGER, 10)}
     features = {"api": ResolvedFeature("api", privileges=limit), "llm": ResolvedFeature("llm", privileges=limit)}
-    await store.put_subscription(
-        ResolvedSubscription("sub_a", "acme", "pro", SubscriptionStatus.ACTIVE, None, features)
-    )
+    await put_resolved(store, ResolvedSubscription("sub_a", "acme", "pro", SubscriptionStatus.ACTIVE, None, features))
     outbox = MemoryUsageOutbox()
     shared = Flaky(outbox)
     spill = UsageSpill(shared)

@@ -22,6 +22,7 @@ from entitlements_sidecar.domain.usage_service import UsageService
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.usage_memory import MemoryUsageCounter
 from entitlements_sidecar.store.usage_outbox_memory import MemoryUsageOutbox
+from tests.support.builders import put_resolved
 
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 CALLS = Meter(
@@ -44,10 +45,11 @@ async def store() -> MemoryStore:
     )
     llm = ResolvedFeature("llm", privileges={"tokens_max": integer("tokens_max", 1000)})
     started = datetime(2026, 8, 1, tzinfo=UTC)
-    await store.put_subscription(
-        ResolvedSubscription("sub_a", "acme", "pro", SubscriptionStatus.ACTIVE, started, {"api": api, "llm": llm})
+    await put_resolved(
+        store,
+        ResolvedSubscription("sub_a", "acme", "pro", SubscriptionStatus.ACTIVE, started, {"api": api, "llm": llm}),
+        ResolvedSubscription("sub_b", "acme", "free", SubscriptionStatus.ACTIVE, started, {}),
     )
-    await store.put_subscription(ResolvedSubscription("sub_b", "acme", "free", SubscriptionStatus.ACTIVE, started, {}))
     return store
 
 

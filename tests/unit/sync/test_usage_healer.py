@@ -21,6 +21,7 @@ from entitlements_sidecar.domain.usage import Aggregation, Counted, Meter, Meter
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.usage_memory import MemoryUsageCounter
 from entitlements_sidecar.sync.usage_healer import UsageHealer, WithUsageEvents
+from tests.support.builders import put_resolved
 
 CALLS = Meter("api", "api_calls", Aggregation.COUNT, quota_privilege="max")
 METERS = Meters({"api_calls": CALLS}, {"api": CALLS})
@@ -45,8 +46,8 @@ async def parts() -> tuple[UsageHealer, MemoryUsageCounter, LagoCount]:
     await store.start()
     feature = ResolvedFeature("api", privileges={"max": ResolvedPrivilege("max", ValueType.INTEGER, 10)})
     for name in ("sub_a", "sub_b"):
-        await store.put_subscription(
-            ResolvedSubscription(name, "acme", "pro", SubscriptionStatus.ACTIVE, None, {"api": feature})
+        await put_resolved(
+            store, ResolvedSubscription(name, "acme", "pro", SubscriptionStatus.ACTIVE, None, {"api": feature})
         )
     counter, lago = MemoryUsageCounter(), LagoCount()
     return UsageHealer(counter, lago, store, lambda: METERS, interval_seconds=60), counter, lago

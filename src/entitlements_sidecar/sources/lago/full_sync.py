@@ -15,7 +15,7 @@ from typing import Any
 
 from entitlements_sidecar.domain.clock import now_ms
 from entitlements_sidecar.domain.events import Progress, SyncReport
-from entitlements_sidecar.domain.ports import EntitlementStore, MapMeta, SyncStateStore
+from entitlements_sidecar.domain.ports import EntitlementStore, MapMeta
 from entitlements_sidecar.sources.lago import mapping
 from entitlements_sidecar.sources.lago.errors import LagoContractError
 from entitlements_sidecar.sources.lago.refresher import LagoReader, Refresher
@@ -28,14 +28,12 @@ class FullSync:
         self,
         lago: LagoReader,
         store: EntitlementStore,
-        state: SyncStateStore,
         refresher: Refresher,
         meta: MapMeta,
         concurrency: int = 8,
     ) -> None:
         self._lago = lago
         self._store = store
-        self._state = state
         self._refresher = refresher
         self._meta = meta
         self._concurrency = concurrency
@@ -50,7 +48,7 @@ class FullSync:
         epoch = await self._meta.begin_load()
         started = loop.time()
         features = {f["code"]: mapping.feature_definition(f) async for f in self._lago.list_features()}
-        await self._state.replace_features(features)
+        await self._store.put_features(features)
         rows: dict[str, dict[str, Any]] = {}
         async for row in self._lago.list_subscriptions(("active", "pending")):
             # One row per external id: an active row wins over a pending downgrade of it.
@@ -90,7 +88,7 @@ class FullSync:
             await asyncio.gather(*loads, return_exceptions=True)
             raise
         removed = 0
-        for gone in sorted((known_before | await self._state.definition_ids()) - set(rows)):
+        for gone in sorted(known_before - set(rows)):
             # Not active or pending any more: re-read it, so a terminated row is stored as such.
             try:
                 removed += await self._refresher.refresh_subscription(gone, "full_sync")

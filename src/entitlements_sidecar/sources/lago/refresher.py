@@ -1,8 +1,9 @@
 """Turning sync events into store writes.
 
 A webhook is a signal, not data: its body is a snapshot taken when Lago's job ran and deliveries are
-unordered, so every subscription event re-reads the subscription from Lago. Plan and feature events are
-re-resolved locally from stored definitions (one Lago request per plan, however many subscriptions).
+unordered, so every subscription event re-reads the subscription from Lago. The map is factorized
+(docs/adr/0012): a subscription is stored as its own part, so a plan or feature event is one Lago
+request and one write, however many subscriptions are on the plan.
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ from typing import Any, Protocol, TypeVar
 
 from entitlements_sidecar.domain.clock import now_ms
 from entitlements_sidecar.domain.events import SyncEvent, Target
-from entitlements_sidecar.domain.model import (
-    FeatureDefinition,
-    PlanDefinition,
-)
-from entitlements_sidecar.domain.ports import EntitlementStore, SyncStateStore
+from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition, SubscriptionDefinition
+from entitlements_sidecar.domain.ports import EntitlementStore
 from entitlements_sidecar.domain.resolution import resolve_subscription
 from entitlements_sidecar.sources.lago import mapping
 from entitlements_sidecar.sources.lago.errors import LagoContractError, LagoRequestError
@@ -26,7 +24,6 @@ from entitlements_sidecar.sources.lago.errors import LagoContractError, LagoRequ
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
 T = TypeVar("T")
-_CHUNK = 500  # subscriptions re-resolved per pipelined read and write
 _INACTIVE_PREFERENCE = ("pending", "incomplete", "terminated", "canceled")
 
 
@@ -51,13 +48,12 @@ class Refresher:
         self,
         lago: LagoReader,
         store: EntitlementStore,
-        state: SyncStateStore,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._lago = lago
         self._store = store
-        self._state = state
         self._clock_ms = clock_ms
+        self._diverged: set[str] = set()  # plans whose composition disagreed with Lago's view (logged once)
 
     async def apply(self, events: Sequence[SyncEvent]) -> None:
         """Handle a batch; repeated targets are refreshed once (coalescing)."""
@@ -97,15 +93,13 @@ class Refresher:
 
     async def store_subscription(self, raw: Json, observed: int, reason: str) -> bool:
         """Store one Lago subscription object (with its embedded entitlements) read at `observed`."""
-        plan = await self._plan(raw["plan_code"])
-        previous = await self._state.definition(raw["external_id"])  # its removals may outlive plan edits
-        definition = mapping.subscription_definition(raw, plan, previous)
-        if not await self._state.put_definition(definition, observed):
+        await self._learn_features(mapping.features_in(raw.get("entitlements") or []))
+        definition = await self._own_part(raw)
+        [result] = await self._store.put_subscriptions([definition], observed)
+        if result.superseded:
             log.info("older read ignored", extra={"subscription": definition.external_id, "event": reason})
             return False
-        await self._learn_features(mapping.features_in(raw.get("entitlements") or []))
-        [(version, changed)] = await self._store.put_subscriptions([mapping.resolved_subscription(raw)])
-        if changed:
+        if result.changed:
             # A full sync writes every subscription: its report counts them, one line each would drown the log.
             log.log(
                 logging.DEBUG if reason == "full_sync" else logging.INFO,
@@ -113,11 +107,38 @@ class Refresher:
                 extra={
                     "subscription": definition.external_id,
                     "event": reason,
-                    "version": version,
+                    "version": result.version,
                     "status": definition.status.value,
                 },
             )
-        return changed
+        return result.changed
+
+    async def _own_part(self, raw: Json) -> SubscriptionDefinition:
+        """The subscription's own rows, derived against the plan. Its answer is their composition with the
+        plan, which must be Lago's resolved view: when it is not, the plan we hold is behind Lago's (its
+        webhook is still on the way), so the plan is read again, and then the features, once each."""
+        code = raw["plan_code"]
+        previous = await self._store.definition(raw["external_id"])  # its removals may outlive plan edits
+        plan = await self._plan(code)
+        definition = mapping.subscription_definition(raw, plan, previous)
+        view = mapping.resolved_subscription(raw)
+        if resolve_subscription(definition, plan, await self._store.features()).features == view.features:
+            return definition
+        plan = await self.fetch_plan(code)
+        definition = mapping.subscription_definition(raw, plan, previous)
+        features = await self._store.features()
+        if resolve_subscription(definition, plan, features).features != view.features:
+            # A feature or privilege Lago deleted (its feature.deleted is still on the way): read them all.
+            await self.refresh_features("composition check")
+            features = await self._store.features()
+        diverged = resolve_subscription(definition, plan, features).features != view.features
+        if diverged and code not in self._diverged:  # once per plan: a systematic difference must not flood the log
+            self._diverged.add(code)
+            log.warning(
+                "the composed answer differs from Lago's resolved view; serving the composition",
+                extra={"subscription": definition.external_id, "plan": code},
+            )
+        return definition
 
     async def _inactive_row(self, external_id: str) -> Json | None:
         rows = [r async for r in self._lago.list_subscriptions(_INACTIVE_PREFERENCE, external_id=external_id)]
@@ -131,26 +152,24 @@ class Refresher:
         return None
 
     async def _forget(self, external_id: str, observed: int, reason: str) -> bool:
-        if not await self._state.delete_definition(external_id, observed):
-            return False
-        version = await self._store.delete_subscription(external_id)
+        version = await self._store.delete_subscription(external_id, observed)
         if version is not None:
             log.info("subscription removed", extra={"subscription": external_id, "event": reason, "version": version})
         return version is not None
 
     # -- plans and features ---------------------------------------------------------------
 
-    async def refresh_plan(self, code: str) -> int:
-        """Re-read a plan's entitlements and re-resolve its subscriptions locally; returns writes."""
-        if await self.fetch_plan(code) is None:
-            return 0  # deleted: Lago terminates its subscriptions and says so in their own webhooks
-        return await self._re_resolve(await self._state.on_plan(code), f"plan.updated:{code}")
+    async def refresh_plan(self, code: str) -> bool:
+        """Re-read a plan's entitlements: one write, which every subscription on it answers from."""
+        # Deleted: Lago terminates its subscriptions and says so in their own webhooks.
+        return await self.fetch_plan(code) is not None
 
     async def refresh_features(self, reason: str = "feature.updated") -> int:
-        """Re-read every feature definition and re-resolve every stored subscription locally."""
+        """Re-read every feature definition: one write of the catalog; returns its version."""
         features = {f["code"]: mapping.feature_definition(f) async for f in self._lago.list_features()}
-        await self._state.replace_features(features)
-        return await self._re_resolve(await self._state.definition_ids(), reason)
+        version = await self._store.put_features(features)
+        log.info("features applied", extra={"event": reason, "version": version, "features": len(features)})
+        return version
 
     async def fetch_plan(self, code: str) -> PlanDefinition | None:
         entitlements = await self._lago.get_plan_entitlements(code)
@@ -158,39 +177,17 @@ class Refresher:
             return None
         plan = mapping.plan_definition(code, entitlements)
         await self._learn_features(mapping.features_in(entitlements))
-        await self._state.put_plan(plan)
+        version = await self._store.put_plan(plan)
+        log.debug("plan applied", extra={"plan": code, "version": version})
         return plan
 
     async def _plan(self, code: str) -> PlanDefinition | None:
-        return await self._state.plan(code) or await self.fetch_plan(code)
-
-    async def _re_resolve(self, external_ids: set[str], reason: str) -> int:
-        features = await self._state.features()
-        plans: dict[str, PlanDefinition | None] = {}
-        writes = 0
-        ordered = sorted(external_ids)
-        for start in range(0, len(ordered), _CHUNK):  # a few round trips per chunk, not per subscription
-            definitions = await self._state.definitions(ordered[start : start + _CHUNK])
-            resolved = []
-            for definition in definitions.values():
-                if definition.plan_code not in plans:
-                    plans[definition.plan_code] = await self._state.plan(definition.plan_code)
-                resolved.append(resolve_subscription(definition, plans[definition.plan_code], features))
-            for subscription, (version, changed) in zip(
-                resolved, await self._store.put_subscriptions(resolved), strict=True
-            ):
-                if changed:
-                    writes += 1
-                    log.info(
-                        "subscription applied",
-                        extra={"subscription": subscription.external_id, "event": reason, "version": version},
-                    )
-        return writes
+        return await self._store.plan(code) or await self.fetch_plan(code)
 
     async def _learn_features(self, seen: list[FeatureDefinition]) -> None:
-        known = await self._state.features()
+        known = await self._store.features()
         if mapping.merge_features(known, seen):
-            await self._state.replace_features(known)
+            await self._store.put_features(known)
 
 
 async def _finished(write: Coroutine[Any, Any, T]) -> T:

@@ -196,8 +196,10 @@ class EntitlementServicer:
 
 
 def _affected(subjects: list[Subject], change: Change) -> list[Subject]:
-    if change.kind is ChangeKind.FEED_RESET:
-        return list(subjects)  # changes may have been missed: re-read everything
+    if change.kind in (ChangeKind.FEED_RESET, ChangeKind.PLAN, ChangeKind.FEATURES):
+        # Changes may have been missed, or a part every answer is composed with changed: re-read them
+        # all (a watch has a bounded number of subjects; those whose version did not move send nothing).
+        return list(subjects)
     if change.kind is ChangeKind.SUBSCRIPTION:
         return [s for s in subjects if s.kind is SubjectKind.SUBSCRIPTION and s.id == change.id]
     if change.kind is ChangeKind.CUSTOMER:

@@ -66,8 +66,9 @@ class FlagChangeFeed:
             self._pending.add(Subject(SubjectKind.SUBSCRIPTION, change.id))
         elif change.kind is ChangeKind.CUSTOMER:
             self._pending.add(Subject(SubjectKind.CUSTOMER, change.id))
-        elif change.kind is ChangeKind.FEED_RESET:
-            self._pending.update(self._last)  # anything may have changed meanwhile
+        elif change.kind in (ChangeKind.FEED_RESET, ChangeKind.PLAN, ChangeKind.FEATURES):
+            # Anything may have changed meanwhile, or a plan or the catalog that answers are composed with.
+            self._pending.update(self._last)
         else:
             return
         if self._flush is None or self._flush.done():

@@ -7,13 +7,12 @@ from entitlements_sidecar.sources.lago.full_sync import FullSync
 from entitlements_sidecar.sources.lago.refresher import Refresher
 from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.memory import MemoryStore
-from entitlements_sidecar.store.sync_state_memory import MemorySyncState
 from tests.support.fake_lago import FakeLago
 
 
 def build(lago: FakeLago) -> tuple[FullSync, MemoryStore, MemoryMapMeta]:
-    store, state, meta = MemoryStore(), MemorySyncState(), MemoryMapMeta()
-    return FullSync(lago, store, state, Refresher(lago, store, state), meta, concurrency=2), store, meta
+    store, meta = MemoryStore(), MemoryMapMeta()
+    return FullSync(lago, store, Refresher(lago, store), meta, concurrency=2), store, meta
 
 
 def lago_with(count: int) -> FakeLago:
@@ -59,6 +58,6 @@ async def test_a_load_during_which_the_store_lost_the_map_is_not_recorded_comple
             return await super().finish_load(epoch, at_ms)
 
     lago = lago_with(3)
-    store, state, meta = MemoryStore(), MemorySyncState(), LosingMeta()
-    report = await FullSync(lago, store, state, Refresher(lago, store, state), meta).run()
+    store, meta = MemoryStore(), LosingMeta()
+    report = await FullSync(lago, store, Refresher(lago, store), meta).run()
     assert report.recorded is False and await meta.loaded_at() is None

@@ -1,0 +1,225 @@
+"""`make bench-scale`: S1-S6 of the scale issue, at N = 10,000, 100,000 and 1,000,000 subscriptions where the
+machine allows (`--sizes`), printed with PASS/MISS and written to `bench/results/<date>-<commit>-scale.json`.
+
+Subscriptions are on 4 plans of 10 features (3 privileges each), 1 in 20 with an override. The map is
+written straight into a real redis-server through the store (as a full sync would write it): a Lago
+emulator with a million subscriptions would measure the emulator. Lago is the emulator for S3, holding the
+plans; the syncer finds the map loaded (as after a full sync) and only serves webhooks.
+
+- S1 Redis bytes per subscription (used_memory delta / N) <= 400.
+- S2 a reader sidecar's RSS per cached subscription ((RSS with N in the L1 - idle) / N) <= 400 B, and with
+  the largest N in the L1 within 1 GiB RSS.
+- S3 `plan.updated` on a plan holding N / 4 subscriptions: both of 2 reader sidecars answer the new value
+  (for 1,000 subscriptions on it, read before from their L1s) within 1 s, <= 2 Lago requests, and the
+  Redis script calls it took the same at the smallest and the largest N.
+- S4, S5 (streaming, checkpointed full sync; rolling reconciliation with a webhook lane) are not built:
+  printed as NOT BUILT, never as PASS.
+- S6 (P1-P8 side by side with the commit before) is `make bench` on both commits; not run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from bench.memory_bench import catalog, plan, rss_kib
+from bench.provenance import changed_since, provenance, write_results
+from entitlements_sidecar.domain.model import SubscriptionDefinition, SubscriptionStatus
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
+from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2_grpc as pb_grpc
+from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
+from entitlements_sidecar.store.redis_store import RedisStore
+from tests.lago_emulator.server import LagoEmulator
+from tests.support.processes import RedisServer, Sidecar, free_port, start_redis, start_sidecar
+from tests.support.wait import eventually
+
+PLANS = ("basic", "pro", "team", "enterprise")
+SAMPLE = 1_000  # subscriptions S3 watches on the changed plan
+S1_BYTES, S2_BYTES, S2_RSS_MIB, S3_SECONDS, S3_REQUESTS = 400, 400, 1024, 1.0, 2
+
+
+def definition(index: int) -> SubscriptionDefinition:
+    return SubscriptionDefinition(
+        f"sub_{index:07d}",
+        f"cust_{index:07d}",
+        PLANS[index % len(PLANS)],
+        SubscriptionStatus.ACTIVE,
+        datetime(2026, 8, 1, tzinfo=UTC),
+        {"feature_3": {"max": 100 + index % 7}} if index % 20 == 0 else {},
+    )
+
+
+async def fill(server: RedisServer, prefix: str, count: int) -> float:
+    """Write the catalog, the plans and `count` subscriptions; Redis bytes per subscription."""
+    client = aioredis.Redis.from_url(server.url)
+    store = RedisStore(client, prefix)
+    before = int((await client.info("memory"))["used_memory"])
+    await store.put_features(catalog())
+    for code in PLANS:
+        await store.put_plan(plan(code))
+    for start in range(0, count, 2000):
+        await store.put_subscriptions([definition(i) for i in range(start, min(count, start + 2000))])
+    after = int((await client.info("memory"))["used_memory"])
+    meta = RedisMapMeta(client, prefix)  # what a complete full sync records
+    await meta.finish_load(await meta.begin_load(), int(time.time() * 1000))
+    await client.aclose()
+    return (after - before) / count
+
+
+def sidecar(tmp: Path, server: RedisServer, prefix: str, roles: str, lago: LagoEmulator, name: str) -> Sidecar:
+    http_port = free_port()
+    args = [
+        "--source", "lago", "--roles", roles, "--store", "redis", "--redis-url", server.url,
+        "--redis-key-prefix", prefix, "--http-address", f"127.0.0.1:{http_port}", "--lago-api-url", lago.url,
+        "--l1-max-entries", "3000000", "--l1-max-bytes", str(4 << 30), "--reconcile-interval-seconds", "86400",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    env = {"ENTITLEMENTS_LAGO_API_KEY": lago.api_key, "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key}
+    ready = None if "reader" in roles else (lambda s: s.process.poll() is not None or _listening(http_port))
+    started = start_sidecar(tmp, None, args, env=env, name=name, ready=ready, timeout=300)
+    if "syncer" in roles:
+        lago.webhook_url = f"http://127.0.0.1:{http_port}/webhooks/lago"
+    return started
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def checks(ids: list[int], feature: str = "feature_0") -> list[pb.CheckEntitlementsRequest]:
+    requests = [pb.CheckEntitlementRequest(subscription_id=f"sub_{i:07d}", feature_code=feature, privilege_code="max")
+                for i in ids]  # fmt: skip
+    return [pb.CheckEntitlementsRequest(checks=requests[i : i + 1000]) for i in range(0, len(requests), 1000)]
+
+
+def values(stub: pb_grpc.EntitlementServiceStub, batches: list[pb.CheckEntitlementsRequest]) -> set[int]:
+    return {r.response.value.int_value for b in batches for r in stub.CheckEntitlements(b, timeout=120).results}
+
+
+def seed_lago(lago: LagoEmulator) -> None:
+    state = lago.state
+    for code, feature in catalog().items():
+        privileges = [{"code": p.code, "value_type": p.value_type.value} for p in feature.privileges.values()]
+        state.create_feature(code, privileges)
+    for code in PLANS:
+        state.create_plan(code, 1000)
+        state.write_plan_entitlements(code, plan(code).entitlements, replace=True)  # type: ignore[arg-type]
+    lago.take_outbox()
+
+
+def l1_memory(server: RedisServer, prefix: str, count: int, lago: LagoEmulator) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-s2-"))
+    reader = sidecar(tmp, server, prefix, "reader", lago, "s2-reader")
+    try:
+        idle = rss_kib(reader.process.pid)
+        stub = pb_grpc.EntitlementServiceStub(reader.channel)
+        answered = values(stub, checks(list(range(count))))
+        if 0 in answered:
+            raise SystemExit(f"S2: a check was not answered from the map ({sorted(answered)[:5]})")
+        full = rss_kib(reader.process.pid)
+    finally:
+        reader.terminate()
+    return {"rss_idle_mib": idle / 1024, "rss_full_mib": full / 1024, "bytes_per_cached": (full - idle) * 1024 / count}
+
+
+def script_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return sum(int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def plan_change(server: RedisServer, prefix: str, count: int, lago: LagoEmulator) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-s3-"))
+    syncer = sidecar(tmp, server, prefix, "syncer", lago, "s3-syncer")
+    readers = [sidecar(tmp, server, prefix, "reader", lago, f"s3-reader-{n}") for n in range(2)]
+    client = redis.Redis.from_url(server.url)
+    try:
+        on_pro = [i for i in range(count) if i % len(PLANS) == 1][:SAMPLE]
+        batches = checks(on_pro)
+        stubs = [pb_grpc.EntitlementServiceStub(r.channel) for r in readers]
+        for stub in stubs:
+            assert values(stub, batches) == {10}  # filled into both L1s
+        entitlements = {code: dict(values) for code, values in plan("pro").entitlements.items()}
+        entitlements["feature_0"]["max"] = 77
+        lago.state.write_plan_entitlements("pro", entitlements, replace=True)  # type: ignore[arg-type]
+        requests, scripts = len(lago.controls.api_requests()), script_calls(client)
+        started = time.perf_counter()
+        assert lago.flush() == [200]
+        for stub in stubs:
+            eventually(lambda s=stub: values(s, batches) == {77}, timeout=60, interval=0.01, what="the new plan value")
+        seconds = time.perf_counter() - started
+        return {
+            "seconds": seconds,
+            "lago_requests": len(lago.controls.api_requests()) - requests,
+            "redis_script_calls": script_calls(client) - scripts,
+        }
+    finally:
+        client.close()
+        for process in (*readers, syncer):
+            process.terminate()
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--dirty", action="store_true", help="measure uncommitted code (recorded as dirty)")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    origin = provenance(args.dirty)
+    server = start_redis()
+    lago = LagoEmulator().start()
+    results: dict[str, Any] = {"sizes": sizes, "plans": len(PLANS), "overrides": "1 in 20"}
+    try:
+        seed_lago(lago)
+        s1 = {n: asyncio.run(fill(server, f"scale{n}:", n)) for n in sizes}
+        results["S1_redis_bytes_per_subscription"] = s1
+        for n, per in s1.items():
+            print(f"S1 N={n:,}: {per:,.0f} Redis bytes per subscription (<= {S1_BYTES}) {verdict(per <= S1_BYTES)}")
+        s2 = {n: l1_memory(server, f"scale{n}:", n, lago) for n in sizes[-2:]}
+        results["S2_l1_memory"] = s2
+        largest = sizes[-1]
+        for n, held in s2.items():
+            per, idle, full = held["bytes_per_cached"], held["rss_idle_mib"], held["rss_full_mib"]
+            print(f"S2 N={n:,}: {per:,.0f} B RSS per cached subscription (<= {S2_BYTES}) {verdict(per <= S2_BYTES)}")
+            print(f"S2 N={n:,}: RSS {idle:.0f} -> {full:.0f} MiB (<= {S2_RSS_MIB} MiB) {verdict(full <= S2_RSS_MIB)}")
+        s3 = {n: plan_change(server, f"scale{n}:", n, lago) for n in (sizes[0], largest)}
+        results["S3_plan_updated"] = s3
+        big, small = s3[largest], s3[sizes[0]]
+        fast, few = big["seconds"] <= S3_SECONDS, big["lago_requests"] <= S3_REQUESTS
+        flat = big["redis_script_calls"] == small["redis_script_calls"]
+        print(
+            f"S3 N={largest:,} ({largest // len(PLANS):,} on the plan): both readers at the new value in "
+            f"{big['seconds']:.3f} s (<= {S3_SECONDS}), {big['lago_requests']} Lago requests (<= {S3_REQUESTS}), "
+            f"{big['redis_script_calls']} Redis script calls (N={sizes[0]:,}: {small['redis_script_calls']}) "
+            f"{verdict(fast and few and flat)}"
+        )
+        print("S4 streaming, checkpointed, two-phase full sync: NOT BUILT")
+        print("S5 webhook lane during a rolling reconciliation: NOT BUILT")
+        print("S6 P1-P8 beside the commit before: not run by this command (make bench on both commits)")
+        results["S4"] = results["S5"] = "not built"
+        results["S6"] = "not run"
+    finally:
+        lago.stop()
+        server.stop()
+    moved = changed_since(origin)
+    if moved:
+        raise SystemExit(f"not recorded: {moved}")
+    print(f"written to {write_results('scale', origin, results)}")
+
+
+if __name__ == "__main__":
+    main()
