@@ -25,6 +25,8 @@ from entitlements_sidecar.sources.lago.client import LagoClient
 from entitlements_sidecar.sources.lago.full_sync import FullSync
 from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
 from entitlements_sidecar.sources.lago.refresher import Refresher
+from entitlements_sidecar.store.checkpoint_memory import MemoryCheckpoints
+from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.memory import MemoryStore
 from tests.lago_emulator.server import LagoEmulator
 
@@ -50,11 +52,15 @@ async def scenario(lago: LagoEmulator, subscriptions: int, re_read: bool) -> dic
     loader = LagoClient(lago.url, lago.api_key, TokenBucket(10_000))
     client = LagoClient(lago.url, lago.api_key, TokenBucket(LAGO_CLOUD_RATE))
     try:
-        await FullSync(loader, store, Refresher(loader, store), concurrency=16).run()
+        await FullSync(
+            loader, store, Refresher(loader, store), MemoryMapMeta(), MemoryCheckpoints(), concurrency=16
+        ).run()
         refresher = Refresher(client, store)
         # The plan loses sso, every subscription is re-read meanwhile (reconciliation), and the plan regains it.
         lago.state.write_plan_entitlements("pro", {"seats": {"max": 10}}, replace=True)
-        await FullSync(loader, store, Refresher(loader, store), concurrency=16).run()
+        await FullSync(
+            loader, store, Refresher(loader, store), MemoryMapMeta(), MemoryCheckpoints(), concurrency=16
+        ).run()
         lago.state.write_plan_entitlements("pro", {"sso": {"provider": "google"}}, replace=False)
         lago.take_outbox()
         before = len(lago.controls.api_requests())

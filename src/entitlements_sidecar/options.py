@@ -89,6 +89,14 @@ def roles(text: str) -> frozenset[str]:
     return roles
 
 
+def share(text: str) -> float:
+    """A fraction in (0, 1]."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError("must be more than 0 and at most 1")
+    return value
+
+
 def optional_path(text: str) -> Path | None:
     return Path(text) if text else None
 

@@ -27,6 +27,7 @@ from entitlements_sidecar.options import (
     positive_int,
     redis_url,
     roles,
+    share,
     switch,
     tcp_address,
 )
@@ -273,7 +274,15 @@ class SyncSettings:
     PREFIX: ClassVar[str] = ""
     webhook_max_body_bytes: int = opt("1048576", "largest webhook body accepted (larger: 413)", positive_int)
     reconcile_interval_seconds: float = opt(
-        "3600", "how often the syncer compares the whole store with Lago and repairs drift", positive_float
+        "3600",
+        "a reconciliation (the whole store compared with Lago, drift repaired) starts this often, or as soon as the"
+        " last one ends when it takes longer",
+        positive_float,
+    )
+    reconcile_share: float = opt(
+        "0.5",
+        "share of ENTITLEMENTS_LAGO_RATE_LIMIT a reconciliation may use (webhook refreshes always go first)",
+        share,
     )
     queue_claim_idle_seconds: float = opt(
         "30", "a queued event unacknowledged this long (its syncer died) is taken over by another", positive_float

@@ -274,3 +274,35 @@ async def test_batch_writes_report_versions_and_changes(stores: Stores) -> None:
     assert record is not None and record.subscription.plan_code == "starter"
     globex = await stores.store.get_customer("globex")
     assert globex is not None and globex.subscription_ids == ("b",)
+
+
+async def test_a_provisional_write_fills_only_a_gap_and_is_flagged_until_a_full_one(stores: Stores) -> None:
+    await stores.store.put_subscription(own("kept", entitlements={"seats": {"max": 40}}))
+    results = await stores.store.put_subscriptions([own("kept"), own("new")], provisional=True)
+    assert [r.changed for r in results] == [False, True]
+    kept, new = await stores.store.get_subscriptions(["kept", "new"])
+    assert kept is not None and not kept.stale and kept.subscription.features["seats"].privileges["max"].value == 40
+    assert new is not None and new.stale and new.subscription == subscription("new")  # its plan's answer
+    [part] = await stores.store.own_parts(["new"])
+    assert part is not None and part.provisional
+    [confirmed] = await stores.store.put_subscriptions([own("new")])  # its own read: same rows, not provisional
+    assert confirmed.changed
+    record = await stores.store.get_subscription("new", min_version=confirmed.version)
+    assert record is not None and not record.stale
+
+
+async def test_an_id_walk_lists_every_live_id_once_and_resumes_from_its_cursor(stores: Stores) -> None:
+    names = [f"w{n:02d}" for n in range(30)]
+    await stores.store.put_subscriptions([own(name) for name in names])
+    await stores.store.delete_subscription("w05")
+    seen: list[str] = []
+    cursor = 0
+    while True:
+        cursor, ids = await stores.store.id_page(cursor, 7)
+        seen += ids
+        if cursor == 0:
+            break
+    assert set(seen) == set(names) - {"w05"}
+    parts = await stores.store.own_parts(["w01", "w05", "nope"])
+    assert parts[0] is not None and parts[0].definition == own("w01") and parts[0].observed_ms > 0
+    assert parts[1:] == [None, None]

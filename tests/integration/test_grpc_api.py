@@ -235,7 +235,7 @@ def test_consistency_options(redis_sidecar: Sidecar, example_catalog: Path) -> N
     assert full.freshness.version > version
     at_least = check(redis_sidecar, **base, consistency=pb.Consistency(min_version=version + 1))
     assert at_least.value.int_value == 60 and at_least.freshness.version >= version + 1 and not at_least.freshness.stale
-    future = check(redis_sidecar, **base, consistency=pb.Consistency(min_version=version + 50))
+    future = check(redis_sidecar, **base, consistency=pb.Consistency(min_version=full.freshness.version + 10**9))
     assert future.freshness.stale
     latency = check(redis_sidecar, **base, consistency=pb.Consistency(minimize_latency=True))
     assert latency.value.int_value == 60

@@ -81,3 +81,11 @@ class FakeLago:
         self._ask("features")
         for feature in self.features:
             yield feature
+
+    async def subscription_page(
+        self, statuses: Sequence[str], page: int, per_page: int = 100
+    ) -> tuple[list[Json], int | None, int | None]:
+        self._ask("list")
+        rows = [row for row in self.subscriptions.values() if row["status"] in statuses]
+        chunk = rows[(page - 1) * per_page : page * per_page]
+        return chunk, (page + 1 if page * per_page < len(rows) else None), len(rows)

@@ -25,6 +25,8 @@ from entitlements_sidecar.sources.lago.signatures import SignatureVerifier
 from entitlements_sidecar.sources.lago.webhooks import LagoWebhooks
 from entitlements_sidecar.sources.meters_file import load_meters
 from entitlements_sidecar.store.cached import CachedStore
+from entitlements_sidecar.store.checkpoint_memory import MemoryCheckpoints
+from entitlements_sidecar.store.checkpoint_redis import RedisCheckpoints
 from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.map_meta_redis import RedisMapMeta
 from entitlements_sidecar.store.memory import MemoryStore
@@ -114,17 +116,32 @@ class LagoParts:
     count of usage (to seed and heal counters)."""
 
     def __init__(self, settings: Settings, store: EntitlementStore, client: RedisClient | None, meta: MapMeta) -> None:
+        lago = settings.lago
+        bucket = TokenBucket(lago.rate_limit)
         self.client = LagoClient(
-            settings.lago.api_url,
-            settings.lago.api_key,
-            TokenBucket(settings.lago.rate_limit),
-            timeout=settings.lago.timeout_seconds,
-            max_retries=settings.lago.max_retries,
-            usage_limiter=TokenBucket(settings.lago.usage_rate_limit),
+            lago.api_url,
+            lago.api_key,
+            bucket,
+            timeout=lago.timeout_seconds,
+            max_retries=lago.max_retries,
+            usage_limiter=TokenBucket(lago.usage_rate_limit),
+        )
+        # A full sync's reads use the same bucket's bulk lane: webhook refreshes always go first.
+        self.bulk_client = LagoClient(
+            lago.api_url, lago.api_key, bucket.bulk(), timeout=lago.timeout_seconds, max_retries=lago.max_retries
         )
         self.usage_source = LagoCurrentUsage(self.client)
         self.refresher = Refresher(self.client, store)
-        self.full_sync = FullSync(self.client, store, self.refresher, meta, settings.sync.sync_concurrency)
+        checkpoints = RedisCheckpoints(client, settings.redis.key_prefix) if client is not None else MemoryCheckpoints()
+        self.full_sync = FullSync(
+            self.bulk_client, store, Refresher(self.bulk_client, store), meta, checkpoints,
+            settings.sync.sync_concurrency,
+        )  # fmt: skip
+        self.reconcile_budget = TokenBucket(lago.rate_limit * settings.sync.reconcile_share)
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.bulk_client.close()
 
 
 @dataclass(frozen=True)

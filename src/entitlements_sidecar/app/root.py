@@ -81,6 +81,7 @@ class App:
             cached = self.store
             metrics.watch_l1(lambda: (cached.hits, cached.misses))
         self._tasks: list[asyncio.Task[None]] = []
+        self.reconciler: Reconciler | None = None
         routes: list[Routes] = [MetricsEndpoint(metrics)]
         self.catalog_sync: CatalogSync | None = None
         self.lago: LagoParts | None = None
@@ -102,7 +103,7 @@ class App:
             metrics.watch(
                 "entitlements_lago_rows_rejected",
                 "Rows Lago returned that did not match what was asked (another id or status); written nowhere",
-                lambda: lago.client.rejected_rows,
+                lambda: lago.client.rejected_rows + lago.bulk_client.rejected_rows,
                 counter=True,
             )
             source = LagoSource(lago.client, lago.refresher, self.store)
@@ -142,7 +143,12 @@ class App:
         probe: SyncProbe = (
             CatalogProbe(self.catalog_sync)
             if self.catalog_sync is not None
-            else MarkerProbe(self.map_watch, self.syncer.worker if self.syncer else None, self._forwarder)
+            else MarkerProbe(
+                self.map_watch,
+                self.syncer.worker if self.syncer else None,
+                self._forwarder,
+                lambda: self.reconciler.state() if self.reconciler else None,
+            )
         )
         # One read of the map's marker a second (`ping`): that the store answers, whether the map is
         # complete, and (source=lago) the sync lag and snapshot age, which are taken from the same read.
@@ -207,16 +213,40 @@ class App:
 
     async def _start_syncer(self, lago: LagoParts, syncer: Syncer) -> None:
         await syncer.queue.start()  # webhooks are queued (and acknowledged) even during the first load
-        if await self.meta.loaded_at() is None:
-            await lago.full_sync.run()
+        if await self.meta.loaded_at() is None or await lago.full_sync.pending():
+            # Loaded once the listing gave every subscription its plan-level answer (flagged provisional);
+            # the reads of each one go on in the background, with webhooks served meanwhile.
+            load = asyncio.create_task(self._first_load(lago), name="first-load")
+            self._tasks.append(load)
+            listed = asyncio.ensure_future(lago.full_sync.listed.wait())
+            await asyncio.wait({load, listed}, return_when=asyncio.FIRST_COMPLETED)
+            listed.cancel()
+            if load.done():
+                load.result()  # a first load that failed stops the start, as before
         self._spawn(syncer.worker.run(), "sync-worker")
         repairs = self.metrics.reconciliation_repairs
-        reconciler = Reconciler(lago.full_sync, self.settings.sync.reconcile_interval_seconds, repairs.inc)
+        budget = lago.reconcile_budget
+        reconciler = self.reconciler = Reconciler(
+            lambda: lago.full_sync.run(budget=budget), self.settings.sync.reconcile_interval_seconds, repairs.inc
+        )
+        self.metrics.watch(
+            "entitlements_reconcile_cycle_seconds",
+            "Seconds the last complete reconciliation took (within ENTITLEMENTS_RECONCILE_SHARE of the rate limit)",
+            lambda: reconciler.cycle_seconds or 0.0,
+        )
         self._spawn(reconciler.run(), "reconciler")
         self._spawn(syncer.keeper.run(), "map-keeper")
         if syncer.forwarder is not None:
             self._spawn(syncer.forwarder.run(), "usage-forwarder")
         self._spawn(syncer.healer.run(), "usage-healer")
+
+    async def _first_load(self, lago: LagoParts) -> None:
+        try:
+            await lago.full_sync.run()
+        except Exception:
+            if not lago.full_sync.listed.is_set():
+                raise  # the start waits for this and fails with it
+            log.warning("the first load's reads stopped; the next reconciliation resumes them", exc_info=True)
 
     async def _loaded_when_synced(self, meta: MapMeta) -> None:
         await first_load(meta)
@@ -268,7 +298,7 @@ class App:
             for task in stuck:
                 log.warning("task did not stop in time", extra={"task": task.get_name()})
         if self.lago is not None:
-            await self.lago.client.close()
+            await self.lago.close()
         if self.syncer is not None and self.syncer.sink is not None:
             await self.syncer.sink.close()
         await self.store.close()
@@ -305,5 +335,5 @@ async def run_full_sync(settings: Settings, progress: Progress | None = None) ->
         await store.start()
         return await lago.full_sync.run(progress)
     finally:
-        await lago.client.close()
+        await lago.close()
         await store.close()

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from entitlements_sidecar.domain.model import (
     FeatureDefinition,
@@ -66,6 +66,16 @@ class Change:
 ChangeListener = Callable[[Change], None]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredOwnPart:
+    """A subscription's own part with when the source said it; `provisional` while only a listing said it
+    (its plan-level answer, flagged stale, until its own read)."""
+
+    definition: SubscriptionDefinition
+    observed_ms: int
+    provisional: bool = False
+
+
 class PutResult(NamedTuple):
     version: int  # the subscription's own version after the write (its answers' version is composed, below)
     changed: bool
@@ -95,10 +105,12 @@ class EntitlementStore(Protocol):
         ...
 
     async def put_subscriptions(
-        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0
+        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0, provisional: bool = False
     ) -> list[PutResult]:
         """Store many (each atomically, in one round trip where the store allows). `observed_ms` orders
-        reads of the source: a write observed before what is stored is refused (0: always written)."""
+        reads of the source: a write observed before what is stored is refused (0: now). A `provisional`
+        write (from a listing, without the subscription's own rows) is made only where nothing is stored,
+        and its answers are flagged stale until a full write replaces it."""
         ...
 
     async def delete_subscription(self, external_id: str, observed_ms: int = 0) -> int | None:
@@ -107,6 +119,13 @@ class EntitlementStore(Protocol):
 
     async def definition(self, external_id: str) -> SubscriptionDefinition | None:
         """The subscription's own part as stored (its removals outlive plan edits)."""
+        ...
+
+    async def own_parts(self, external_ids: Sequence[str]) -> list[StoredOwnPart | None]: ...
+
+    async def id_page(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        """About `count` live ids from `cursor` (0 to begin) and the next cursor (0 at the end). Every id live
+        for the whole walk is listed at least once, also when the walk resumes from a saved cursor."""
         ...
 
     async def put_plan(self, plan: PlanDefinition) -> int:
@@ -148,6 +167,28 @@ class FeatureCatalog(Protocol):
     evaluation would answer, not only the subject's own."""
 
     async def features(self) -> Mapping[str, FeatureDefinition]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCheckpoint:
+    """Where a full sync is, so a syncer that was killed resumes there. `phase` is "list" (the listing's
+    pages, `position` the next page) or "detail" (each subscription's own read, `position` the id walk's
+    cursor); a run reads again what was not confirmed since `started_ms`."""
+
+    epoch: str
+    started_ms: int
+    phase: str
+    position: int
+
+
+class CheckpointStore(Protocol):
+    """Kept with the map (lost with it, like the map's marker)."""
+
+    async def read(self) -> SyncCheckpoint | None: ...
+
+    async def write(self, checkpoint: SyncCheckpoint) -> None: ...
+
+    async def clear(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,4 +252,8 @@ class SyncProbe(Protocol):
 
     def problem(self) -> str | None:
         """A problem that does not stop serving yet (a rejected catalog edit, a refused API key)."""
+        ...
+
+    def reconciliation(self) -> dict[str, Any] | None:
+        """The rolling reconciliation's state (cycles, last cycle's seconds, running), where this process runs it."""
         ...

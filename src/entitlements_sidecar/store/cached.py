@@ -28,6 +28,7 @@ from entitlements_sidecar.domain.ports import (
     Origin,
     PutResult,
     StoredCustomer,
+    StoredOwnPart,
     StoredSubscription,
 )
 
@@ -132,6 +133,12 @@ class CachedStore:
     async def definition(self, external_id: str) -> SubscriptionDefinition | None:
         return await self._inner.definition(external_id)
 
+    async def own_parts(self, external_ids: Sequence[str]) -> list[StoredOwnPart | None]:
+        return await self._inner.own_parts(external_ids)
+
+    async def id_page(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        return await self._inner.id_page(cursor, count)
+
     async def plan(self, code: str) -> PlanDefinition | None:
         return await self._inner.plan(code)
 
@@ -145,9 +152,9 @@ class CachedStore:
         return result.version
 
     async def put_subscriptions(
-        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0
+        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0, provisional: bool = False
     ) -> list[PutResult]:
-        results = await self._inner.put_subscriptions(definitions, observed_ms)
+        results = await self._inner.put_subscriptions(definitions, observed_ms, provisional)
         for definition in definitions:
             self._drop_written(definition.external_id)
             self._drop_customer(definition.external_customer_id)

@@ -16,6 +16,7 @@ from entitlements_sidecar.domain.ports import (
     Origin,
     PutResult,
     StoredCustomer,
+    StoredOwnPart,
     StoredSubscription,
 )
 from entitlements_sidecar.store.listeners import Listeners
@@ -27,6 +28,7 @@ class _Slot:
     observed_ms: int = 0
     own: SubscriptionDefinition | None = None  # None once deleted: the version survives as a tombstone
     synced: datetime | None = None
+    provisional: bool = False
 
 
 @dataclass(slots=True)
@@ -38,6 +40,7 @@ class _Customer:
 class MemoryStore:
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._subscriptions: dict[str, _Slot] = {}
+        self._order: list[str] = []  # every id ever stored, in the order it was first stored
         self._customers: dict[str, _Customer] = {}
         self._plans: dict[str, tuple[int, PlanDefinition]] = {}
         self._features: tuple[int, dict[str, FeatureDefinition]] = (0, {})
@@ -61,7 +64,7 @@ class MemoryStore:
         features_version, features = self._features
         answer = self._composer.compose(slot.own, plan, plan_version, features, features_version)
         version = composed_version(slot.version, plan_version, features_version)
-        return StoredSubscription(answer, version, slot.synced, Origin.MEMORY)
+        return StoredSubscription(answer, version, slot.synced, Origin.MEMORY, slot.provisional)
 
     async def get_subscriptions(self, external_ids: Sequence[str]) -> list[StoredSubscription | None]:
         return [await self.get_subscription(i) for i in external_ids]
@@ -76,6 +79,19 @@ class MemoryStore:
         slot = self._subscriptions.get(external_id)
         return slot.own if slot else None
 
+    async def own_parts(self, external_ids: Sequence[str]) -> list[StoredOwnPart | None]:
+        slots = [self._subscriptions.get(i) for i in external_ids]
+        return [
+            StoredOwnPart(slot.own, slot.observed_ms, slot.provisional) if slot and slot.own else None for slot in slots
+        ]
+
+    async def id_page(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        # Slots are never removed (tombstones stay), so a position in their order never moves.
+        ids = self._order[cursor : cursor + count]
+        following = cursor + len(ids)
+        live = [i for i in ids if self._subscriptions[i].own is not None]
+        return (following if following < len(self._order) else 0), live
+
     async def plan(self, code: str) -> PlanDefinition | None:
         found = self._plans.get(code)
         return found[1] if found else None
@@ -88,9 +104,9 @@ class MemoryStore:
         return result.version
 
     async def put_subscriptions(
-        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0
+        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0, provisional: bool = False
     ) -> list[PutResult]:
-        return [self._put(definition, observed_ms or self._now_ms()) for definition in definitions]
+        return [self._put(definition, observed_ms or self._now_ms(), provisional) for definition in definitions]
 
     async def delete_subscription(self, external_id: str, observed_ms: int = 0) -> int | None:
         slot = self._subscriptions.get(external_id)
@@ -102,7 +118,7 @@ class MemoryStore:
             return None
         customer_id = slot.own.external_customer_id
         slot.version = self._next(slot.version)
-        slot.own = None
+        slot.own, slot.provisional = None, False
         self._customers[customer_id].members.discard(external_id)
         self._announce(external_id, slot.version, {customer_id})
         return slot.version
@@ -130,17 +146,22 @@ class MemoryStore:
     def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
         return self._listeners.add(listener)
 
-    def _put(self, own: SubscriptionDefinition, observed: int) -> PutResult:
-        slot = self._subscriptions.setdefault(own.external_id, _Slot())
+    def _put(self, own: SubscriptionDefinition, observed: int, provisional: bool) -> PutResult:
+        slot = self._subscriptions.get(own.external_id)
+        if slot is None:
+            slot = self._subscriptions[own.external_id] = _Slot()
+            self._order.append(own.external_id)
         if slot.observed_ms > observed:
             return PutResult(slot.version, False, True)
+        if provisional and slot.own is not None:
+            return PutResult(slot.version, False)  # what is stored says more than a listing
         slot.observed_ms = observed
         slot.synced = self._clock()  # when the source last said so, as the Redis map keeps it
         previous = slot.own
-        if previous == own:
+        if previous == own and slot.provisional == provisional:
             return PutResult(slot.version, False)
         slot.version = self._next(slot.version)
-        slot.own = own
+        slot.own, slot.provisional = own, provisional
         touched = {own.external_customer_id}
         if previous is not None and previous.external_customer_id != own.external_customer_id:
             touched.add(previous.external_customer_id)

@@ -2,9 +2,9 @@
 
 Layout (prefix configurable, default `ent:`; `{...}` is a cluster hash tag):
 - `{prefix}e:{<subscription_id>}` hash: v (version), o (observed ms: when the source said it), b (its own
-  part, store/definition_codec.py), c (customer). Deleting keeps `v`, `o` and `c` as a tombstone: a
-  re-created subscription never reuses a lower version, an older read never resurrects it, and an
-  interrupted delete can still find the index to finish.
+  part, store/definition_codec.py), c (customer), pv ('1' while only a listing said it: provisional).
+  Deleting keeps `v`, `o` and `c` as a tombstone: a re-created subscription never reuses a lower
+  version, an older read never resurrects it, and an interrupted delete can still find the index to finish.
 - `{prefix}p:{<plan_code>}` hash: v, b (the plan's entitlements); `{prefix}f` hash: v, b (the feature catalog).
 - `{prefix}cu:{<customer_id>}` hash: v (version), `m:{subscription_id}` per member = the member's version
   the index last counted (0 before its first).
@@ -25,19 +25,11 @@ one.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError
 
 from entitlements_sidecar.domain.composition import Composer, composed_version
 from entitlements_sidecar.domain.model import FeatureDefinition, PlanDefinition, SubscriptionDefinition
@@ -48,6 +40,7 @@ from entitlements_sidecar.domain.ports import (
     Origin,
     PutResult,
     StoredCustomer,
+    StoredOwnPart,
     StoredSubscription,
 )
 from entitlements_sidecar.store import definition_codec as codec
@@ -55,6 +48,7 @@ from entitlements_sidecar.store.listeners import Listeners
 from entitlements_sidecar.store.lua import Command, LuaScript, execute
 from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, open_redis, text
 from entitlements_sidecar.store.redis_errors import unavailable
+from entitlements_sidecar.store.redis_feed import ChangeFeed
 from entitlements_sidecar.store.redis_parts import PartsCache
 
 log = logging.getLogger(__name__)
@@ -66,19 +60,21 @@ local v = math.max(tonumber(redis.call('HGET', KEYS[1], 'v') or '0') + 1, clock[
 v = string.format('%.0f', v)
 """
 
-# KEYS: entry. ARGV: body, customer, observed ms, channel, id.
+# KEYS: entry. ARGV: body, customer, observed ms, channel, id, provisional ('1' or '').
 # -> {version, changed, customer before, superseded: 0 no, 1 by a later write, 2 by a later delete}
 _PUT = LuaScript(
     """
-local cur = redis.call('HMGET', KEYS[1], 'b', 'c', 'v', 'o')
+local cur = redis.call('HMGET', KEYS[1], 'b', 'c', 'v', 'o', 'pv')
 if cur[4] and tonumber(cur[4]) > tonumber(ARGV[3]) then return {tonumber(cur[3]), 0, cur[2], cur[1] and 1 or 2} end
-if cur[1] == ARGV[1] and cur[2] == ARGV[2] then
+if ARGV[6] == '1' and cur[1] then return {tonumber(cur[3]), 0, cur[2], 0} end
+if cur[1] == ARGV[1] and cur[2] == ARGV[2] and (cur[5] or '') == ARGV[6] then
   redis.call('HSET', KEYS[1], 'o', ARGV[3])
   return {tonumber(cur[3]), 0, cur[2], 0}
 end"""
     + _NEXT
     + """
 redis.call('HSET', KEYS[1], 'v', v, 'b', ARGV[1], 'c', ARGV[2], 'o', ARGV[3])
+if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'pv', '1') else redis.call('HDEL', KEYS[1], 'pv') end
 redis.call('PUBLISH', ARGV[4], 's:' .. v .. ':' .. ARGV[5])
 return {tonumber(v), 1, cur[2], 0}
 """
@@ -94,7 +90,7 @@ if not cur[2] then return {false, cur[1], 0} end"""
     + _NEXT
     + """
 redis.call('HSET', KEYS[1], 'v', v)
-redis.call('HDEL', KEYS[1], 'b')
+redis.call('HDEL', KEYS[1], 'b', 'pv')
 redis.call('PUBLISH', ARGV[1], 's:' .. v .. ':' .. ARGV[2])
 return {tonumber(v), cur[1], 0}
 """
@@ -126,10 +122,7 @@ redis.call('PUBLISH', ARGV[3], 'c:' .. v .. ':' .. ARGV[4])
 return v
 """)
 
-_ENTRY_FIELDS = ("v", "b", "c", "o")
-_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0)  # feed reconnect backoff, capped at the last value
-_NO_RETRY = Retry(NoBackoff(), 0)
-_STABLE_SECONDS = 2.0  # a feed that keeps breaking sooner backs off (a cluster failing over drops it often)
+_ENTRY_FIELDS = ("v", "b", "c", "o", "pv")
 _KINDS = {"s": ChangeKind.SUBSCRIPTION, "c": ChangeKind.CUSTOMER, "p": ChangeKind.PLAN, "f": ChangeKind.FEATURES}
 
 
@@ -142,9 +135,7 @@ class RedisStore:
         self._listeners = Listeners()
         self._parts = PartsCache(client, prefix)
         self._composer = Composer()
-        self._follower: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
-        self._feed_reconnected = False
+        self._feed = ChangeFeed(client, self._channel, self._dispatch, self._emit)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "ent:", timeout: float = 2.0) -> RedisStore:
@@ -156,14 +147,10 @@ class RedisStore:
             await self._redis.ping()
         except REDIS_FAILURES as exc:
             raise unavailable(exc, "redis unreachable") from exc
-        self._follower = asyncio.create_task(self._follow(), name="redis-change-feed")
-        await asyncio.wait_for(self._subscribed.wait(), timeout=10)
+        await self._feed.start()
 
     async def close(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
-            # Bounded: redis-py does not always honour a cancel promptly in the middle of a read.
-            await asyncio.wait({self._follower}, timeout=2)
+        await self._feed.stop()
         await self._redis.aclose()
 
     # -- reads ----------------------------------------------------------------------------
@@ -175,6 +162,33 @@ class RedisStore:
     async def get_subscriptions(self, external_ids: Sequence[str]) -> list[StoredSubscription | None]:
         if not external_ids:
             return []
+        entries = await self._entries(external_ids)
+        features_version, features = await self._parts.features()
+        plans = await self._parts.plans({e[1].definition.plan_code for e in entries if e is not None})
+        records: list[StoredSubscription | None] = []
+        for entry in entries:
+            if entry is None:
+                records.append(None)
+                continue
+            version, stored = entry
+            plan_version, plan = plans[stored.definition.plan_code]
+            answer = self._composer.compose(stored.definition, plan, plan_version, features, features_version)
+            synced = datetime.fromtimestamp(stored.observed_ms / 1000, UTC)
+            composed = composed_version(version, plan_version, features_version)
+            records.append(StoredSubscription(answer, composed, synced, Origin.REDIS, stored.provisional))
+        return records
+
+    async def own_parts(self, external_ids: Sequence[str]) -> list[StoredOwnPart | None]:
+        return [None if entry is None else entry[1] for entry in await self._entries(external_ids)]
+
+    async def id_page(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        try:
+            following, members = await self._redis.sscan(self._ids, cursor, count=count)
+        except REDIS_FAILURES as exc:
+            raise unavailable(exc) from exc
+        return int(following), [text(m) for m in members]
+
+    async def _entries(self, external_ids: Sequence[str]) -> list[tuple[int, StoredOwnPart] | None]:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for external_id in external_ids:
@@ -182,24 +196,7 @@ class RedisStore:
                 rows = await pipe.execute()
         except REDIS_FAILURES as exc:
             raise unavailable(exc) from exc
-        entries = [_entry(external_id, row) for external_id, row in zip(external_ids, rows, strict=True)]
-        features_version, features = await self._parts.features()
-        plans = await self._parts.plans({e[1].plan_code for e in entries if e is not None})
-        records: list[StoredSubscription | None] = []
-        for entry in entries:
-            if entry is None:
-                records.append(None)
-                continue
-            version, own, observed = entry
-            plan_version, plan = plans[own.plan_code]
-            answer = self._composer.compose(own, plan, plan_version, features, features_version)
-            synced = datetime.fromtimestamp(observed / 1000, UTC)
-            records.append(
-                StoredSubscription(
-                    answer, composed_version(version, plan_version, features_version), synced, Origin.REDIS
-                )
-            )
-        return records
+        return [_entry(external_id, row) for external_id, row in zip(external_ids, rows, strict=True)]
 
     async def get_customer(self, customer_id: str, min_version: int = 0) -> StoredCustomer | None:
         try:
@@ -212,12 +209,8 @@ class RedisStore:
         return StoredCustomer(customer_id, tuple(members), int(fields.get(b"v", 0)), Origin.REDIS)
 
     async def definition(self, external_id: str) -> SubscriptionDefinition | None:
-        try:
-            row = await self._redis.hmget(self._entry_key(external_id), *_ENTRY_FIELDS)
-        except REDIS_FAILURES as exc:
-            raise unavailable(exc) from exc
-        entry = _entry(external_id, row)
-        return None if entry is None else entry[1]
+        [entry] = await self._entries([external_id])
+        return None if entry is None else entry[1].definition
 
     async def plan(self, code: str) -> PlanDefinition | None:
         return (await self._parts.read_plan(code))[1]
@@ -239,7 +232,7 @@ class RedisStore:
         return result.version
 
     async def put_subscriptions(
-        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0
+        self, definitions: Sequence[SubscriptionDefinition], observed_ms: int = 0, provisional: bool = False
     ) -> list[PutResult]:
         if not definitions:
             return []
@@ -251,7 +244,14 @@ class RedisStore:
                 Command("HSETNX", self._customer_key(own.external_customer_id), f"m:{own.external_id}", "0"),
                 _PUT.call(
                     [self._entry_key(own.external_id)],
-                    [codec.encode_entry(own), own.external_customer_id, observed, self._channel, own.external_id],
+                    [
+                        codec.encode_entry(own),
+                        own.external_customer_id,
+                        observed,
+                        self._channel,
+                        own.external_id,
+                        "1" if provisional else "",
+                    ],
                 ),
             ]
         replies = await self._run(first)
@@ -311,60 +311,6 @@ class RedisStore:
     def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
         return self._listeners.add(listener)
 
-    async def _follow(self) -> None:
-        attempt = failures = 0
-        while True:
-            pubsub = self._feed(failures)
-            held: tuple[Any, Retry] | None = None  # the feed's connection and the retry it came with
-            try:
-                await pubsub.subscribe(self._channel)
-                if pubsub.connection is not None:
-                    # A broken feed must be noticed at once, before any command can reach a Redis that came
-                    # back empty: no retries on this connection (commands keep theirs). Should redis-py still
-                    # reconnect and re-subscribe by itself, messages may have been missed: that is a loss too.
-                    held = (pubsub.connection, pubsub.connection.retry)
-                    pubsub.connection.retry = _NO_RETRY
-                    pubsub.connection.register_connect_callback(self._reconnected)
-                self._feed_reconnected = False
-                # Anything cached before this point may have missed changes.
-                self._emit(Change(ChangeKind.FEED_RESET))
-                self._subscribed.set()
-                up_since = asyncio.get_running_loop().time()
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if self._feed_reconnected:
-                        raise ConnectionError("the feed's connection was re-established by redis-py")
-                    if not pubsub.subscribed:
-                        raise ConnectionError("the feed is no longer subscribed")
-                    if asyncio.get_running_loop().time() - up_since > _STABLE_SECONDS:
-                        attempt = 0  # up for a while: the next loss is a new outage, retried at once
-                    if message is not None and message["type"] == "message":
-                        self._dispatch(message["data"])
-            except REDIS_FAILURES as exc:
-                # Once per outage at warning level; the retries of the same outage (backing off) at debug.
-                (log.warning if attempt == 0 else log.debug)("redis change feed lost: %s", type(exc).__name__)
-                self._emit(Change(ChangeKind.FEED_LOST))
-                await asyncio.sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
-                attempt += 1
-                failures += 1
-            finally:
-                if held is not None:  # it goes back to the pool, for commands: as it was
-                    connection, retry = held
-                    connection.deregister_connect_callback(self._reconnected)
-                    connection.retry = retry
-                with contextlib.suppress(*REDIS_FAILURES):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    def _reconnected(self, connection: object) -> None:
-        self._feed_reconnected = True
-
-    def _feed(self, failures: int) -> PubSub:
-        # In a cluster every node hears every PUBLISH, so any node will do; after each failure try the next
-        # one (the client's own pick follows the channel's slot to a primary, which may be the one that died).
-        if isinstance(self._redis, RedisCluster) and (nodes := self._redis.get_nodes()):
-            return self._redis.pubsub(node=nodes[failures % len(nodes)], ignore_subscribe_messages=True)
-        return self._redis.pubsub(ignore_subscribe_messages=True)
-
     def _dispatch(self, data: bytes) -> None:
         kind, version, identifier = data.decode().split(":", 2)
         change = Change(_KINDS.get(kind, ChangeKind.FEED_RESET), identifier, int(version))
@@ -382,8 +328,9 @@ class RedisStore:
         return f"{self._prefix}cu:{{{customer_id}}}"
 
 
-def _entry(external_id: str, fields: Sequence[bytes | str | None]) -> tuple[int, SubscriptionDefinition, int] | None:
-    version, body, customer, observed = fields
+def _entry(external_id: str, fields: Sequence[bytes | str | None]) -> tuple[int, StoredOwnPart] | None:
+    version, body, customer, observed, provisional = fields
     if body is None or version is None or customer is None:
         return None
-    return int(version), codec.decode_entry(body, external_id, text(customer)), int(observed or 0)
+    own = codec.decode_entry(body, external_id, text(customer))
+    return int(version), StoredOwnPart(own, int(observed or 0), provisional is not None)

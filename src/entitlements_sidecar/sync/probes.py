@@ -3,6 +3,9 @@ kept: the catalog poller of this process, or the syncers' marker in the shared s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from entitlements_sidecar.sync.map_watch import MapWatch
 from entitlements_sidecar.sync.usage_forwarder import UsageForwarder
@@ -22,15 +25,28 @@ class CatalogProbe:
     def problem(self) -> str | None:
         return self._catalog.problem()
 
+    def reconciliation(self) -> dict[str, Any] | None:
+        return None  # the file is re-read whenever it changes: nothing to reconcile
+
 
 class MarkerProbe:
     """The map's marker as the last readiness probe read it; `worker` and `forwarder` only in a syncer
     process. Their problems are warnings: the map stays readable while they wait."""
 
-    def __init__(self, watch: MapWatch, worker: SyncWorker | None, forwarder: UsageForwarder | None = None) -> None:
+    def __init__(
+        self,
+        watch: MapWatch,
+        worker: SyncWorker | None,
+        forwarder: UsageForwarder | None = None,
+        reconciliation: Callable[[], dict[str, Any] | None] = lambda: None,
+    ) -> None:
         self._watch = watch
         self._worker = worker
         self._forwarder = forwarder
+        self._reconciliation = reconciliation
+
+    def reconciliation(self) -> dict[str, Any] | None:
+        return self._reconciliation()
 
     def confirmed_at(self) -> float | None:
         at_ms = self._watch.last.confirmed_at if self._watch.last else None

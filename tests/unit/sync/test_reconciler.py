@@ -24,7 +24,8 @@ class Loader:
 
 async def test_a_failed_run_is_tried_again_and_repairs_are_counted() -> None:
     loader, repaired = Loader(), list[int]()
-    task = asyncio.create_task(Reconciler(loader, 0.01, repaired.append).run())
+    reconciler = Reconciler(loader.run, 0.01, repaired.append)
+    task = asyncio.create_task(reconciler.run())
 
     async def two_counted() -> bool:
         return len(repaired) >= 2
@@ -34,6 +35,29 @@ async def test_a_failed_run_is_tried_again_and_repairs_are_counted() -> None:
     finally:
         task.cancel()
     assert repaired[:2] == [2, 3]  # the first run failed and counted nothing
+    state = reconciler.state()
+    assert state["cycles"] >= 2 and state["cycle_seconds"] is not None and state["cycle_seconds"] >= 0
+
+
+async def test_a_cycle_longer_than_the_interval_is_followed_at_once_and_a_short_one_waits() -> None:
+    starts: list[float] = []
+
+    async def cycle() -> SyncReport:
+        starts.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.15 if len(starts) == 1 else 0.0)
+        return SyncReport(subscriptions=1, repaired=0, removed=0, seconds=0.0)
+
+    task = asyncio.create_task(Reconciler(cycle, 0.1, lambda _: None).run())
+
+    async def three() -> bool:
+        return len(starts) >= 3
+
+    try:
+        await eventually_async(three, what="three cycles")
+    finally:
+        task.cancel()
+    assert starts[1] - starts[0] < 0.24  # ran over its interval: the next began at once, not 0.1 s after it ended
+    assert starts[2] - starts[1] >= 0.1 - 0.01  # the second was short: the third waited for the interval
 
 
 async def test_a_reader_waits_for_the_first_complete_load() -> None:

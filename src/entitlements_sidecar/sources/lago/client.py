@@ -28,7 +28,7 @@ from entitlements_sidecar.sources.lago.errors import (
     LagoUnavailableError,
     error_from_response,
 )
-from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
+from entitlements_sidecar.sources.lago.rate_limit import Limiter
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ class LagoClient:
         self,
         api_url: str,
         api_key: str,
-        limiter: TokenBucket,
+        limiter: Limiter,
         timeout: float = 10.0,
         max_retries: int = 5,
         backoff_base: float = 0.2,
         backoff_cap: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        usage_limiter: TokenBucket | None = None,
+        usage_limiter: Limiter | None = None,
     ) -> None:
         self._http = lago_http(api_url, api_key, timeout, transport)
         self._limiter = limiter
@@ -114,6 +114,22 @@ class LagoClient:
                 extra={"filter": _filters(asked), "rejected": len(rejected), "first": rejected[0]},
             )
 
+    async def subscription_page(
+        self, statuses: Sequence[str], page: int, per_page: int = 100
+    ) -> tuple[list[Json], int | None, int | None]:
+        """One page of `GET /subscriptions` (a full sync walks them with a checkpoint): its matching rows,
+        the next page's number (None after the last) and Lago's total count, when it says."""
+        params: list[tuple[str, str | int]] = [("status[]", s) for s in statuses]
+        body = await self._get("subscriptions", [*params, ("page", page), ("per_page", per_page)])
+        asked = Asked(None, tuple(statuses), None)
+        rows = [item for item in body.get("subscriptions", []) if asked.mismatch(item) is None]
+        if len(rows) < len(body.get("subscriptions", [])):
+            self.rejected_rows += len(body.get("subscriptions", [])) - len(rows)
+            log.error("lago listed subscriptions that do not match the filter; ignored", extra={"page": page})
+        meta = body.get("meta") or {}
+        following, total = meta.get("next_page"), meta.get("total_count")
+        return rows, int(following) if following else None, int(total) if isinstance(total, int) else None
+
     async def get_plan_entitlements(self, plan_code: str) -> list[Json] | None:
         body = await self._get_or_none(f"plans/{_segment(plan_code)}/entitlements")
         return body["entitlements"] if body else None
@@ -170,7 +186,7 @@ class LagoClient:
             return None
 
     async def _get(
-        self, path: str, params: Any = None, limiter: TokenBucket | None = None, retries: int | None = None
+        self, path: str, params: Any = None, limiter: Limiter | None = None, retries: int | None = None
     ) -> Json:
         limiter = limiter or self._limiter
         max_retries = self._max_retries if retries is None else retries

@@ -141,6 +141,20 @@ def subscription_definition(
     )
 
 
+def listed_definition(raw: Json) -> SubscriptionDefinition:
+    """A row of Lago's listing, which carries no entitlements: the subscription as if it had no own rows
+    (its plan-level answer), stored provisional until its own read (sources/lago/full_sync.py)."""
+    return SubscriptionDefinition(
+        external_id=raw["external_id"],
+        external_customer_id=raw["external_customer_id"],
+        plan_code=raw["plan_code"],
+        status=_status(raw),
+        started_at=_timestamp(raw.get("started_at")),
+        row_id=raw.get("lago_id"),
+        billing=billing(raw),
+    )
+
+
 def features_in(entitlements: Iterable[Json]) -> list[FeatureDefinition]:
     return [feature_definition(e) for e in entitlements]
 

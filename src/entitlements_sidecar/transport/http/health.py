@@ -110,6 +110,9 @@ class HealthMonitor:
             checks["store"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
         problem = self._sync.problem()
         checks["source"] = {"ok": True} if problem is None else {"ok": True, "warning": problem}
+        reconciliation = self._sync.reconciliation()
+        if reconciliation is not None:
+            checks["reconciliation"] = {"ok": True, **reconciliation}
         confirmed = self._sync.confirmed_at()
         lag = None if confirmed is None else max(0.0, time.time() - confirmed)
         checks["sync_lag"] = {

@@ -81,6 +81,9 @@ class Probe:
     def problem(self) -> str | None:
         return self._problem
 
+    def reconciliation(self) -> dict[str, object] | None:
+        return {"cycles": 3, "cycle_seconds": 12.5, "running": True}
+
 
 async def ping() -> None:
     return None
@@ -100,7 +103,9 @@ async def test_readiness_needs_the_first_load_and_a_sync_lag_within_the_budget()
     status, body = await readyz(health)
     assert status == 503 and body["checks"]["first_load"] == {"ok": False}  # type: ignore[index]
     health.loaded = True
-    assert (await readyz(health))[0] == 200
+    status, body = await readyz(health)
+    assert status == 200
+    assert body["checks"]["reconciliation"] == {"ok": True, "cycles": 3, "cycle_seconds": 12.5, "running": True}  # type: ignore[index]
     late = HealthMonitor(Metrics(), 30.0, Probe(time.time() - 60), MapStatus(complete=True), ping)
     late.loaded = True
     status, body = await readyz(late)
