@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -92,7 +93,9 @@ class Interrupted(FakeLago):
     reads: int = 0
     pages: list[int]
 
-    async def subscription_page(self, statuses, page, per_page=100):  # type: ignore[no-untyped-def]
+    async def subscription_page(
+        self, statuses: Sequence[str], page: int, per_page: int = 100
+    ) -> tuple[list[dict[str, Any]], int | None, int | None]:
         self.pages.append(page)
         if page == self.fail_page:
             self.fail_page = None
