@@ -267,6 +267,27 @@ def test_watch_sends_current_state_then_changes(redis_sidecar: Sidecar, example_
     stream.cancel()
 
 
+def test_a_plan_change_reaches_the_watches_of_subscriptions_on_it_only(
+    redis_sidecar: Sidecar, example_catalog: Path
+) -> None:
+    request = pb.WatchEntitlementsRequest(
+        subjects=[pb.Subject(subscription_id="sub_globex"), pb.Subject(subscription_id="sub_acme_main")]
+    )
+    stream = stub(redis_sidecar).WatchEntitlements(request, timeout=20)
+    assert [next(stream).initial, next(stream).initial] == [True, True]
+    edit(example_catalog, "seats: {max: 5, max_admins: 1, root: false}", "seats: {max: 6, max_admins: 1, root: false}")
+    starter = next(stream)  # one write of the starter plan: sub_globex is on it, sub_acme_main is not
+    assert starter.entitlements.subject.subscription_id == "sub_globex" and not starter.initial
+    seats = {f.code: f for f in starter.entitlements.features}["seats"]
+    assert {p.code: p for p in seats.privileges}["max"].value.int_value == 6
+    edit(example_catalog, "seats: {max: 10, max_admins: 5, root: true}", "seats: {max: 10, max_admins: 7, root: true}")
+    pro = next(stream)
+    assert pro.entitlements.subject.subscription_id == "sub_acme_main"
+    seats = {f.code: f for f in pro.entitlements.features}["seats"]
+    assert {p.code: p for p in seats.privileges}["max_admins"].value.int_value == 7
+    stream.cancel()
+
+
 def test_watch_validates_subjects(redis_sidecar: Sidecar) -> None:
     for request, field in [
         (pb.WatchEntitlementsRequest(), "subjects"),

@@ -60,7 +60,7 @@ def test_fully_consistent_read_on_a_reader_goes_to_lago(lago: LagoEmulator, star
 def test_a_syncer_on_a_warm_redis_is_ready_without_a_full_load(lago: LagoEmulator, start_syncer: SyncerFactory) -> None:
     seed(lago)
     first = start_syncer(name="first")
-    assert "full sync done" in first.sidecar.log()
+    eventually(lambda: "full sync done" in first.sidecar.log(), what="the first load's reads done")
     assert first.sidecar.terminate() == 0
     requests = len(lago.controls.api_requests())
     second = start_syncer(name="second")

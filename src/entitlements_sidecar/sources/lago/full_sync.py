@@ -141,8 +141,6 @@ class FullSync:
             counts.total = total or counts.total
             await self._provisional(rows, observed, counts)
             counts.listed += len(rows)
-            if progress is not None:
-                progress(counts.listed, max(counts.total, counts.listed))
             page = following
             checkpoint = (
                 replace(checkpoint, position=page or 0) if page else replace(checkpoint, phase="detail", position=0)
@@ -180,7 +178,7 @@ class FullSync:
                 await asyncio.gather(*reads, return_exceptions=True)
                 raise
             walked += len(ids)
-            if progress is not None:
+            if progress is not None:  # the reads are the long part (N requests, the listing N/100)
                 progress(walked, max(walked, counts.listed, counts.total))
             cursor = following
             await self._checkpoints.write(replace(checkpoint, phase="detail", position=cursor))
