@@ -93,8 +93,8 @@ class Refresher:
 
     async def store_subscription(self, raw: Json, observed: int, reason: str) -> bool:
         """Store one Lago subscription object (with its embedded entitlements) read at `observed`."""
-        await self._learn_features(mapping.features_in(raw.get("entitlements") or []))
-        definition = await self._own_part(raw)
+        features = await self._learn_features(mapping.features_in(raw.get("entitlements") or []))
+        definition = await self._own_part(raw, features)
         [result] = await self._store.put_subscriptions([definition], observed)
         if result.superseded:
             log.info("older read ignored", extra={"subscription": definition.external_id, "event": reason})
@@ -113,7 +113,7 @@ class Refresher:
             )
         return result.changed
 
-    async def _own_part(self, raw: Json) -> SubscriptionDefinition:
+    async def _own_part(self, raw: Json, features: dict[str, FeatureDefinition]) -> SubscriptionDefinition:
         """The subscription's own rows, derived against the plan. Its answer is their composition with the
         plan, which must be Lago's resolved view: when it is not, the plan we hold is behind Lago's (its
         webhook is still on the way), so the plan is read again, and then the features, once each."""
@@ -122,7 +122,7 @@ class Refresher:
         plan = await self._plan(code)
         definition = mapping.subscription_definition(raw, plan, previous)
         view = mapping.resolved_subscription(raw)
-        if resolve_subscription(definition, plan, await self._store.features()).features == view.features:
+        if resolve_subscription(definition, plan, features).features == view.features:
             return definition
         plan = await self.fetch_plan(code)
         definition = mapping.subscription_definition(raw, plan, previous)
@@ -184,10 +184,12 @@ class Refresher:
     async def _plan(self, code: str) -> PlanDefinition | None:
         return await self._store.plan(code) or await self.fetch_plan(code)
 
-    async def _learn_features(self, seen: list[FeatureDefinition]) -> None:
+    async def _learn_features(self, seen: list[FeatureDefinition]) -> dict[str, FeatureDefinition]:
+        """The catalog with what a response revealed merged in (and stored when that changed it)."""
         known = await self._store.features()
         if mapping.merge_features(known, seen):
             await self._store.put_features(known)
+        return known
 
 
 async def _finished(write: Coroutine[Any, Any, T]) -> T:
