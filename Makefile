@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 BUF_VERSION := 1.75.0
 BUF := .tools/npm/node_modules/.bin/buf
 PYTEST_ARGS ?=
+# Two tests at a time: integration tests mostly wait on processes and sockets, so this halves the
+# tier on 2 cores (each worker has its own redis-server and ports).
+TEST_WORKERS ?= 2
 BASELINE := .tools/grpcio-1.85
 INTEROP_PY := .tools/openfeature-py
 INTEROP_NODE := .tools/interop-node
@@ -44,8 +47,8 @@ lago-local: $(VENV)/.dev redis
 ## With PYTEST_ARGS (e.g. -k watch) it runs the selected tests of every tier at once, without the gate.
 test: lint redis interop h2load
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(BIN)/pytest tests/unit tests/contract $(COVERAGE)
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest tests/unit tests/contract -n $(TEST_WORKERS) $(COVERAGE)
+	$(BIN)/pytest tests/integration -n $(TEST_WORKERS)
 else
 	$(BIN)/pytest $(PYTEST_ARGS)
 endif
@@ -111,7 +114,7 @@ bench-usage: $(VENV)/.dev redis $(GHZ)
 ## S1-S6 (docs/adr/0012): the factorized map at 10,000 / 100,000 / 1,000,000 subscriptions (SIZES=...).
 SIZES ?= 10000,100000,1000000
 bench-scale: $(VENV)/.dev redis
-	$(BIN)/python -m bench.scale_bench --sizes $(SIZES)
+	$(BIN)/python -u -m bench.scale_bench --sizes $(SIZES) $(if $(STEPS),--steps $(STEPS))
 
 bench-faults: $(VENV)/.dev redis
 	$(BIN)/python -m bench.fault_timings

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import signal
-import statistics
 import tempfile
 import threading
 import time
@@ -150,12 +149,3 @@ def webhook_latency(server: RedisServer, reconciling: bool, rate: int = 200, cou
         sidecar.terminate()
         lago.stop()
     return latencies
-
-
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.99 * len(ordered)) - 1)]
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
