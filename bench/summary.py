@@ -7,6 +7,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from bench import scale_summary
+
 ROWS = [
     ("sidecar", "CheckEntitlement", 1, "CheckEntitlement"),
     ("sidecar", "CheckEntitlement", 64, "CheckEntitlement"),
@@ -25,6 +27,8 @@ def _ms(us: float) -> str:
 
 def table(path: Path) -> str:
     data = json.loads(path.read_text())
+    if scale_summary.is_scale(data):
+        return scale_summary.table(path)
     lines = ["| | calls in flight | rps | p50 | p99 | server CPU per call |", "|---|---|---|---|---|---|"]
     for server, rpc, in_flight, label in ROWS:
         mix = label.split(", ", 1)[1] if label.startswith("CheckEntitlement, many") else ""

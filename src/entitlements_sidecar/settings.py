@@ -92,9 +92,9 @@ class RedisSettings:
 class CacheSettings:
     PREFIX: ClassVar[str] = ""
     l1_max_bytes: int = opt(
-        "536870912",
+        "671088640",
         "in-process cache of the map, in (estimated) bytes; by default at most half the container's memory limit;"
-        " 512 MiB holds about 1,000,000 subscriptions on shared plans (docs/adr/0012)",
+        " 640 MiB holds about 1,000,000 subscriptions on shared plans (docs/adr/0012)",
         positive_int,
     )
     l1_max_entries: int = opt(

@@ -306,3 +306,16 @@ async def test_an_id_walk_lists_every_live_id_once_and_resumes_from_its_cursor(s
     parts = await stores.store.own_parts(["w01", "w05", "nope"])
     assert parts[0] is not None and parts[0].definition == own("w01") and parts[0].observed_ms > 0
     assert parts[1:] == [None, None]
+
+
+async def test_a_walk_resumed_from_a_saved_cursor_lists_every_id_live_throughout(stores: Stores) -> None:
+    names = [f"r{n:03d}" for n in range(300)]
+    await stores.store.put_subscriptions([own(name) for name in names])
+    cursor, seen = await stores.store.id_page(0, 40)
+    assert cursor != 0 and len(seen) >= 40  # "about count": at least that many while ids remain
+    await stores.store.put_subscriptions([own("late")])  # listed or not: it was not live throughout
+    await stores.store.delete_subscription("r007")
+    while cursor:
+        cursor, ids = await stores.store.id_page(cursor, 40)
+        seen += ids
+    assert set(seen) - {"late", "r007"} == set(names) - {"r007"}

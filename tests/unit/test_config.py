@@ -10,7 +10,7 @@ from entitlements_sidecar.domain.errors import ConfigError
 
 def test_the_l1_defaults_to_at_most_half_the_containers_memory_and_a_setting_is_taken_as_given() -> None:
     assert load_settings(environ={}, serving=False, memory_limit=512 << 20).cache.l1_max_bytes == 256 << 20
-    assert load_settings(environ={}, serving=False, memory_limit=8 << 30).cache.l1_max_bytes == 512 << 20
+    assert load_settings(environ={}, serving=False, memory_limit=8 << 30).cache.l1_max_bytes == 640 << 20
     given = {"ENTITLEMENTS_L1_MAX_BYTES": str(900 << 20)}
     assert load_settings(environ=given, serving=False, memory_limit=512 << 20).cache.l1_max_bytes == 900 << 20
 

@@ -178,6 +178,7 @@ def build_reader(
         settings.limits.max_watch_subjects,
         metrics,
         EntitlementUsage(usage),
+        warm_batches=isinstance(store, CachedStore),
     )
     bridge = LoopBridge()
     # Answers are kept only for checks the L1 answered (so they are never behind it): no L1, no answer cache.
