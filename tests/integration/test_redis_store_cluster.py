@@ -18,7 +18,6 @@ from entitlements_sidecar.domain.service import ReadService
 from entitlements_sidecar.sources.catalog_source import CatalogSource
 from entitlements_sidecar.store.map_meta_memory import MemoryMapMeta
 from entitlements_sidecar.store.redis_connection import open_redis
-from entitlements_sidecar.store.redis_ids import shard_of
 from entitlements_sidecar.store.redis_store import RedisStore
 from entitlements_sidecar.sync.catalog_sync import CatalogSync
 from tests.support.builders import STARTER, own, seed
@@ -99,7 +98,7 @@ async def test_a_delete_interrupted_before_its_customer_step_is_finished_by_the_
     assert tombstone is not None
     # The state a crash after the subscription's step leaves: the index and the id set still list it.
     raw.hset(f"{key_prefix}cu:{{acme}}", "m:b", str(tombstone))
-    raw.hset(f"{key_prefix}ids:{shard_of('b')}", "b", "")
+    raw.sadd(f"{key_prefix}ids", "b")
     assert await store.delete_subscription("b") is None  # already gone ...
     customer = await store.get_customer("acme")
     assert customer is not None and customer.subscription_ids == ("a",)  # ... and now unlisted too
@@ -138,17 +137,3 @@ async def test_an_unreachable_cluster_is_reported_as_store_unavailable() -> None
     with pytest.raises(StoreUnavailableError):
         await store.put_subscription(own("a"))
     await store.close()
-
-
-async def test_a_cursor_that_is_no_shard_walks_again_from_the_start(
-    redis_cluster: RedisClusterNodes, store: RedisStore
-) -> None:
-    await seed(store)
-    await store.put_subscriptions([own(name) for name in ("a", "b", "c")])
-    seen: list[str] = []
-    cursor, ids = await store.id_page(10**9, 100)  # a checkpoint of another layout: none is missed
-    seen += ids
-    while cursor:
-        cursor, ids = await store.id_page(cursor, 100)
-        seen += ids
-    assert sorted(seen) == ["a", "b", "c"]

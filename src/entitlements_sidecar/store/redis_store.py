@@ -8,7 +8,7 @@ Layout (prefix configurable, default `ent:`; `{...}` is a cluster hash tag):
 - `{prefix}p:{<plan_code>}` hash: v, b (the plan's entitlements); `{prefix}f` hash: v, b (the feature catalog).
 - `{prefix}cu:{<customer_id>}` hash: v (version), `m:{subscription_id}` per member = the member's version
   the index last counted (0 before its first).
-- `{prefix}ids:<n>` hashes: the live subscription ids, as fields, in 16,384 shards (store/redis_ids.py).
+- `{prefix}ids` set of live subscription ids.
 - channel `{prefix}changes`: `s:{version}:{id}`, `c:{version}:{id}`, `p:{version}:{code}`, `f:{version}:`.
 
 A version is taken from the Redis clock (µs), above the key's previous one, so a plan written after a
@@ -49,7 +49,6 @@ from entitlements_sidecar.store.lua import Command, LuaScript, execute
 from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisClient, open_redis, text
 from entitlements_sidecar.store.redis_errors import unavailable
 from entitlements_sidecar.store.redis_feed import ChangeFeed
-from entitlements_sidecar.store.redis_ids import ShardedIds
 from entitlements_sidecar.store.redis_parts import PartsCache
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ class RedisStore:
         self._redis = client
         self._prefix = prefix
         self._channel = f"{prefix}changes"
-        self._ids = ShardedIds(client, prefix)
+        self._ids = f"{prefix}ids"
         self._listeners = Listeners()
         self._parts = PartsCache(client, prefix)
         self._composer = Composer()
@@ -183,7 +182,11 @@ class RedisStore:
         return [None if entry is None else entry[1] for entry in await self._entries(external_ids)]
 
     async def id_page(self, cursor: int, count: int) -> tuple[int, list[str]]:
-        return await self._ids.page(cursor, count)
+        try:
+            following, members = await self._redis.sscan(self._ids, cursor, count=count)
+        except REDIS_FAILURES as exc:
+            raise unavailable(exc) from exc
+        return int(following), [text(m) for m in members]
 
     async def _entries(self, external_ids: Sequence[str]) -> list[tuple[int, StoredOwnPart] | None]:
         try:
@@ -216,7 +219,11 @@ class RedisStore:
         return dict((await self._parts.read_features())[1])
 
     async def subscription_ids(self) -> set[str]:
-        return await self._ids.all()
+        try:
+            members = await self._redis.smembers(self._ids)
+        except REDIS_FAILURES as exc:
+            raise unavailable(exc) from exc
+        return {text(m) for m in members}
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -233,7 +240,7 @@ class RedisStore:
         first: list[Command] = []
         for own in definitions:
             first += [
-                self._ids.add(own.external_id),
+                Command("SADD", self._ids, own.external_id),
                 Command("HSETNX", self._customer_key(own.external_customer_id), f"m:{own.external_id}", "0"),
                 _PUT.call(
                     [self._entry_key(own.external_id)],
@@ -255,7 +262,7 @@ class RedisStore:
             if superseded:
                 # A later read is stored: take back what step 1 added unless the stored one has it too.
                 if superseded == 2:
-                    second.append(self._ids.remove(own.external_id))
+                    second.append(Command("SREM", self._ids, own.external_id))
                 if superseded == 2 or before is None or text(before) != own.external_customer_id:
                     second.append(Command("HDEL", self._customer_key(own.external_customer_id), f"m:{own.external_id}"))
                 continue
@@ -273,7 +280,7 @@ class RedisStore:
         if superseded:
             return None
         # Also when it was already gone: this finishes a delete that was interrupted here.
-        after = [self._ids.remove(external_id)]
+        after = [Command("SREM", self._ids, external_id)]
         if customer is not None:
             after.append(self._member(text(customer), external_id, None))
         await self._run(after)
