@@ -47,8 +47,8 @@ from tests.support.wait import eventually
 PLANS = ("basic", "pro", "team", "enterprise")
 SAMPLE = 1_000  # subscriptions S3 watches on the changed plan
 # S4 runs at 100 requests/s: a syncer here reached 187 reads/s with a limit of 1,000/s (one core nearly busy,
-# the emulator on the other), so a higher limit would measure the machine. A million at that rate is 2.8 hours: S4's largest N is 20,000 (about 200 s) to keep the
-# whole command within 15 minutes.
+# the emulator on the other), so a higher limit would measure the machine. A million at that rate is 2.8
+# hours: S4's largest N is 20,000 (about 200 s) to keep the whole command within 15 minutes.
 S4_RATE, S4_LARGEST = 100, 20_000
 STEPS = ("S1", "S2", "S3", "S4", "S5")
 
