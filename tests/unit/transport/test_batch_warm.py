@@ -1,4 +1,5 @@
-"""A batch of checks on cold subscriptions reads them from the store in one call, then answers from the L1."""
+"""A batch of checks on cold subscriptions reads them from the store in one call, then answers from the L1:
+through the servicer and through the answer cache (the default path, which checks item by item)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.metrics import Metrics
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.memory import MemoryStore
+from entitlements_sidecar.transport.grpc.answer_cache import AnswerCache
+from entitlements_sidecar.transport.grpc.loop_bridge import LoopBridge
 from entitlements_sidecar.transport.grpc.servicer import EntitlementServicer
 from entitlements_sidecar.transport.grpc.usage_mapping import EntitlementUsage
 from tests.support.builders import own, seed
@@ -71,3 +74,19 @@ async def test_a_cold_batch_is_one_store_read_and_answers_the_same() -> None:
 
 def decision(result: pb.CheckEntitlementsResult) -> tuple[bool, int, int]:
     return result.response.allowed, result.response.reason, result.response.value.int_value
+
+
+async def test_the_answer_caches_misses_are_warmed_together_and_its_hits_are_not_read() -> None:
+    served, counted = await servicer(warm=True)
+    answers = AnswerCache(served, served._store, LoopBridge(), Metrics())
+    context: Any = None
+    first = await answers._check_many_on_loop(batch("s0", "s1").SerializeToString(), context)
+    assert counted.reads == [["s0", "s1"]]
+    counted.reads.clear()
+    raw = await answers._check_many_on_loop(batch("s0", "s1", "s2", "nope").SerializeToString(), context)
+    assert counted.reads == [["s2", "nope"]]  # s0 and s1 came from kept answers: not read again
+    results = pb.CheckEntitlementsResponse.FromString(raw).results
+    assert [decision(r) for r in results] == [(True, pb.REASON_ENTITLED, 10)] * 3 + [
+        (False, pb.REASON_SUBSCRIPTION_NOT_FOUND, 0)
+    ]
+    assert pb.CheckEntitlementsResponse.FromString(first).results[:2] == results[:2]

@@ -104,6 +104,7 @@ class AnswerCache:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request: not a valid CheckEntitlementsRequest")
             return (await self._servicer.CheckEntitlements(request, context)).SerializeToString()
         parts: list[bytes] = []
+        missed: list[tuple[int, bytes, pb.CheckEntitlementRequest | None]] = []
         for index, item in enumerate(items):
             entry = self._answers.get(item)
             if entry is not None:
@@ -111,15 +112,21 @@ class AnswerCache:
                 self._calls.hits([entry[1]])
                 continue
             try:
-                check = pb.CheckEntitlementRequest.FromString(item)
+                check: pb.CheckEntitlementRequest | None = pb.CheckEntitlementRequest.FromString(item)
             except DecodeError:
+                check = None
+            missed.append((index, item, check))
+            parts.append(b"")  # filled below
+        await self._servicer.warm([check for _, _, check in missed if check is not None])
+        for index, item, check in missed:
+            if check is None:
                 bad = InvalidArgumentError(f"checks[{index}]", "not a valid CheckEntitlementRequest")
                 result = pb.CheckEntitlementsResult(error=mapping.item_error(bad))
             else:
                 result = await self._servicer.check_item(check, index)
                 if result.WhichOneof("outcome") == "response":
                     self._keep(item, check, result.response)
-            parts.append(_field_1(result.SerializeToString()))
+            parts[index] = _field_1(result.SerializeToString())
         self._calls.served("CheckEntitlements")
         return b"".join(parts)
 

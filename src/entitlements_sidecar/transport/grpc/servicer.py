@@ -11,7 +11,7 @@ import grpc
 from entitlements_sidecar import tracing
 from entitlements_sidecar.domain.errors import EntitlementsError, InvalidArgumentError
 from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore
-from entitlements_sidecar.domain.queries import Subject, SubjectKind
+from entitlements_sidecar.domain.queries import ConsistencyMode, Subject, SubjectKind
 from entitlements_sidecar.domain.service import EntitlementReader, EntitlementView
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from entitlements_sidecar.metrics import Metrics
@@ -76,20 +76,28 @@ class EntitlementServicer:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"checks: {len(request.checks)} items is more than the limit of {self.max_batch_size}",
             )
-        if self._warm_batches and len(request.checks) > 1:
-            await self._warm(request.checks)
+        await self.warm(request.checks)
         response = pb.CheckEntitlementsResponse()
         for index, check in enumerate(request.checks):
             response.results.append(await self.check_item(check, index))
         self.calls.served("CheckEntitlements")
         return response
 
-    async def _warm(self, checks: Sequence[pb.CheckEntitlementRequest]) -> None:
-        ids = list(dict.fromkeys(c.subscription_id for c in checks if c.subscription_id))
+    async def warm(self, checks: Sequence[pb.CheckEntitlementRequest]) -> None:
+        """Before a batch's checks: read the subscriptions of its valid, cached-consistency items in one store
+        call, so each check then hits the cache (when `warm_batches`; a no-op otherwise)."""
+        if not self._warm_batches or len(checks) < 2:
+            return
+        ids: dict[str, None] = {}
+        for check in checks:
+            with contextlib.suppress(EntitlementsError):  # an invalid item is refused by its own check
+                query = mapping.check_query_from_proto(check)
+                if query.subject.kind is SubjectKind.SUBSCRIPTION and query.consistency.mode is ConsistencyMode.CACHED:
+                    ids[query.subject.id] = None
         if len(ids) > 1:
             # A failure here is the items' to report: each one reads again and answers or fails alone.
             with contextlib.suppress(EntitlementsError):
-                await self._store.get_subscriptions(ids)
+                await self._store.get_subscriptions(list(ids))
 
     async def check_item(self, check: pb.CheckEntitlementRequest, index: int) -> pb.CheckEntitlementsResult:
         """One batch item: its answer, or its own error (a bad item never fails the batch)."""
