@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.load import percentile
+
 S1_BYTES, S2_BYTES, S2_RSS_MIB, S3_SECONDS, S3_REQUESTS = 400, 400, 1024, 1.0, 2
 S4_GROWTH, S4_SLACK, S4_SHARE, S5_RATIO = 1.2, 1.02, 0.9, 1.5
 
@@ -72,8 +74,7 @@ def rows(results: dict[str, Any], step: str) -> list[tuple[str, str, str, str]]:
 
 
 def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.99 * len(ordered)) - 1)]
+    return percentile(sorted(values), 0.99)
 
 
 def printed(results: dict[str, Any], step: str) -> str:

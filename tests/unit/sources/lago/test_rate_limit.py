@@ -4,6 +4,7 @@ import asyncio
 import time
 
 from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
+from tests.support.wait import eventually_async
 
 
 async def test_requests_are_spaced_at_the_rate() -> None:
@@ -36,7 +37,11 @@ async def test_priority_requests_go_before_bulk_ones_that_queued_earlier() -> No
         order.append("priority")
 
     reader = asyncio.create_task(bulk())
-    await asyncio.sleep(0.05)  # the bulk lane is taking every token
+
+    async def bulk_running() -> bool:
+        return "bulk" in order
+
+    await eventually_async(bulk_running, what="the bulk lane taking every token")
     await asyncio.gather(*(priority() for _ in range(5)))
     reader.cancel()
     first = order.index("priority")
