@@ -29,6 +29,15 @@ def test_every_summary_block_is_the_summary_of_its_file() -> None:
         assert _summary(name) in SECTION, name  # every row and every target line, as printed
 
 
+def test_the_side_by_side_block_is_bench_compare_of_its_two_files() -> None:
+    from bench.compare import table as compared
+
+    pairs = re.findall(r"^`bench/results/([\w.-]+\.json)` and `bench/results/([\w.-]+\.json)`: a row", SECTION, re.M)
+    assert pairs  # S6 of the scale issue
+    for before, after in pairs:
+        assert compared(REPO / "bench/results" / before, REPO / "bench/results" / after) in SECTION, (before, after)
+
+
 def test_every_target_value_is_in_a_file_its_paragraph_names() -> None:
     checked = 0
     for paragraph in SECTION.split("\n\n"):
