@@ -7,13 +7,16 @@ import math
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from tests.lago_emulator.models import ApiError, Json, iso
 from tests.lago_emulator.state import LagoState
 from tests.lago_emulator.webhooks import Signer
+
+T = TypeVar("T")
 
 _ERRORS = {
     400: "Bad Request",
@@ -62,12 +65,17 @@ def error(status: int, code: str | None = None, details: Any = None) -> web.Resp
     return json_response(body, status)
 
 
-def paginate(items: list[Any], request: web.Request, key: str) -> web.Response:
+def paginate(
+    items: list[T], request: web.Request, key: str, render: Callable[[T], Any] = lambda item: item
+) -> web.Response:
+    """One page of `items`, each rendered as JSON only when it is on the page: rendering every row for each
+    page made a listing of N rows cost N^2/100 renders (57 ms a page at 2,000 subscriptions), and the
+    emulator's one event loop held every other request behind it."""
     per_page = int(request.query.get("per_page", 100))
     page = int(request.query.get("page", 1))
     total = len(items)
     pages = math.ceil(total / per_page) if total else 0
-    chunk = items[(page - 1) * per_page : page * per_page]
+    chunk = [render(item) for item in items[(page - 1) * per_page : page * per_page]]
     meta = {
         "current_page": page if total else 0,
         "next_page": page + 1 if page < pages else None,
@@ -118,7 +126,7 @@ def build_app(state: LagoState, signer: Signer, api_key: str, controls: Controls
     async def features(request: web.Request) -> web.Response:
         live = [f for f in state.features.values() if not f.deleted]
         live.sort(key=lambda f: (-f.created_at.timestamp(), -f.seq))
-        return paginate([state.feature_json(f) for f in live], request, "features")
+        return paginate(live, request, "features", state.feature_json)
 
     @routes.get("/api/v1/plans/{code}/entitlements")
     async def plan_entitlements(request: web.Request) -> web.Response:
@@ -136,7 +144,7 @@ def build_app(state: LagoState, signer: Signer, api_key: str, controls: Controls
             filters.pop("external_id", None)
             filters.pop("external_customer_id", None)
         rows = state.rows_matching(statuses or ["active"], **filters)
-        return paginate([state.subscription_json(r, False) for r in rows], request, "subscriptions")
+        return paginate(rows, request, "subscriptions", lambda r: state.subscription_json(r, False))
 
     @routes.get("/api/v1/subscriptions/{external_id}")
     async def subscription(request: web.Request) -> web.Response:
