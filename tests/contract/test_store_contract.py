@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from entitlements_sidecar.domain.model import PlanDefinition
-from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore, Origin
+from entitlements_sidecar.domain.ports import Change, ChangeKind, EntitlementStore, Origin, PutResult
 from entitlements_sidecar.store.cached import CachedStore
 from entitlements_sidecar.store.memory import MemoryStore
 from entitlements_sidecar.store.redis_store import RedisStore
@@ -277,9 +277,12 @@ async def test_batch_writes_report_versions_and_changes(stores: Stores) -> None:
 
 
 async def test_a_provisional_write_fills_only_a_gap_and_is_flagged_until_a_full_one(stores: Stores) -> None:
-    await stores.store.put_subscription(own("kept", entitlements={"seats": {"max": 40}}))
+    written = await stores.store.put_subscription(own("kept", entitlements={"seats": {"max": 40}}))
     results = await stores.store.put_subscriptions([own("kept"), own("new")], provisional=True)
     assert [r.changed for r in results] == [False, True]
+    assert results[0] == PutResult(written, False, False)  # the kept entry's own version, not superseded
+    [older] = await stores.store.put_subscriptions([own("kept")], observed_ms=1, provisional=True)
+    assert older == PutResult(written, False, True)  # a listing older than what is stored: superseded
     kept, new = await stores.store.get_subscriptions(["kept", "new"])
     assert kept is not None and not kept.stale and kept.subscription.features["seats"].privileges["max"].value == 40
     assert new is not None and new.stale and new.subscription == subscription("new")  # its plan's answer
