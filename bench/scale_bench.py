@@ -14,7 +14,9 @@ plans; the syncer finds the map loaded (as after a full sync) and only serves we
   requests, and the map writes it took (PUBLISH calls: one per write) the same at the smallest and largest N.
 - S4, S5: bench/sync_scale.py, against the emulator, each on a redis-server of its own (S4 up to N = 20,000
   at 150 requests/s: see S4_RATE).
-- S6 (P1-P8 side by side with the commit before) is `make bench` on both commits; not run here.
+- S6 (P1-P8 side by side with the commit before) is `make bench` on both commits, then `python -m
+  bench.compare` of the two results files; not run here.
+Steps run S4 and S5 first (the bench process is fresh), then S1 (which fills the map S2 and S3 read).
 """
 
 from __future__ import annotations
@@ -194,11 +196,15 @@ def plan_change(server: RedisServer, prefix: str, count: int, lago: LagoEmulator
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--steps", default=",".join(STEPS), help="which targets to measure (S1 always: it fills)")
+    parser.add_argument(
+        "--steps", default=",".join(STEPS), help="which targets to measure (S2 and S3 need S1: it fills)"
+    )
     parser.add_argument("--dirty", action="store_true", help="measure uncommitted code (recorded as dirty)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     steps = set(args.steps.split(","))
+    if steps & {"S2", "S3"} and "S1" not in steps:
+        parser.error("S2 and S3 read the map S1 fills: add S1 to --steps")
     began = time.perf_counter()
     origin = provenance(args.dirty)
     server = start_redis()
@@ -209,19 +215,21 @@ def main() -> None:
         info = redis.Redis.from_url(server.url).info()  # the allocator moves S1 (libc malloc rounds up more)
         results["redis"] = {"version": info["redis_version"], "allocator": info["mem_allocator"]}
         print(f"redis-server {info['redis_version']} ({info['mem_allocator']})")
-        s1 = results["S1_redis_bytes_per_subscription"] = {}
-        for n in sizes:
-            s1[n] = asyncio.run(fill(server, f"scale{n}:", n))
-        print(scale_summary.printed(results, "S1"))
-        for step, run in (("S2", lambda: s2_l1(server, sizes, lago, results)),
-                          ("S3", lambda: s3_plan(server, sizes, lago, results)),
-                          ("S4", lambda: s4_sync(sizes, results)),
-                          ("S5", lambda: s5_webhooks(results))):  # fmt: skip
+        timed = results["step_seconds"] = {}
+        # S4 and S5 first, on redis-servers of their own: after S1-S3 this process holds a million
+        # subscriptions' worth of garbage, and S5's reconciling half ran minutes instead of seconds there.
+        for step, run in (("S4", lambda: s4_sync(sizes, results)),
+                          ("S5", lambda: s5_webhooks(results)),
+                          ("S1", lambda: s1_fill(server, sizes, results)),
+                          ("S2", lambda: s2_l1(server, sizes, lago, results)),
+                          ("S3", lambda: s3_plan(server, sizes, lago, results))):  # fmt: skip
             if step in steps:
+                step_began = time.perf_counter()
                 run()
-                print(scale_summary.printed(results, step))
-        print("S6 P1-P8 beside the commit before: not run by this command (make bench on both commits)")
-        results["S6"] = "not run"
+                timed[step] = round(time.perf_counter() - step_began, 1)
+                print(scale_summary.printed(results, step) + f"\n  ({step} took {timed[step]:.0f} s)")
+        print("S6 P1-P8 beside the commit before: make bench on both commits, then python -m bench.compare")
+        results["S6"] = "make bench on both commits (bench.compare)"
         results["seconds"] = time.perf_counter() - began
         print(f"bench-scale took {results['seconds']:.0f} s")
     finally:
@@ -231,6 +239,10 @@ def main() -> None:
     if moved:
         raise SystemExit(f"not recorded: {moved}")
     print(f"written to {write_results('scale', origin, results)}")
+
+
+def s1_fill(server: RedisServer, sizes: list[int], results: dict[str, Any]) -> None:
+    results["S1_redis_bytes_per_subscription"] = {n: asyncio.run(fill(server, f"scale{n}:", n)) for n in sizes}
 
 
 def s2_l1(server: RedisServer, sizes: list[int], lago: LagoEmulator, results: dict[str, Any]) -> None:
