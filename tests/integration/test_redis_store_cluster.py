@@ -96,13 +96,32 @@ async def test_a_delete_interrupted_before_its_customer_step_is_finished_by_the_
     await store.put_subscription(own("b", customer="acme", plan=STARTER))
     tombstone = await store.delete_subscription("b")
     assert tombstone is not None
-    # The state a crash after the subscription's step leaves: the index and the id set still list it.
+    # The state a crash after the subscription's step leaves: the index still lists it.
     raw.hset(f"{key_prefix}cu:{{acme}}", "m:b", str(tombstone))
-    raw.sadd(f"{key_prefix}ids", "b")
     assert await store.delete_subscription("b") is None  # already gone ...
     customer = await store.get_customer("acme")
     assert customer is not None and customer.subscription_ids == ("a",)  # ... and now unlisted too
     assert await store.subscription_ids() == {"a"}
+
+
+async def test_a_walk_visits_every_master_and_resumes_from_a_saved_position(
+    redis_cluster: RedisClusterNodes, store: RedisStore
+) -> None:
+    await seed(store)
+    names = {f"walk.{n}" for n in range(120)}
+    await store.put_subscriptions([own(name) for name in sorted(names)])
+    await store.delete_subscription("walk.7")
+    seen: list[str] = []
+    positions: list[int] = []
+    cursor = 0
+    while True:
+        cursor, ids = await store.id_page(cursor, 10)  # each step from the position alone, as a resumed walk
+        seen += ids
+        positions.append(cursor)
+        if cursor == 0:
+            break
+    assert set(seen) == names - {"walk.7"}
+    assert len({p >> 64 for p in positions[:-1]}) == 3  # the position names each of the 3 masters in turn
 
 
 async def test_a_customer_read_ignores_a_listed_subscription_of_another_customer(

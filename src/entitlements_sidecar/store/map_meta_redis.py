@@ -17,7 +17,7 @@ from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisCli
 from entitlements_sidecar.store.redis_errors import unavailable
 
 # Bumped when the key layout changes: a syncer that finds another layout's load does its own full sync.
-LAYOUT = "3"  # 3: the factorized map (docs/adr/0012)
+LAYOUT = "4"  # 3: the factorized map (docs/adr/0012); 4: without the set of ids (a walk scans the entries)
 
 # KEYS: meta. ARGV: a new epoch. -> the map's epoch (the new one if it had none)
 _BEGIN = LuaScript("""

@@ -8,7 +8,7 @@ Layout (prefix configurable, default `ent:`; `{...}` is a cluster hash tag):
 - `{prefix}p:{<plan_code>}` hash: v, b (the plan's entitlements); `{prefix}f` hash: v, b (the feature catalog).
 - `{prefix}cu:{<customer_id>}` hash: v (version), `m:{subscription_id}` per member = the member's version
   the index last counted (0 before its first).
-- `{prefix}ids` set of live subscription ids.
+- no set of ids: a walk scans the entry keys (store/redis_walk.py).
 - channel `{prefix}changes`: `s:{version}:{id}`, `c:{version}:{id}`, `p:{version}:{code}`, `f:{version}:`.
 
 A version is taken from the Redis clock (µs), above the key's previous one, so a plan written after a
@@ -50,6 +50,7 @@ from entitlements_sidecar.store.redis_connection import REDIS_FAILURES, RedisCli
 from entitlements_sidecar.store.redis_errors import unavailable
 from entitlements_sidecar.store.redis_feed import ChangeFeed
 from entitlements_sidecar.store.redis_parts import PartsCache
+from entitlements_sidecar.store.redis_walk import EntryWalk
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class RedisStore:
         self._redis = client
         self._prefix = prefix
         self._channel = f"{prefix}changes"
-        self._ids = f"{prefix}ids"
+        self._walk = EntryWalk(client, prefix)
         self._listeners = Listeners()
         self._parts = PartsCache(client, prefix)
         self._composer = Composer()
@@ -185,11 +186,7 @@ class RedisStore:
         return [None if entry is None else entry[1] for entry in await self._entries(external_ids)]
 
     async def id_page(self, cursor: int, count: int) -> tuple[int, list[str]]:
-        try:
-            following, members = await self._redis.sscan(self._ids, cursor, count=count)
-        except REDIS_FAILURES as exc:
-            raise unavailable(exc) from exc
-        return int(following), [text(m) for m in members]
+        return await self._walk.page(cursor, count)
 
     async def _entries(self, external_ids: Sequence[str]) -> list[tuple[int, StoredOwnPart] | None]:
         try:
@@ -222,11 +219,13 @@ class RedisStore:
         return dict((await self._parts.read_features())[1])
 
     async def subscription_ids(self) -> set[str]:
-        try:
-            members = await self._redis.smembers(self._ids)
-        except REDIS_FAILURES as exc:
-            raise unavailable(exc) from exc
-        return {text(m) for m in members}
+        ids: set[str] = set()
+        cursor, page = await self._walk.page(0, 1000)
+        ids.update(page)
+        while cursor:
+            cursor, page = await self._walk.page(cursor, 1000)
+            ids.update(page)
+        return ids
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -250,7 +249,6 @@ class RedisStore:
         first: list[Command] = []
         for own in (d for d, there in zip(definitions, held, strict=True) if not there):
             first += [
-                Command("SADD", self._ids, own.external_id),
                 Command("HSETNX", self._customer_key(own.external_customer_id), f"m:{own.external_id}", "0"),
                 _PUT.call(
                     [self._entry_key(own.external_id)],
@@ -271,12 +269,10 @@ class RedisStore:
             if there:  # kept as it is, as _PUT would have (superseded when it was said later than this)
                 results.append(PutResult(int(there[0]), False, int(there[1] or 0) > observed))
                 continue
-            _, _, (version, changed, before, superseded) = next(replies), next(replies), next(replies)
+            _, (version, changed, before, superseded) = next(replies), next(replies)
             results.append(PutResult(int(version), bool(changed), bool(superseded)))
             if superseded:
                 # A later read is stored: take back what step 1 added unless the stored one has it too.
-                if superseded == 2:
-                    second.append(Command("SREM", self._ids, own.external_id))
                 if superseded == 2 or before is None or text(before) != own.external_customer_id:
                     second.append(Command("HDEL", self._customer_key(own.external_customer_id), f"m:{own.external_id}"))
                 continue
@@ -294,10 +290,8 @@ class RedisStore:
         if superseded:
             return None
         # Also when it was already gone: this finishes a delete that was interrupted here.
-        after = [Command("SREM", self._ids, external_id)]
         if customer is not None:
-            after.append(self._member(text(customer), external_id, None))
-        await self._run(after)
+            await self._run([self._member(text(customer), external_id, None)])
         return None if version is None else int(version)
 
     async def put_plan(self, plan: PlanDefinition) -> int:
