@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import grpc
 import redis
@@ -164,6 +164,13 @@ class Sidecar:
 
         metrics = httpx.get(f"{self.http_url}/metrics", timeout=5).text
         return float(metrics.split("\nentitlements_open_streams ")[1].split()[0])
+
+    def readiness(self) -> dict[str, Any]:
+        """The body of /readyz (200 or 503)."""
+        import httpx
+
+        body: dict[str, Any] = httpx.get(f"{self.http_url}/readyz", timeout=5).json()
+        return body
 
     def health(self, service: str = "") -> int:
         # A channel of its own: one that failed while the server was starting keeps backing off.

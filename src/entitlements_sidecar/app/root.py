@@ -216,6 +216,7 @@ class App:
         if await self.meta.loaded_at() is None or await lago.full_sync.pending():
             # Loaded once the listing gave every subscription its plan-level answer (flagged provisional);
             # the reads of each one go on in the background, with webhooks served meanwhile.
+            self.health.reads_pending = True
             load = asyncio.create_task(self._first_load(lago), name="first-load")
             self._tasks.append(load)
             listed = asyncio.ensure_future(lago.full_sync.listed.wait())
@@ -226,9 +227,13 @@ class App:
         self._spawn(syncer.worker.run(), "sync-worker")
         repairs = self.metrics.reconciliation_repairs
         budget = lago.reconcile_budget
-        reconciler = self.reconciler = Reconciler(
-            lambda: lago.full_sync.run(budget=budget), self.settings.sync.reconcile_interval_seconds, repairs.inc
-        )
+
+        async def cycle() -> SyncReport:
+            report = await lago.full_sync.run(budget=budget)
+            self.health.reads_pending = False  # a first load that stopped is resumed and finished by a cycle
+            return report
+
+        reconciler = self.reconciler = Reconciler(cycle, self.settings.sync.reconcile_interval_seconds, repairs.inc)
         self.metrics.watch(
             "entitlements_reconcile_cycle_seconds",
             "Seconds the last complete reconciliation took (within ENTITLEMENTS_RECONCILE_SHARE of the rate limit)",
@@ -243,6 +248,7 @@ class App:
     async def _first_load(self, lago: LagoParts) -> None:
         try:
             await lago.full_sync.run()
+            self.health.reads_pending = False
         except Exception:
             if not lago.full_sync.listed.is_set():
                 raise  # the start waits for this and fails with it

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from grpc_health.v1 import health_pb2
 
 from tests.lago_emulator.server import LagoEmulator
 from tests.support.processes import RedisServer, Sidecar, free_port, start_sidecar
@@ -57,6 +58,8 @@ def start_syncer(tmp_path: Path, redis_args: list[str], key_prefix: str, lago: L
             "--lago-rate-limit", rate, "--lago-max-retries", "2", "--queue-claim-idle-seconds", "1", *extra,
         ]  # fmt: skip
         env = {"ENTITLEMENTS_LAGO_API_KEY": lago.api_key, "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key}
+        if ready is None and "syncer" in roles:
+            ready = first_load_read  # a test that asserts a subscription's own values needs its read
         sidecar = start_sidecar(tmp_path, None, args, env=env, name=name, ready=ready)
         syncer = Syncer(sidecar, http_port)
         if "syncer" in roles:
@@ -67,6 +70,13 @@ def start_syncer(tmp_path: Path, redis_args: list[str], key_prefix: str, lago: L
     yield start
     for syncer in started:
         syncer.sidecar.terminate()
+
+
+def first_load_read(sidecar: Sidecar) -> bool:
+    """SERVING, and the first load's reads are over: no answer is still the listing's provisional one."""
+    if sidecar.health() != health_pb2.HealthCheckResponse.SERVING:
+        return False
+    return not sidecar.readiness()["checks"]["first_load"]["reads_pending"]
 
 
 def seed(lago: LagoEmulator, subscriptions: int = 2) -> None:

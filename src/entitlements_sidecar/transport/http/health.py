@@ -63,6 +63,9 @@ class HealthMonitor:
         self._on_change: list[Callable[[bool], Awaitable[None]]] = []
         self._on_freshness: list[Callable[[bool], None]] = []
         self.loaded = False
+        # Set while the first load's reads of each subscription go on after its listing made the map
+        # answer: ready, but some answers are still provisional (flagged stale), which status shows.
+        self.reads_pending = False
         self.last = Readiness(False, {"first_load": {"ok": False, "detail": "loading"}})
 
     def on_change(self, listener: Callable[[bool], Awaitable[None]]) -> None:
@@ -100,7 +103,7 @@ class HealthMonitor:
     async def evaluate(self) -> Readiness:
         status = self._map_status
         checks: dict[str, dict[str, Any]] = {
-            "first_load": {"ok": self.loaded},
+            "first_load": {"ok": self.loaded, "reads_pending": self.reads_pending},
             "map": {"ok": True} if status.complete else {"ok": False, "detail": status.detail},
         }
         try:

@@ -101,7 +101,7 @@ async def test_readiness_needs_the_first_load_and_a_sync_lag_within_the_budget()
 
     health = HealthMonitor(Metrics(), 30.0, Probe(time.time()), MapStatus(complete=True), ping)
     status, body = await readyz(health)
-    assert status == 503 and body["checks"]["first_load"] == {"ok": False}  # type: ignore[index]
+    assert status == 503 and body["checks"]["first_load"] == {"ok": False, "reads_pending": False}  # type: ignore[index]
     health.loaded = True
     status, body = await readyz(health)
     assert status == 200
