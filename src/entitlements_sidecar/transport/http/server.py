@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler
 from entitlements_sidecar import logs
 from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.transport.http.guard import GuardedProtocol, HttpLimits
+from entitlements_sidecar.transport.http.responses import problem
 
 SERVER_NAME = "entitlements-sidecar"
 # aiohttp writes `Server: Python/3.x aiohttp/3.x` on every response it builds, its own error pages
@@ -115,6 +116,12 @@ class HttpServer:
 @web.middleware
 async def _request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = logs.new_request_id(request.headers.get("X-Request-Id"))
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except ConnectionResetError:
+        # The client went away while sending its body: nothing to answer, and nothing it asked was done.
+        # One line at debug: a client that drops many connections must not fill the log with tracebacks.
+        log.debug("client closed the connection mid-request", extra={"path": request.path})
+        return problem(400, "the connection closed before the request's body arrived")
     response.headers["X-Request-Id"] = rid
     return response
