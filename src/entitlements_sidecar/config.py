@@ -12,6 +12,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from entitlements_sidecar.domain.errors import ConfigError
 from entitlements_sidecar.options import OPTION, Option, read_secret, tls_files
@@ -56,6 +57,9 @@ def load_settings(
             shown = "<secret>" if option.secret or option.from_file else repr(raw)
             raise ConfigError(f"{origin}={shown}: {exc}") from None
     settings = Settings(**{name: GROUPS[name](**fields) for name, fields in values.items()})
+    if not settings.lago.proxy_url:
+        proxy = environment_proxy(settings.lago.api_url, env)
+        settings = replace(settings, lago=replace(settings.lago, proxy_url=proxy))
     if origins["l1_max_bytes"].startswith("default"):
         settings = _l1_within(settings, _container_memory() if memory_limit is None else memory_limit)
     _check_tls(settings)
@@ -63,6 +67,19 @@ def load_settings(
         settings = _with_source(settings, origins)
     _check_combination(settings)
     return settings
+
+
+def environment_proxy(url: str, env: Mapping[str, str]) -> str:
+    """The proxy the usual variables name for `url` (curl's rules): `https_proxy`/`http_proxy` by its
+    scheme (lower case first), none when `no_proxy` lists its host, a parent domain of it, or `*`."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    bypass = env.get("no_proxy", env.get("NO_PROXY", ""))
+    for entry in (e.strip().lower().lstrip(".") for e in bypass.split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return ""
+    scheme = parts.scheme.lower()
+    return env.get(f"{scheme}_proxy", env.get(f"{scheme.upper()}_PROXY", ""))
 
 
 def _with_source(settings: Settings, origins: Mapping[str, str]) -> Settings:

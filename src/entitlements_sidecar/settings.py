@@ -254,6 +254,10 @@ class LagoSettings:
         secret=True,
     )  # fmt: skip
     jwt_issuer: str = opt("", "if set, the `iss` that jwt-signed webhooks must carry (Lago's LAGO_API_URL)")
+    proxy_url: str = opt(
+        "", "HTTP proxy for Lago's API; empty: HTTPS_PROXY or HTTP_PROXY (by the API URL's scheme) unless NO_PROXY "
+        "names its host",
+    )  # fmt: skip
     rate_limit: float = opt(
         "50", "most Lago requests per second from this process (Lago Cloud allows 50)", positive_float
     )

@@ -117,3 +117,22 @@ def test_values_are_parsed_once_into_their_types() -> None:
 def test_secrets_are_not_in_the_settings_repr() -> None:
     settings = load_settings(environ={"ENTITLEMENTS_LAGO_API_KEY": "very-secret"}, serving=False)
     assert settings.lago.api_key == "very-secret" and "very-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, ""),
+        ({"HTTPS_PROXY": "http://egress:3128"}, "http://egress:3128"),
+        ({"https_proxy": "http://lower:3128", "HTTPS_PROXY": "http://upper:3128"}, "http://lower:3128"),
+        ({"HTTP_PROXY": "http://plain:3128"}, ""),  # the API URL is https
+        ({"HTTPS_PROXY": "http://egress:3128", "NO_PROXY": "localhost,.getlago.com"}, ""),
+        ({"HTTPS_PROXY": "http://egress:3128", "no_proxy": "api.getlago.com"}, ""),
+        ({"HTTPS_PROXY": "http://egress:3128", "NO_PROXY": "*"}, ""),
+        ({"HTTPS_PROXY": "http://egress:3128", "NO_PROXY": "lago.com,getlago.co"}, "http://egress:3128"),
+        ({"HTTPS_PROXY": "http://egress:3128", "ENTITLEMENTS_LAGO_PROXY_URL": "http://ours:8080"}, "http://ours:8080"),
+    ],
+)
+def test_lagos_proxy_is_the_setting_or_what_the_usual_variables_say(env: dict[str, str], expected: str) -> None:
+    settings = load_settings(environ={"ENTITLEMENTS_LAGO_API_URL": "https://api.getlago.com", **env}, serving=False)
+    assert settings.lago.proxy_url == expected

@@ -125,11 +125,13 @@ class LagoParts:
             timeout=lago.timeout_seconds,
             max_retries=lago.max_retries,
             usage_limiter=TokenBucket(lago.usage_rate_limit),
+            proxy=lago.proxy_url,
         )
         # A full sync's reads use the same bucket's bulk lane: webhook refreshes always go first.
         self.bulk_client = LagoClient(
-            lago.api_url, lago.api_key, bucket.bulk(), timeout=lago.timeout_seconds, max_retries=lago.max_retries
-        )
+            lago.api_url, lago.api_key, bucket.bulk(), timeout=lago.timeout_seconds, max_retries=lago.max_retries,
+            proxy=lago.proxy_url,
+        )  # fmt: skip
         self.usage_source = LagoCurrentUsage(self.client)
         self.refresher = Refresher(self.client, store)
         checkpoints = RedisCheckpoints(client, settings.redis.key_prefix) if client is not None else MemoryCheckpoints()
@@ -256,6 +258,7 @@ def build_syncer(
             settings.lago.api_key,
             TokenBucket(settings.lago.events_rate_limit),
             timeout=settings.lago.timeout_seconds,
+            proxy=settings.lago.proxy_url,
         )
         forwarder = running = UsageForwarder(
             outbox, sink, on_delivered=metrics.usage_forwarded.inc, on_refused=metrics.usage_refused.inc

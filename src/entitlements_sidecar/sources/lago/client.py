@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
-import httpx
 import orjson
 
 from entitlements_sidecar import tracing
@@ -28,6 +27,7 @@ from entitlements_sidecar.sources.lago.errors import (
     LagoUnavailableError,
     error_from_response,
 )
+from entitlements_sidecar.sources.lago.http import LagoHttp, Reply
 from entitlements_sidecar.sources.lago.rate_limit import Limiter
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,10 @@ class LagoClient:
         max_retries: int = 5,
         backoff_base: float = 0.2,
         backoff_cap: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         usage_limiter: Limiter | None = None,
+        proxy: str = "",
     ) -> None:
-        self._http = lago_http(api_url, api_key, timeout, transport)
+        self._http = LagoHttp(api_url, api_key, timeout, proxy)
         self._limiter = limiter
         self._usage_limiter = usage_limiter or limiter  # current usage has a lane (and a Lago limit) of its own
         self._max_retries = max_retries
@@ -60,7 +60,7 @@ class LagoClient:
         self.rejected_rows = 0  # rows that did not match what was asked (metrics)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -196,13 +196,13 @@ class LagoClient:
             self.requests += 1
             try:
                 with tracing.span("lago GET", path=path.split("?")[0], attempt=attempt):
-                    response = await self._http.get(path, params=params)
-            except httpx.TransportError as exc:  # timeouts, refused and reset connections
-                failure: LagoError = LagoUnavailableError(f"lago unreachable on {path}: {type(exc).__name__}")
+                    response = await self._http.get(path, params)
+            except LagoUnavailableError as exc:  # timeouts, refused and reset connections
+                failure: LagoError = exc
             else:
-                if response.status_code == 200:
+                if response.status == 200:
                     return _json(response, path)
-                failure = error_from_response(response.status_code, response_body(response), path)
+                failure = error_from_response(response.status, response_body(response), path)
                 if isinstance(failure, LagoRateLimitedError):
                     limiter.pause(reset_seconds(response))
                 elif not isinstance(failure, LagoUnavailableError):
@@ -215,22 +215,6 @@ class LagoClient:
                 delay = min(cap, base * 2 ** (attempt - 1))
                 log.warning("lago request failed, retrying", extra={"path": path, "attempt": attempt, "delay": delay})
                 await asyncio.sleep(delay)
-
-
-def lago_http(
-    api_url: str, api_key: str, timeout: float, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """An HTTP client for Lago's API (under /api/v1/), authenticated with the API key."""
-    return httpx.AsyncClient(
-        base_url=api_url.rstrip("/") + "/api/v1/",
-        headers={
-            "Authorization": f"Bearer {api_key}",
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        },
-        timeout=timeout,
-        transport=transport,
-    )
 
 
 def _segment(value: str) -> str:
@@ -247,21 +231,21 @@ def _filters(asked: Asked) -> str:
     return " ".join(parts)
 
 
-def _json(response: httpx.Response, path: str) -> Json:
+def _json(response: Reply, path: str) -> Json:
     body = response_body(response)
     if not isinstance(body, dict):
         raise LagoUnavailableError(f"lago answered {path} with a body that is not a JSON object")
     return body
 
 
-def response_body(response: httpx.Response) -> Any:
+def response_body(response: Reply) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return None
 
 
-def reset_seconds(response: httpx.Response) -> float:
+def reset_seconds(response: Reply) -> float:
     try:
         return min(_MAX_RESET_WAIT, max(0.0, float(response.headers.get("X-RateLimit-Reset", "1"))))
     except ValueError:

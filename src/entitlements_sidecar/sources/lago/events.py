@@ -16,20 +16,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 import orjson
 
 from entitlements_sidecar.domain.usage import UsageEvent
 from entitlements_sidecar.domain.usage_outbox import SendResult
-from entitlements_sidecar.sources.lago.client import lago_http, reset_seconds, response_body
+from entitlements_sidecar.sources.lago.client import reset_seconds, response_body
 from entitlements_sidecar.sources.lago.errors import (
     LagoRateLimitedError,
     LagoUnavailableError,
     error_from_response,
 )
+from entitlements_sidecar.sources.lago.http import LagoHttp
 from entitlements_sidecar.sources.lago.rate_limit import TokenBucket
 
-_JSON = {"Content-Type": "application/json"}
 LAGO_BATCH_LIMIT = 100  # LAGO_EVENTS_BATCH_MAX_LENGTH's default
 _DUPLICATE = {"transaction_id": ["value_already_exist"]}
 
@@ -41,9 +40,9 @@ class LagoEventSink:
         api_key: str,
         limiter: TokenBucket,
         timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        proxy: str = "",
     ) -> None:
-        self._http = lago_http(api_url, api_key, timeout, transport)  # its own connections, as its own lane
+        self._http = LagoHttp(api_url, api_key, timeout, proxy)  # its own connections, as its own lane
         self._limiter = limiter
         self._max_batch = LAGO_BATCH_LIMIT
         self.requests = 0
@@ -53,22 +52,19 @@ class LagoEventSink:
         return self._max_batch
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def send(self, events: Sequence[UsageEvent]) -> SendResult:
         await self._limiter.acquire()
         self.requests += 1
         body = orjson.dumps({"events": [_lago_event(event) for event in events]})
-        try:
-            response = await self._http.post("events/batch", content=body, headers=_JSON)
-        except httpx.TransportError as exc:
-            raise LagoUnavailableError(f"lago unreachable on events/batch: {type(exc).__name__}") from exc
-        if response.status_code == 200:
+        response = await self._http.post("events/batch", body)  # LagoUnavailableError when unreachable
+        if response.status == 200:
             return SendResult(delivered=range(len(events)))
         answer = response_body(response)
-        if response.status_code == 422 and isinstance(answer, dict) and answer.get("code") == "validation_errors":
+        if response.status == 422 and isinstance(answer, dict) and answer.get("code") == "validation_errors":
             return self._rolled_back(answer.get("error_details"), len(events))
-        failure = error_from_response(response.status_code, answer, "events/batch")
+        failure = error_from_response(response.status, answer, "events/batch")
         if isinstance(failure, LagoRateLimitedError):
             self._limiter.pause(reset_seconds(response))
         raise failure
