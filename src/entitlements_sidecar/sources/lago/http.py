@@ -2,8 +2,8 @@
 
 aiohttp rather than httpx: a GET costs several times less CPU (`python -m bench.lago_http_cost`, figures
 in docs/adr/0012), and a reconciliation sends one per subscription from the event loop that applies
-webhooks. Transport failures (refused or reset connections,
-timeouts, truncated bodies) become LagoUnavailableError, which the callers retry.
+webhooks. Transport failures (refused or reset connections, timeouts, truncated bodies) become
+LagoUnavailableError, which the callers retry.
 """
 
 from __future__ import annotations
