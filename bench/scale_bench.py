@@ -12,8 +12,8 @@ plans; the syncer finds the map loaded (as after a full sync) and only serves we
 - S3 `plan.updated` on a plan holding N / 4 subscriptions: both of 2 reader sidecars answer the new value
   (one polled per reader; then all 1,000 on it, read before from their L1s) within 1 s, <= 2 Lago
   requests, and the map writes it took (PUBLISH calls: one per write) the same at the smallest and largest N.
-- S4, S5: bench/sync_scale.py, against the emulator, each on a redis-server of its own (S4 up to N = 20,000
-  at 150 requests/s: see S4_RATE).
+- S4, S5: bench/sync_scale.py, against the emulator (in a process of its own), each on a redis-server of
+  its own (S4 up to N = 20,000 at 150 requests/s: see S4_RATE).
 - S6 (P1-P8 side by side with the commit before) is `make bench` on both commits, then `python -m
   bench.compare` of the two results files; not run here.
 Steps run S4 and S5 first (the bench process is fresh), then S1 (which fills the map S2 and S3 read).

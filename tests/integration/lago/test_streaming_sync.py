@@ -69,3 +69,22 @@ def test_a_syncer_killed_halfway_resumes_and_a_cold_start_answers_after_the_list
     # Listing, reads, features, two plans; the resumed walk re-asks at most what was in flight when killed.
     assert requests <= 1.02 * (N + pages) + 8, (killed_at, requests)
     client.close()
+
+
+@pytest.mark.timeout(120)
+def test_no_reconciliation_runs_beside_the_first_load(
+    lago: LagoEmulator, start_syncer: SyncerFactory, redis_server: RedisServer, key_prefix: str
+) -> None:
+    """The first load's reads take about 4 s here and a reconciliation is due every second: a cycle beside
+    the load would walk the same checkpoint and read the same subscriptions again (with a million
+    subscriptions at 50 requests/s, a load takes hours and the default interval is one)."""
+    seed(lago, subscriptions=N)
+    lago.take_outbox()
+    syncer = start_syncer("--reconcile-interval-seconds", "1", rate="100", ready=listed)
+    eventually(lambda: not syncer.sidecar.readiness()["checks"]["first_load"]["reads_pending"],
+               timeout=60, interval=0.05, what="the first load's reads done")  # fmt: skip
+    requests = len(lago.controls.api_requests())
+    # The listing (4 pages), a read per subscription, the features and two plans, and a few retries at most.
+    assert requests <= N + N // 100 + 8, requests
+    status = syncer.sidecar.readiness()["checks"]
+    assert status["first_load"]["ok"], status
