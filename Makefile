@@ -70,13 +70,15 @@ lint: $(VENV)/.dev check-gen buf-lint
 	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
 
-## Regenerate the Python protobuf/gRPC code from protos/.
+## Regenerate the Python protobuf/gRPC code from protos/, and conformance/vectors.json from its cases.
 gen: $(VENV)/.dev
 	$(BIN)/python scripts/gen_protos.py
+	$(BIN)/python scripts/gen_vectors.py
 
 ## Fail if the committed generated code differs from what `make gen` would write.
 check-gen: $(VENV)/.dev
 	$(BIN)/python scripts/gen_protos.py --check
+	$(BIN)/python scripts/gen_vectors.py --check
 
 $(BUF):
 	mkdir -p .tools/npm
