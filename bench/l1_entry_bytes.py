@@ -1,0 +1,85 @@
+"""Where an L1 entry's bytes go (S2 of `make bench-scale`, docs/adr/0012): the Python allocations that
+filling the L1 with N subscriptions makes, by the line that made them, per entry.
+
+N subscriptions as S1 writes them (bench/scale_bench.py: 4 plans of 10 features, 1 in 20 with an
+override) go into a real redis-server; this process reads them all through the L1 (CachedStore over
+RedisStore) in batches of 1,000, as checks would, and tracemalloc compares the heap before and after.
+These are requested sizes: the allocator rounds each up (to 16 bytes for small objects), and RSS adds its
+free lists, so S2's RSS figure is higher. `python -m bench.l1_entry_bytes [--subscriptions N]`; results in
+bench/results/<date>-<commit>-l1-entry.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from bench.provenance import provenance, write_results
+from bench.scale_bench import fill
+from entitlements_sidecar.store.cached import CachedStore
+from entitlements_sidecar.store.redis_store import RedisStore
+from tests.support.processes import start_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def measure(count: int) -> dict[str, Any]:
+    server = start_redis()
+    try:
+        await fill(server, "l1:", count)
+        store = CachedStore(RedisStore.from_url(server.url, "l1:"), max_entries=count + 1, max_bytes=1 << 40)
+        await store.start()
+        ids = [f"sub_{i:07d}" for i in range(count)]
+        await store.get_subscriptions(ids[:1])  # connections, the plans and the catalog: not per entry
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for start in range(1, count, 1000):
+            await store.get_subscriptions(ids[start : start + 1000])
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        held = len(store)
+        await store.close()
+    finally:
+        server.stop()
+    # The ids this process made for its requests stay as the L1's keys (and the answers' external ids).
+    sites = [s for s in after.compare_to(before, "lineno") if s.size_diff > 0]
+    total = sum(s.size_diff for s in sites)
+    entries = held - 1
+    lines = [
+        {
+            "site": _where(s.traceback[0].filename, s.traceback[0].lineno),
+            "bytes_per_entry": round(s.size_diff / entries, 1),
+            "objects_per_entry": round(s.count_diff / entries, 2),
+        }
+        for s in sites[:12]
+    ]
+    return {"subscriptions": count, "entries": entries, "bytes_per_entry": round(total / entries, 1), "sites": lines}
+
+
+def _where(filename: str, line: int) -> str:
+    path = Path(filename)
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else Path(path.name)
+    return f"{shown}:{line}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscriptions", type=int, default=100_000)
+    parser.add_argument("--dirty", action="store_true", help="measure a tree with uncommitted changes")
+    args = parser.parse_args()
+    origin = provenance(allow_dirty=args.dirty)
+    results = asyncio.run(measure(args.subscriptions))
+    print(f"{results['bytes_per_entry']:.1f} bytes allocated per L1 entry ({results['entries']:,} entries)")
+    for site in results["sites"]:
+        print(f"  {site['bytes_per_entry']:7.1f} B  {site['objects_per_entry']:5.2f} objects  {site['site']}")
+    print(write_results("l1-entry", origin, results))
+
+
+if __name__ == "__main__":
+    main()
