@@ -7,9 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.processes import REPO, RedisServer, start_redis
 from tests.support.redis_cluster import RedisClusterNodes, start_redis_cluster
+
+# Hypothesis fails an example that takes over 200 ms: a timing check, which a busy 2-core CI machine
+# failed on one catalog example (224 ms). Time is the benchmarks' business; the fuzz tests check outcomes.
+settings.register_profile("untimed", deadline=None)
+settings.load_profile("untimed")
 
 DEFAULT_PORTS = (8080, 50051, 6379)  # the sidecar's default HTTP and gRPC ports, and Redis's
 
