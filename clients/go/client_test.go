@@ -75,6 +75,10 @@ func TestAWatchedSubjectIsAnsweredLocallyFollowsChangesAndSurvivesARestart(t *te
 	if err != nil || result.Source != "local" || result.Value != int64(25) {
 		t.Fatalf("got %+v, %v", result, err)
 	}
+	negative := Check{SubscriptionID: "sub_acme_main", Feature: "seats", Privilege: "max", Quantity: Int64(-1)}
+	if _, err := client.Check(ctx, negative); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a malformed check on a watched subject: %v", err) // the sidecar's to reject, not answered locally
+	}
 	usage, err := client.Check(ctx, Check{SubscriptionID: "sub_acme_main", Feature: "seats", RequestedUsage: Int64(1)})
 	if err == nil && usage.Source == "local" {
 		t.Fatal("a usage check was answered locally")

@@ -18,8 +18,8 @@ type localCache struct {
 func newLocalCache() *localCache { return &localCache{states: map[Subject]*pb.EntitlementSet{}} }
 
 func (l *localCache) lookup(check Check) (Result, bool) {
-	if check.RequestedUsage != nil {
-		return Result{}, false // usage is live: only the sidecar can answer
+	if check.RequestedUsage != nil || !wellFormed(check) {
+		return Result{}, false // usage is live, and a malformed check is the sidecar's to reject
 	}
 	l.mu.RLock()
 	state, ok := l.states[check.Subject()]

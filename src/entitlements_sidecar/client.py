@@ -14,6 +14,7 @@ A check with a `requested_usage` (a metered feature) always asks the sidecar: us
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ CHANNEL_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 1),
 )
 _WATCH_RETRY_SECONDS = (0.05, 0.1, 0.2, 0.4)  # re-opening a broken Watch, capped at the last
+_MAX_ID_LENGTH = 255  # the longest id, code or value the sidecar takes (Lago caps codes at 255)
 
 PrivilegeValue = bool | int | str | None
 
@@ -115,6 +117,34 @@ def result_from_proto(response: pb.CheckEntitlementResponse) -> CheckResult:
     )
 
 
+def well_formed(check: Check) -> bool:
+    """Whether the sidecar would take the check rather than answer INVALID_ARGUMENT (its rules are
+    domain/queries.py and domain/ids.py, which a client does not import; the conformance vectors hold the
+    two to the same answers)."""
+    if bool(check.subscription_id) == bool(check.customer_id):
+        return False
+    if check.subscription_id and (not _valid_id(check.subscription_id) or "/" in check.subscription_id):
+        return False
+    if check.customer_id and not _valid_id(check.customer_id):
+        return False
+    if not _valid_id(check.feature) or (check.privilege and not _valid_id(check.privilege)):
+        return False
+    if check.quantity is not None and (check.value is not None or check.quantity < 0):
+        return False
+    if check.value is not None and len(check.value) > _MAX_ID_LENGTH:
+        return False
+    return (check.quantity is None and check.value is None) or bool(check.privilege)
+
+
+def _valid_id(value: str) -> bool:
+    return (
+        0 < len(value) <= _MAX_ID_LENGTH
+        and value == value.strip()
+        and value not in (".", "..")
+        and not any(unicodedata.category(char) == "Cc" for char in value)
+    )
+
+
 def decide_locally(state: pb.EntitlementSet, check: Check) -> CheckResult:
     """The sidecar's check rules applied to a watched subject's entitlements."""
     version = state.freshness.version
@@ -174,8 +204,8 @@ class _LocalCache:
         if answer is not None:
             return answer
         state = self._states.get((check.subscription_id, check.customer_id))
-        if state is None:
-            return None
+        if state is None or not well_formed(check):
+            return None  # a malformed check goes to the sidecar, whose INVALID_ARGUMENT names the field
         answer = decide_locally(state, check)
         if self._max_answers > 0:
             if len(answers) >= self._max_answers:

@@ -63,6 +63,11 @@ def test_watched_subjects_are_answered_locally_exactly_as_the_sidecar_would(
             there = remote.check(**{k: getattr(check, k) for k in Check.__slots__})
             assert here.source == "local", check
             assert comparable(here) == comparable(there), check
+        # A malformed check on a watched subject is not answered locally: the sidecar rejects it.
+        with pytest.raises(grpc.RpcError) as rejected:
+            local.check("seats", subscription_id="sub_acme_main", privilege="max", quantity=-1)
+        assert rejected.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "quantity" in (rejected.value.details() or "")
 
         text = example_catalog.read_text().replace("seats: {max: 25}", "seats: {max: 26}")
         example_catalog.write_text(text)

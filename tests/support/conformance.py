@@ -15,6 +15,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from entitlements_sidecar.domain.errors import InvalidArgumentError
 from entitlements_sidecar.domain.map_status import MapStatus
 from entitlements_sidecar.domain.queries import CheckQuery, Subject
 from entitlements_sidecar.domain.service import CheckAnswer, ReadService
@@ -90,7 +91,18 @@ def answer(result: CheckAnswer) -> dict[str, Any]:
 
 
 def expected(case: Case) -> dict[str, Any]:
+    if "error" in case.expect:  # a check the sidecar rejects: a client does not answer it locally either
+        return dict(case.expect)
     return {"stale": False, **case.expect}
+
+
+def rejected(check: dict[str, Any]) -> dict[str, Any] | None:
+    """The error the sidecar gives a malformed check, in the cases' terms, or None for a well-formed one."""
+    try:
+        query(check)
+    except InvalidArgumentError as exc:
+        return {"error": "invalid_argument", "field": exc.field}
+    return None
 
 
 def as_json(answer: dict[str, Any]) -> str:
@@ -101,7 +113,10 @@ def as_json(answer: dict[str, Any]) -> str:
 async def vector(case: Case) -> dict[str, Any]:
     """The case with its state as the EntitlementSet (proto JSON) a Watch on its subject sends."""
     service = await service_for(case)
-    message = view_to_proto(await service.get(subject(case.check)))
+    check = case.check
+    if check.get("subscription_id") and check.get("customer_id"):  # malformed: the subscription's state
+        check = {**check, "customer_id": ""}
+    message = view_to_proto(await service.get(subject(check)))
     # Versions and sync times are the store's counters and clock, not the case's: left out.
     message.freshness.ClearField("version")
     message.freshness.ClearField("synced_at")
