@@ -24,7 +24,7 @@ GO_PLUGINS := $(GO_TOOLS)/.installed-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_GEN_GO_GR
 COVERAGE_FLOOR := 66
 COVERAGE := --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-.PHONY: run lago-local test test-unit test-contract test-integration test-go h2load lint gen check-gen buf-lint redis interop bench bench-scale bench-usage bench-stacks bench-faults bench-http clean
+.PHONY: run lago-local test test-unit test-contract test-integration test-go h2load lint gen check-gen buf-lint redis interop bench bench-scale bench-clients bench-usage bench-stacks bench-faults bench-http clean
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -129,7 +129,6 @@ $(BASELINE)/bin/python: constraints.txt
 	$(PYTHON) -m venv $(BASELINE)
 	$(BASELINE)/bin/pip install --quiet grpcio==1.85.1 protobuf==6.33.6
 
-## How long answers take to turn honest and then right again under faults (README "Operating it").
 ## U1-U5 alone (make bench runs them too): usage through real sidecars, Redis and the Lago emulator.
 bench-usage: $(VENV)/.dev redis $(GHZ)
 	$(BIN)/python -m bench.usage_bench
@@ -139,6 +138,11 @@ SIZES ?= 10000,100000,1000000
 bench-scale: $(VENV)/.dev redis
 	$(BIN)/python -u -m bench.scale_bench --sizes $(SIZES) $(if $(STEPS),--steps $(STEPS))
 
+## The clients side by side (bench/clients_bench.py): local checks of a watched subject and RPC p50s, Go and Python.
+bench-clients: $(VENV)/.dev
+	$(BIN)/python -m bench.clients_bench
+
+## How long answers take to turn honest and then right again under faults (README "Operating it").
 bench-faults: $(VENV)/.dev redis
 	$(BIN)/python -m bench.fault_timings
 
