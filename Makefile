@@ -18,13 +18,15 @@ GO_TOOLS := .tools/go/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GO_PLUGINS := $(GO_TOOLS)/.installed-$(PROTOC_GEN_GO_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)
+TS := clients/typescript
+TS_DEPS := $(TS)/node_modules/.installed
 # Line coverage of the unit and contract tiers (generated code left out). It was 58 % before issue 13
 # moved the house and added unit tests for the worker, refresher, full sync, handlers and wire tables;
 # the floor is what they reach now (66.6 %), so it only moves up.
 COVERAGE_FLOOR := 66
 COVERAGE := --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-.PHONY: run lago-local test test-unit test-contract test-integration test-go h2load lint gen check-gen buf-lint redis interop bench bench-scale bench-clients bench-usage bench-stacks bench-faults bench-http clean
+.PHONY: run lago-local test test-unit test-contract test-integration test-go test-ts h2load lint gen check-gen buf-lint redis interop bench bench-scale bench-clients bench-usage bench-stacks bench-faults bench-http clean
 
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +55,7 @@ test: lint redis interop h2load
 ifeq ($(strip $(PYTEST_ARGS)),)
 	$(BIN)/pytest tests/unit tests/contract -n $(TEST_WORKERS) $(COVERAGE)
 	$(BIN)/pytest tests/integration -n $(TEST_WORKERS)
-	$(MAKE) --no-print-directory test-go
+	$(MAKE) --no-print-directory test-go test-ts
 else
 	$(BIN)/pytest $(PYTEST_ARGS)
 endif
@@ -67,6 +69,11 @@ test-unit: $(VENV)/.dev
 test-go: $(VENV)/.dev
 	cd clients/go && go vet ./... && ENTITLEMENTS_SIDECAR_PYTHON=$(CURDIR)/$(BIN)/python go test -race -count=1 ./...
 
+## The TypeScript client (clients/typescript): type-checked, then node:test runs the conformance vectors and
+## the client against a real sidecar process (this checkout's, from the venv).
+test-ts: $(VENV)/.dev $(TS_DEPS)
+	cd $(TS) && ENTITLEMENTS_SIDECAR_PYTHON=$(CURDIR)/$(BIN)/python npm test --silent
+
 ## One suite per store seam, against memory and a real redis-server.
 test-contract: $(VENV)/.dev redis
 	$(BIN)/pytest tests/contract $(PYTEST_ARGS)
@@ -75,25 +82,30 @@ test-contract: $(VENV)/.dev redis
 test-integration: $(VENV)/.dev redis interop h2load
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-lint: $(VENV)/.dev check-gen buf-lint
+lint: $(VENV)/.dev check-gen buf-lint $(TS_DEPS)
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
 	cd clients/go && go vet ./... && unformatted="$$(gofmt -l .)" && { test -z "$$unformatted" || { echo "gofmt: $$unformatted"; exit 1; }; }
+	cd $(TS) && npm run --silent typecheck
 
 ## Regenerate the Python and Go protobuf/gRPC code from protos/, and conformance/vectors.json from its cases.
-gen: $(VENV)/.dev $(BUF) $(GO_PLUGINS)
+gen: $(VENV)/.dev $(BUF) $(GO_PLUGINS) $(TS_DEPS)
 	$(BIN)/python scripts/gen_protos.py
-	$(BIN)/python scripts/gen_go.py
+	$(BIN)/python scripts/gen_clients.py
 	$(BIN)/python scripts/gen_vectors.py
 
 ## Fail if the committed generated code differs from what `make gen` would write.
-check-gen: $(VENV)/.dev $(BUF) $(GO_PLUGINS)
+check-gen: $(VENV)/.dev $(BUF) $(GO_PLUGINS) $(TS_DEPS)
 	$(BIN)/python scripts/gen_protos.py --check
-	$(BIN)/python scripts/gen_go.py --check
+	$(BIN)/python scripts/gen_clients.py --check
 	$(BIN)/python scripts/gen_vectors.py --check
 
-# The Go code generators, pinned (scripts/gen_go.py runs them through buf). The version is in the stamp's
+# The TypeScript client's dependencies and generator (protoc-gen-es), pinned by its package-lock.json.
+$(TS_DEPS): $(TS)/package.json $(TS)/package-lock.json
+	cd $(TS) && npm ci --silent --no-audit --no-fund && touch node_modules/.installed
+
+# The Go code generators, pinned (scripts/gen_clients.py runs them through buf). The version is in the stamp's
 # name, so bumping one reinstalls both.
 $(GO_PLUGINS):
 	rm -rf $(GO_TOOLS) && mkdir -p $(GO_TOOLS)
@@ -138,8 +150,9 @@ SIZES ?= 10000,100000,1000000
 bench-scale: $(VENV)/.dev redis
 	$(BIN)/python -u -m bench.scale_bench --sizes $(SIZES) $(if $(STEPS),--steps $(STEPS))
 
-## The clients side by side (bench/clients_bench.py): local checks of a watched subject and RPC p50s, Go and Python.
-bench-clients: $(VENV)/.dev
+## The clients side by side (bench/clients_bench.py): local checks of a watched subject and RPC p50s, Go,
+## TypeScript and Python.
+bench-clients: $(VENV)/.dev $(TS_DEPS)
 	$(BIN)/python -m bench.clients_bench
 
 ## How long answers take to turn honest and then right again under faults (README "Operating it").

@@ -1,16 +1,19 @@
 """The clients side by side (issue 16): a local check of a watched subject and the RPC check's p50, from the
-Python client and the Go client (clients/go), against one sidecar process on the example catalog.
+Python, Go (clients/go) and TypeScript (clients/typescript) clients, against one sidecar process on the
+example catalog.
 
-Targets: a local check <= 1 µs in Go and <= 5 µs in Python (P8 of `make bench` is the same figure), printed
-with PASS/MISS; the RPC p50s are shown side by side (no target: the sidecar's work is the same for both).
-The Go figures come from `go test -bench` in clients/go (bench_test.go): BenchmarkLocalCheck runs
-Client.Check on a watched subject's state (a conformance vector's), BenchmarkRPCCheck one call at a time
-against the sidecar. `make bench-clients`; results in bench/results/<date>-<commit>-clients.json.
+Targets: a local check <= 1 µs in Go, <= 5 µs in TypeScript and in Python (P8 of `make bench` is the same
+figure), printed with PASS/MISS; the RPC p50s are shown side by side (no target: the sidecar's work is the
+same for all). The Go figures come from `go test -bench` in clients/go (bench_test.go): BenchmarkLocalCheck
+runs Client.Check on a watched subject's state (a conformance vector's), BenchmarkRPCCheck one call at a
+time against the sidecar; TypeScript's from clients/typescript/bench/clients.ts (a watch, then awaited
+Client.check calls). `make bench-clients`; results in bench/results/<date>-<commit>-clients.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -24,7 +27,7 @@ from bench.provenance import provenance, write_results
 from entitlements_sidecar.client import EntitlementsClient
 from tests.support.processes import REPO, free_port, start_sidecar
 
-GO_LOCAL_US, PYTHON_LOCAL_US = 1.0, 5.0
+GO_LOCAL_US, TS_LOCAL_US, PYTHON_LOCAL_US = 1.0, 5.0, 5.0
 _LINE = re.compile(r"^Benchmark(\w+)-\d+\s+\d+\s+([\d.]+) ns/op(?:.*?([\d.]+) p50-µs)?", re.MULTILINE)
 
 
@@ -66,6 +69,19 @@ def go_figures(address: str, seconds: float) -> dict[str, float]:
     return {"local_check_us": found["LocalCheck"][0] / 1000, "rpc_p50_us": float(found["RPCCheck"][1])}
 
 
+def typescript_figures(address: str, calls: int) -> dict[str, float]:
+    package = REPO / "clients" / "typescript"
+    subprocess.run([str(package / "node_modules" / ".bin" / "tsc"), "-p", "tsconfig.json"], cwd=package, check=True)
+    run = subprocess.run(
+        ["node", "build/bench/clients.js"], cwd=package, capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "ENTITLEMENTS_BENCH_ADDRESS": address, "ENTITLEMENTS_BENCH_CALLS": str(calls)},
+    )  # fmt: skip
+    if run.returncode != 0:
+        raise SystemExit(f"the TypeScript bench failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
+    figures: dict[str, float] = json.loads(run.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000, help="RPC checks from the Python client")
@@ -81,6 +97,7 @@ def main() -> None:
         results: dict[str, Any] = {
             "python": python_figures(sidecar.address, args.calls),
             "go": go_figures(sidecar.address, args.go_seconds),
+            "typescript": typescript_figures(sidecar.address, args.calls),
         }
     finally:
         sidecar.terminate()
@@ -90,7 +107,7 @@ def main() -> None:
 
 
 def lines(results: dict[str, Any]) -> list[str]:
-    go, python = results["go"], results["python"]
+    go, python, ts = results["go"], results["python"], results["typescript"]
 
     def verdict(value: float, limit: float) -> str:
         return "PASS" if value <= limit else "MISS"
@@ -98,9 +115,12 @@ def lines(results: dict[str, Any]) -> list[str]:
     return [
         f"Go local check of a watched subject: {go['local_check_us']:.3f} µs (<= {GO_LOCAL_US}) "
         f"{verdict(go['local_check_us'], GO_LOCAL_US)}",
+        f"TypeScript local check of a watched subject: {ts['local_check_us']:.3f} µs (<= {TS_LOCAL_US}) "
+        f"{verdict(ts['local_check_us'], TS_LOCAL_US)}",
         f"Python local check of a watched subject: {python['local_check_us']:.3f} µs (<= {PYTHON_LOCAL_US}) "
         f"{verdict(python['local_check_us'], PYTHON_LOCAL_US)}",
-        f"RPC check p50, one call at a time: Go {go['rpc_p50_us']:.0f} µs, Python {python['rpc_p50_us']:.0f} µs",
+        f"RPC check p50, one call at a time: Go {go['rpc_p50_us']:.0f} µs, TypeScript {ts['rpc_p50_us']:.0f} µs, "
+        f"Python {python['rpc_p50_us']:.0f} µs",
     ]
 
 
