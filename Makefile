@@ -87,7 +87,7 @@ lint: $(VENV)/.dev check-gen buf-lint $(TS_DEPS)
 	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
 	cd clients/go && go vet ./... && unformatted="$$(gofmt -l .)" && { test -z "$$unformatted" || { echo "gofmt: $$unformatted"; exit 1; }; }
-	cd $(TS) && npm run --silent typecheck
+	cd $(TS) && npm run --silent typecheck && npm run --silent lint
 
 ## Regenerate the Python and Go protobuf/gRPC code from protos/, and conformance/vectors.json from its cases.
 gen: $(VENV)/.dev $(BUF) $(GO_PLUGINS) $(TS_DEPS)

@@ -58,14 +58,14 @@ export class Client {
     const results: (CheckResult | ItemError | undefined)[] = checks.map((c) => this.lookup(c));
     const remote = results.flatMap((r, i) => (r === undefined ? [i] : []));
     if (remote.length > 0) {
-      const batch = remote.map((i) => request(checks[i] as Check));
+      const batch = remote.map((i) => request(checks[i]));
       const response = await this.rpc.checkEntitlements({ checks: batch }, { timeoutMs: this.timeoutMs });
       if (response.results.length !== remote.length) {
         throw new Error("the sidecar answered a different number of checks than were asked");
       }
       response.results.forEach((item, j) => {
         const outcome = item.outcome;
-        results[remote[j] as number] =
+        results[remote[j]] =
           outcome.case === "error"
             ? new ItemError(outcome.value.code, outcome.value.message, outcome.value.field)
             : resultOf(outcome.value as CheckEntitlementResponse);
@@ -111,7 +111,7 @@ export class Client {
         }
         for (const k of keys) this.states.delete(k);
         if (stop.signal.aborted) break;
-        await sleep(WATCH_RETRY_MS[Math.min(attempt, WATCH_RETRY_MS.length - 1)] as number, stop.signal);
+        await sleep(WATCH_RETRY_MS[Math.min(attempt, WATCH_RETRY_MS.length - 1)], stop.signal);
       }
     })();
     this.running.add(loop);

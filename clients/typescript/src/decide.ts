@@ -40,20 +40,19 @@ export function decideLocally(state: EntitlementSet, check: Check): CheckResult 
   const value = valueOf(privilege.value);
   const sub = privilege.subscriptionId;
   const quantity = check.quantity === undefined ? undefined : BigInt(check.quantity);
-  switch (privilege.valueType) {
-    case ValueType.INTEGER: {
-      if (check.value !== undefined) return answer(false, "request_type_mismatch", value, sub);
-      const over = quantity !== undefined && typeof value === "bigint" && quantity > value;
-      return answer(!over, over ? "quantity_exceeds_limit" : "entitled", value, sub);
-    }
-    case ValueType.BOOLEAN:
-      if (quantity !== undefined || check.value !== undefined) return answer(false, "request_type_mismatch", value, sub);
-      return value === true ? answer(true, "entitled", value, sub) : answer(false, "privilege_false", value, sub);
-    default: // string and select
-      if (quantity !== undefined) return answer(false, "request_type_mismatch", value, sub);
-      if (check.value !== undefined && check.value !== value) return answer(false, "value_mismatch", value, sub);
-      return answer(true, "entitled", value, sub);
+  if (privilege.valueType === ValueType.INTEGER) {
+    if (check.value !== undefined) return answer(false, "request_type_mismatch", value, sub);
+    const over = quantity !== undefined && typeof value === "bigint" && quantity > value;
+    return answer(!over, over ? "quantity_exceeds_limit" : "entitled", value, sub);
   }
+  if (privilege.valueType === ValueType.BOOLEAN) {
+    if (quantity !== undefined || check.value !== undefined) return answer(false, "request_type_mismatch", value, sub);
+    return value === true ? answer(true, "entitled", value, sub) : answer(false, "privilege_false", value, sub);
+  }
+  // string and select
+  if (quantity !== undefined) return answer(false, "request_type_mismatch", value, sub);
+  if (check.value !== undefined && check.value !== value) return answer(false, "value_mismatch", value, sub);
+  return answer(true, "entitled", value, sub);
 }
 
 /** A privilege value as TypeScript sees it. */
