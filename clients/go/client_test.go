@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,4 +149,31 @@ func TestClosingStopsTheWatches(t *testing.T) {
 	if client.Watched(Subject{SubscriptionID: "sub_acme_main"}) {
 		t.Fatal("a closed client still answers locally")
 	}
+}
+
+func TestAFrozenSidecarCostsADeadlineNotAHang(t *testing.T) {
+	s := startSidecar(t)
+	client, err := New(s.address, WithTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	ctx := context.Background()
+	if _, err := client.Check(ctx, seats); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	_, err = client.Check(ctx, seats)
+	waited := time.Since(began)
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	if status.Code(err) != codes.DeadlineExceeded || waited > 2*time.Second {
+		t.Fatalf("against a frozen sidecar: %v after %s", err, waited)
+	}
+	eventually(t, 10*time.Second, "answers again once it runs", func() bool {
+		r, err := client.Check(ctx, seats)
+		return err == nil && r.Value == int64(25)
+	})
 }

@@ -78,3 +78,20 @@ void test("a watched subject is answered locally, follows changes and survives a
   }
   assert.equal(client.watched({ subscriptionId: "sub_acme_main" }), false, "a closed client still answers locally");
 });
+
+void test("a frozen sidecar costs a deadline, not a hang", { timeout: 30_000 }, async () => {
+  const client = new Client(sidecar.url, { timeoutMs: 300 });
+  try {
+    assert.equal((await client.check(seats)).allowed, true);
+    sidecar.process?.kill("SIGSTOP");
+    const began = Date.now();
+    const failed = await client.check(seats).then(() => undefined, (error: unknown) => error);
+    const waited = Date.now() - began;
+    sidecar.process?.kill("SIGCONT");
+    assert.equal(code(failed), Code.DeadlineExceeded, String(failed));
+    assert.ok(waited < 2000, `waited ${waited} ms`);
+    await eventually("answers again once it runs", async () => (await client.check(seats)).allowed);
+  } finally {
+    await client.close();
+  }
+});
