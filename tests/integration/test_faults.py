@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -102,6 +103,48 @@ def test_redis_killed_while_checks_run(tmp_path: Path, example_catalog: Path, ow
     finally:
         reader.terminate()
         writer.terminate()
+
+
+def test_a_watch_says_its_answers_are_stale_while_redis_is_down(
+    tmp_path: Path, example_catalog: Path, own_redis: RedisServer
+) -> None:
+    args = ["--store", "redis", "--redis-url", own_redis.url, "--redis-timeout-seconds", "0.5"]
+    sidecar = start_sidecar(tmp_path, example_catalog, args)
+    client = EntitlementsClient(sidecar.address, timeout=2)
+    messages: list[pb.WatchEntitlementsResponse] = []
+    request = pb.WatchEntitlementsRequest(subjects=[pb.Subject(subscription_id="sub_acme_main")])
+    stream = stub(sidecar).WatchEntitlements(request, timeout=60)
+
+    def collect() -> None:
+        with contextlib.suppress(grpc.RpcError):
+            messages.extend(stream)
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    try:
+        client.watch(subscription_ids=["sub_acme_main"])
+        local = client.check("seats", subscription_id="sub_acme_main", privilege="max")
+        assert (local.source, local.value, local.stale) == ("local", 25, False)
+        eventually(lambda: len(messages) == 1, what="the raw stream's initial state")
+        own_redis.client().save()
+        own_redis.kill()
+        # Nothing changed, yet the sidecar can no longer hear of changes: both streams say so.
+        eventually(lambda: any(m.entitlements.freshness.stale for m in messages), timeout=10, what="a stale message")
+        eventually(
+            lambda: client.check("seats", subscription_id="sub_acme_main", privilege="max").stale,
+            timeout=10,
+            what="the client's local answer marked stale",
+        )
+        own_redis.restart()
+        eventually(lambda: not messages[-1].entitlements.freshness.stale, timeout=20, what="fresh again")
+        back = client.check("seats", subscription_id="sub_acme_main", privilege="max")
+        eventually(lambda: not client.check("seats", subscription_id="sub_acme_main", privilege="max").stale,
+                   what="the client's local answer fresh again")  # fmt: skip
+        assert back.value == 25 and all(m.entitlements.found for m in messages)
+    finally:
+        stream.cancel()
+        client.close()
+        sidecar.terminate()
 
 
 def test_sidecar_restarted_under_open_watch_and_event_streams(tmp_path: Path, example_catalog: Path) -> None:

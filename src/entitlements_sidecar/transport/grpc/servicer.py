@@ -151,10 +151,12 @@ class EntitlementServicer:
         self.calls.served("WatchEntitlements")
         remove = self._store.add_listener(on_change)  # before the first read, so no change is missed
         try:
-            seen: dict[Subject, tuple[bool, int]] = {}
+            # What each subject's last message said; staleness is part of it, so a stream whose sidecar lost
+            # its change feed says so (and says so again when the feed is back), though no version moved.
+            seen: dict[Subject, tuple[bool, int, bool]] = {}
             for subject in subjects:
                 view = await self._service.get(subject)
-                seen[subject] = (view.found, view.freshness.version)
+                seen[subject] = (view.found, view.freshness.version, view.freshness.stale)
                 yield pb.WatchEntitlementsResponse(entitlements=await self._entitlements(view), initial=True)
             while True:
                 next_subject = await self._next(changed)
@@ -164,7 +166,7 @@ class EntitlementServicer:
                 subject = next_subject
                 pending.discard(subject)
                 view = await self._service.get(subject)
-                state = (view.found, view.freshness.version)
+                state = (view.found, view.freshness.version, view.freshness.stale)
                 if seen.get(subject) == state:
                     continue  # coalesced or repeated notification: nothing new to tell
                 seen[subject] = state
@@ -217,9 +219,10 @@ class EntitlementServicer:
 
 
 def _affected(subjects: list[Subject], change: Change) -> list[Subject]:
-    if change.kind in (ChangeKind.FEED_RESET, ChangeKind.PLAN, ChangeKind.FEATURES):
-        # Changes may have been missed, or a part every answer is composed with changed: re-read them
-        # all (a watch has a bounded number of subjects; those whose version did not move send nothing).
+    if change.kind in (ChangeKind.FEED_LOST, ChangeKind.FEED_RESET, ChangeKind.PLAN, ChangeKind.FEATURES):
+        # Changes may be missed from now on, or may have been missed, or a part every answer is composed
+        # with changed: re-read them all (a watch has a bounded number of subjects; those whose state did
+        # not move send nothing).
         return list(subjects)
     if change.kind is ChangeKind.SUBSCRIPTION:
         return [s for s in subjects if s.kind is SubjectKind.SUBSCRIPTION and s.id == change.id]
