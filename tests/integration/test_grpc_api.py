@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
@@ -288,11 +290,36 @@ def test_a_plan_change_reaches_the_watches_of_subscriptions_on_it_only(
     stream.cancel()
 
 
+def _watch_acme(**fields: Any) -> pb.WatchEntitlementsRequest:
+    return pb.WatchEntitlementsRequest(subjects=[pb.Subject(subscription_id="sub_acme_main")], **fields)
+
+
+def test_a_quiet_watch_sends_heartbeats_at_the_interval_asked(redis_sidecar: Sidecar, example_catalog: Path) -> None:
+    request = _watch_acme(heartbeat_interval=duration_pb2.Duration(nanos=500_000_000))
+    stream = stub(redis_sidecar).WatchEntitlements(request, timeout=20)
+    assert next(stream).initial
+    beats = [next(stream) for _ in range(2)]
+    assert all(b.heartbeat and not b.HasField("entitlements") and not b.initial for b in beats)
+    edit(example_catalog, "seats: {max: 25}", "seats: {max: 71}")
+    change = next(stream)
+    while change.heartbeat:  # a beat may have been on its way before the edit reached the sidecar
+        change = next(stream)
+    sent = time.monotonic()
+    assert change.entitlements.found and not change.initial
+    after = next(stream)
+    # A change restarts the quiet interval: the next beat comes half a second after it, not sooner.
+    assert after.heartbeat and time.monotonic() - sent >= 0.4
+    stream.cancel()
+
+
 def test_watch_validates_subjects(redis_sidecar: Sidecar) -> None:
     for request, field in [
         (pb.WatchEntitlementsRequest(), "subjects"),
         (pb.WatchEntitlementsRequest(subjects=[pb.Subject()]), "subjects[0].subscription_id"),
         (pb.WatchEntitlementsRequest(subjects=[pb.Subject(customer_id="a")] * 101), "subjects"),
+        (_watch_acme(heartbeat_interval=duration_pb2.Duration(nanos=100_000_000)), "heartbeat_interval"),
+        (_watch_acme(heartbeat_interval=duration_pb2.Duration(seconds=61)), "heartbeat_interval"),
+        (_watch_acme(heartbeat_interval=duration_pb2.Duration(seconds=-1)), "heartbeat_interval"),
     ]:
         code, details = rpc_error(lambda: next(stub(redis_sidecar).WatchEntitlements(request, timeout=5)))  # noqa: B023
         assert code is grpc.StatusCode.INVALID_ARGUMENT

@@ -15,6 +15,7 @@ package entitlementsv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1557,10 +1558,14 @@ func (x *GetEntitlementsResponse) GetEntitlements() *EntitlementSet {
 }
 
 type WatchEntitlementsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subjects      []*Subject             `protobuf:"bytes,1,rep,name=subjects,proto3" json:"subjects,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Subjects []*Subject             `protobuf:"bytes,1,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	// When set, the sidecar sends a heartbeat whenever the stream has been quiet this long, so that a
+	// client can tell a quiet stream from a sidecar that stopped (frozen, or cut off by the network) and
+	// stop presenting its copy as fresh. From 0.5 s to 60 s; unset: no heartbeats.
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *WatchEntitlementsRequest) Reset() {
@@ -1600,11 +1605,21 @@ func (x *WatchEntitlementsRequest) GetSubjects() []*Subject {
 	return nil
 }
 
+func (x *WatchEntitlementsRequest) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
 type WatchEntitlementsResponse struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	Entitlements *EntitlementSet        `protobuf:"bytes,1,opt,name=entitlements,proto3" json:"entitlements,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset in a heartbeat.
+	Entitlements *EntitlementSet `protobuf:"bytes,1,opt,name=entitlements,proto3" json:"entitlements,omitempty"`
 	// True for the first message of each subject (its current state); false for changes.
-	Initial       bool `protobuf:"varint,2,opt,name=initial,proto3" json:"initial,omitempty"`
+	Initial bool `protobuf:"varint,2,opt,name=initial,proto3" json:"initial,omitempty"`
+	// True for a heartbeat: the stream is alive and nothing changed since its last message.
+	Heartbeat     bool `protobuf:"varint,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1649,6 +1664,13 @@ func (x *WatchEntitlementsResponse) GetEntitlements() *EntitlementSet {
 func (x *WatchEntitlementsResponse) GetInitial() bool {
 	if x != nil {
 		return x.Initial
+	}
+	return false
+}
+
+func (x *WatchEntitlementsResponse) GetHeartbeat() bool {
+	if x != nil {
+		return x.Heartbeat
 	}
 	return false
 }
@@ -1792,7 +1814,7 @@ var File_entitlements_v1_entitlements_proto protoreflect.FileDescriptor
 
 const file_entitlements_v1_entitlements_proto_rawDesc = "" +
 	"\n" +
-	"\"entitlements/v1/entitlements.proto\x12\x0fentitlements.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n" +
+	"\"entitlements/v1/entitlements.proto\x12\x0fentitlements.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n" +
 	"\vConsistency\x12+\n" +
 	"\x10minimize_latency\x18\x01 \x01(\bH\x00R\x0fminimizeLatency\x12!\n" +
 	"\vmin_version\x18\x02 \x01(\x03H\x00R\n" +
@@ -1893,12 +1915,14 @@ const file_entitlements_v1_entitlements_proto_rawDesc = "" +
 	"\bfeatures\x18\x06 \x03(\v2\x18.entitlements.v1.FeatureR\bfeatures\x128\n" +
 	"\tfreshness\x18\a \x01(\v2\x1a.entitlements.v1.FreshnessR\tfreshness\"^\n" +
 	"\x17GetEntitlementsResponse\x12C\n" +
-	"\fentitlements\x18\x01 \x01(\v2\x1f.entitlements.v1.EntitlementSetR\fentitlements\"P\n" +
+	"\fentitlements\x18\x01 \x01(\v2\x1f.entitlements.v1.EntitlementSetR\fentitlements\"\x9a\x01\n" +
 	"\x18WatchEntitlementsRequest\x124\n" +
-	"\bsubjects\x18\x01 \x03(\v2\x18.entitlements.v1.SubjectR\bsubjects\"z\n" +
+	"\bsubjects\x18\x01 \x03(\v2\x18.entitlements.v1.SubjectR\bsubjects\x12H\n" +
+	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\x98\x01\n" +
 	"\x19WatchEntitlementsResponse\x12C\n" +
 	"\fentitlements\x18\x01 \x01(\v2\x1f.entitlements.v1.EntitlementSetR\fentitlements\x12\x18\n" +
-	"\ainitial\x18\x02 \x01(\bR\ainitial\"\xd4\x03\n" +
+	"\ainitial\x18\x02 \x01(\bR\ainitial\x12\x1c\n" +
+	"\theartbeat\x18\x03 \x01(\bR\theartbeat\"\xd4\x03\n" +
 	"\x05Usage\x12\x1f\n" +
 	"\vmetric_code\x18\x01 \x01(\tR\n" +
 	"metricCode\x12\x12\n" +
@@ -2001,6 +2025,7 @@ var file_entitlements_v1_entitlements_proto_goTypes = []any{
 	(*WatchEntitlementsResponse)(nil), // 21: entitlements.v1.WatchEntitlementsResponse
 	(*Usage)(nil),                     // 22: entitlements.v1.Usage
 	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 24: google.protobuf.Duration
 }
 var file_entitlements_v1_entitlements_proto_depIdxs = []int32{
 	23, // 0: entitlements.v1.Freshness.synced_at:type_name -> google.protobuf.Timestamp
@@ -2028,23 +2053,24 @@ var file_entitlements_v1_entitlements_proto_depIdxs = []int32{
 	5,  // 22: entitlements.v1.EntitlementSet.freshness:type_name -> entitlements.v1.Freshness
 	18, // 23: entitlements.v1.GetEntitlementsResponse.entitlements:type_name -> entitlements.v1.EntitlementSet
 	7,  // 24: entitlements.v1.WatchEntitlementsRequest.subjects:type_name -> entitlements.v1.Subject
-	18, // 25: entitlements.v1.WatchEntitlementsResponse.entitlements:type_name -> entitlements.v1.EntitlementSet
-	23, // 26: entitlements.v1.Usage.period_start:type_name -> google.protobuf.Timestamp
-	23, // 27: entitlements.v1.Usage.period_end:type_name -> google.protobuf.Timestamp
-	23, // 28: entitlements.v1.Usage.reconciled_at:type_name -> google.protobuf.Timestamp
-	8,  // 29: entitlements.v1.EntitlementService.CheckEntitlement:input_type -> entitlements.v1.CheckEntitlementRequest
-	10, // 30: entitlements.v1.EntitlementService.CheckEntitlements:input_type -> entitlements.v1.CheckEntitlementsRequest
-	14, // 31: entitlements.v1.EntitlementService.GetEntitlements:input_type -> entitlements.v1.GetEntitlementsRequest
-	20, // 32: entitlements.v1.EntitlementService.WatchEntitlements:input_type -> entitlements.v1.WatchEntitlementsRequest
-	9,  // 33: entitlements.v1.EntitlementService.CheckEntitlement:output_type -> entitlements.v1.CheckEntitlementResponse
-	13, // 34: entitlements.v1.EntitlementService.CheckEntitlements:output_type -> entitlements.v1.CheckEntitlementsResponse
-	19, // 35: entitlements.v1.EntitlementService.GetEntitlements:output_type -> entitlements.v1.GetEntitlementsResponse
-	21, // 36: entitlements.v1.EntitlementService.WatchEntitlements:output_type -> entitlements.v1.WatchEntitlementsResponse
-	33, // [33:37] is the sub-list for method output_type
-	29, // [29:33] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	24, // 25: entitlements.v1.WatchEntitlementsRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	18, // 26: entitlements.v1.WatchEntitlementsResponse.entitlements:type_name -> entitlements.v1.EntitlementSet
+	23, // 27: entitlements.v1.Usage.period_start:type_name -> google.protobuf.Timestamp
+	23, // 28: entitlements.v1.Usage.period_end:type_name -> google.protobuf.Timestamp
+	23, // 29: entitlements.v1.Usage.reconciled_at:type_name -> google.protobuf.Timestamp
+	8,  // 30: entitlements.v1.EntitlementService.CheckEntitlement:input_type -> entitlements.v1.CheckEntitlementRequest
+	10, // 31: entitlements.v1.EntitlementService.CheckEntitlements:input_type -> entitlements.v1.CheckEntitlementsRequest
+	14, // 32: entitlements.v1.EntitlementService.GetEntitlements:input_type -> entitlements.v1.GetEntitlementsRequest
+	20, // 33: entitlements.v1.EntitlementService.WatchEntitlements:input_type -> entitlements.v1.WatchEntitlementsRequest
+	9,  // 34: entitlements.v1.EntitlementService.CheckEntitlement:output_type -> entitlements.v1.CheckEntitlementResponse
+	13, // 35: entitlements.v1.EntitlementService.CheckEntitlements:output_type -> entitlements.v1.CheckEntitlementsResponse
+	19, // 36: entitlements.v1.EntitlementService.GetEntitlements:output_type -> entitlements.v1.GetEntitlementsResponse
+	21, // 37: entitlements.v1.EntitlementService.WatchEntitlements:output_type -> entitlements.v1.WatchEntitlementsResponse
+	34, // [34:38] is the sub-list for method output_type
+	30, // [30:34] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_entitlements_v1_entitlements_proto_init() }

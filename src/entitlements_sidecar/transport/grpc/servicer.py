@@ -136,6 +136,7 @@ class EntitlementServicer:
     ) -> AsyncIterator[pb.WatchEntitlementsResponse]:
         try:
             subjects = self._watch_subjects(request)
+            heartbeat = _heartbeat_seconds(request)
         except Exception as exc:
             await context.abort(*grpc_status(exc))
         changed: asyncio.Queue[Subject] = asyncio.Queue()
@@ -158,8 +159,15 @@ class EntitlementServicer:
                 view = await self._service.get(subject)
                 seen[subject] = (view.found, view.freshness.version, view.freshness.stale)
                 yield pb.WatchEntitlementsResponse(entitlements=await self._entitlements(view), initial=True)
+            loop = asyncio.get_running_loop()
+            last_sent = loop.time()
             while True:
-                next_subject = await self._next(changed)
+                quiet_for = None if heartbeat is None else max(0.0, last_sent + heartbeat - loop.time())
+                next_subject = await self._next(changed, quiet_for)
+                if isinstance(next_subject, _Quiet):
+                    yield _HEARTBEAT
+                    last_sent = loop.time()
+                    continue
                 if next_subject is None:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "server shutting down; reconnect")
                     return
@@ -171,6 +179,7 @@ class EntitlementServicer:
                     continue  # coalesced or repeated notification: nothing new to tell
                 seen[subject] = state
                 yield pb.WatchEntitlementsResponse(entitlements=await self._entitlements(view), initial=False)
+                last_sent = loop.time()
         except RpcAbort:
             raise
         except asyncio.CancelledError:
@@ -202,20 +211,45 @@ class EntitlementServicer:
                 subjects.append(subject)
         return subjects
 
-    async def _next(self, changed: asyncio.Queue[Subject]) -> Subject | None:
+    async def _next(self, changed: asyncio.Queue[Subject], quiet_for: float | None) -> Subject | _Quiet | None:
+        """The next subject to re-read; None when the server is stopping; _QUIET after `quiet_for` s of neither."""
         if self._closing.is_set():
             return None
         getter = asyncio.ensure_future(changed.get())
         closer = asyncio.ensure_future(self._closing.wait())
         try:
-            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({getter, closer}, timeout=quiet_for, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (getter, closer):
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-        return getter.result() if getter in done else None
+        if getter in done:
+            return getter.result()
+        return None if closer in done else _QUIET
+
+
+class _Quiet:
+    """The stream was quiet for its heartbeat interval."""
+
+
+_QUIET = _Quiet()
+_HEARTBEAT = pb.WatchEntitlementsResponse(heartbeat=True)
+# A heartbeat is a wake-up and a message per stream: faster than twice a second is a client's mistake;
+# slower than a minute would not tell a stopped sidecar from a quiet one in useful time.
+_HEARTBEAT_SECONDS = (0.5, 60.0)
+
+
+def _heartbeat_seconds(request: pb.WatchEntitlementsRequest) -> float | None:
+    if not request.HasField("heartbeat_interval"):
+        return None
+    interval = request.heartbeat_interval
+    seconds = interval.seconds + interval.nanos / 1e9
+    low, high = _HEARTBEAT_SECONDS
+    if not low <= seconds <= high:
+        raise InvalidArgumentError("heartbeat_interval", f"{seconds:g} s is outside {low:g} s to {high:g} s")
+    return seconds
 
 
 def _affected(subjects: list[Subject], change: Change) -> list[Subject]:

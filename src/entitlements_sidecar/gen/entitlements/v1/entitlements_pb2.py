@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"entitlements/v1/entitlements.proto\x12\x0f\x65ntitlements.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x0b\x43onsistency\x12\x1a\n\x10minimize_latency\x18\x01 \x01(\x08H\x00\x12\x15\n\x0bmin_version\x18\x02 \x01(\x03H\x00\x12\x1a\n\x10\x66ully_consistent\x18\x03 \x01(\x08H\x00\x42\r\n\x0brequirement\"\x83\x01\n\tFreshness\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12-\n\tsynced_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06source\x18\x03 \x01(\x0e\x32\x17.entitlements.v1.Source\x12\r\n\x05stale\x18\x04 \x01(\x08\"R\n\x05Value\x12\x14\n\nbool_value\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"7\n\x07Subject\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\"\x9c\x02\n\x17\x43heckEntitlementRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x14\n\x0c\x66\x65\x61ture_code\x18\x03 \x01(\t\x12\x16\n\x0eprivilege_code\x18\x04 \x01(\t\x12\x15\n\x08quantity\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05value\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x31\n\x0b\x63onsistency\x18\x07 \x01(\x0b\x32\x1c.entitlements.v1.Consistency\x12\x1c\n\x0frequested_usage\x18\x08 \x01(\x03H\x02\x88\x01\x01\x42\x0b\n\t_quantityB\x08\n\x06_valueB\x12\n\x10_requested_usage\"\x9a\x02\n\x18\x43heckEntitlementResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\'\n\x06reason\x18\x02 \x01(\x0e\x32\x17.entitlements.v1.Reason\x12.\n\nvalue_type\x18\x03 \x01(\x0e\x32\x1a.entitlements.v1.ValueType\x12%\n\x05value\x18\x04 \x01(\x0b\x32\x16.entitlements.v1.Value\x12\x17\n\x0fsubscription_id\x18\x05 \x01(\t\x12-\n\tfreshness\x18\x06 \x01(\x0b\x32\x1a.entitlements.v1.Freshness\x12%\n\x05usage\x18\x07 \x01(\x0b\x32\x16.entitlements.v1.Usage\"T\n\x18\x43heckEntitlementsRequest\x12\x38\n\x06\x63hecks\x18\x01 \x03(\x0b\x32(.entitlements.v1.CheckEntitlementRequest\"9\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\x90\x01\n\x17\x43heckEntitlementsResult\x12=\n\x08response\x18\x01 \x01(\x0b\x32).entitlements.v1.CheckEntitlementResponseH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.entitlements.v1.ItemErrorH\x00\x42\t\n\x07outcome\"V\n\x19\x43heckEntitlementsResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.entitlements.v1.CheckEntitlementsResult\"y\n\x16GetEntitlementsRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x31\n\x0b\x63onsistency\x18\x03 \x01(\x0b\x32\x1c.entitlements.v1.Consistency\"\xef\x01\n\tPrivilege\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\nvalue_type\x18\x03 \x01(\x0e\x32\x1a.entitlements.v1.ValueType\x12%\n\x05value\x18\x04 \x01(\x0b\x32\x16.entitlements.v1.Value\x12*\n\nplan_value\x18\x05 \x01(\x0b\x32\x16.entitlements.v1.Value\x12\x12\n\noverridden\x18\x06 \x01(\x08\x12\x16\n\x0eselect_options\x18\x07 \x03(\t\x12\x17\n\x0fsubscription_id\x18\x08 \x01(\t\"\xaa\x01\n\x07\x46\x65\x61ture\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\nprivileges\x18\x04 \x03(\x0b\x32\x1a.entitlements.v1.Privilege\x12\x17\n\x0fsubscription_id\x18\x05 \x01(\t\x12%\n\x05usage\x18\x06 \x01(\x0b\x32\x16.entitlements.v1.Usage\"\xa4\x01\n\x10SubscriptionInfo\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x11\n\tplan_code\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x03\"\x82\x02\n\x0e\x45ntitlementSet\x12)\n\x07subject\x18\x01 \x01(\x0b\x32\x18.entitlements.v1.Subject\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x11\n\tplan_code\x18\x04 \x01(\t\x12\x38\n\rsubscriptions\x18\x05 \x03(\x0b\x32!.entitlements.v1.SubscriptionInfo\x12*\n\x08\x66\x65\x61tures\x18\x06 \x03(\x0b\x32\x18.entitlements.v1.Feature\x12-\n\tfreshness\x18\x07 \x01(\x0b\x32\x1a.entitlements.v1.Freshness\"P\n\x17GetEntitlementsResponse\x12\x35\n\x0c\x65ntitlements\x18\x01 \x01(\x0b\x32\x1f.entitlements.v1.EntitlementSet\"F\n\x18WatchEntitlementsRequest\x12*\n\x08subjects\x18\x01 \x03(\x0b\x32\x18.entitlements.v1.Subject\"c\n\x19WatchEntitlementsResponse\x12\x35\n\x0c\x65ntitlements\x18\x01 \x01(\x0b\x32\x1f.entitlements.v1.EntitlementSet\x12\x0f\n\x07initial\x18\x02 \x01(\x08\"\xe0\x02\n\x05Usage\x12\x13\n\x0bmetric_code\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\x03\x12\x11\n\trequested\x18\x03 \x01(\x03\x12\x16\n\tallowance\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05quota\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x16\n\tremaining\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x10\n\x08\x62illable\x18\x07 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rreconciled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x66\x61llback\x18\x0b \x01(\x08\x42\x0c\n\n_allowanceB\x08\n\x06_quotaB\x0c\n\n_remaining*\xd4\x03\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fREASON_ENTITLED\x10\x01\x12\x1f\n\x1bREASON_FEATURE_NOT_ENTITLED\x10\x02\x12!\n\x1dREASON_SUBSCRIPTION_NOT_FOUND\x10\x03\x12\"\n\x1eREASON_SUBSCRIPTION_NOT_ACTIVE\x10\x04\x12\x1e\n\x1aREASON_PRIVILEGE_NOT_FOUND\x10\x05\x12!\n\x1dREASON_QUANTITY_EXCEEDS_LIMIT\x10\x06\x12\x19\n\x15REASON_VALUE_MISMATCH\x10\x07\x12\x1a\n\x16REASON_PRIVILEGE_FALSE\x10\x08\x12\x1d\n\x19REASON_CUSTOMER_NOT_FOUND\x10\t\x12!\n\x1dREASON_NO_ACTIVE_SUBSCRIPTION\x10\n\x12 \n\x1cREASON_REQUEST_TYPE_MISMATCH\x10\x0b\x12\x19\n\x15REASON_FAILURE_POLICY\x10\x0c\x12\x1b\n\x17REASON_USAGE_OVER_QUOTA\x10\r\x12\x1f\n\x1bREASON_USAGE_OVER_ALLOWANCE\x10\x0e*m\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n\rSOURCE_MEMORY\x10\x01\x12\x10\n\x0cSOURCE_REDIS\x10\x02\x12\x11\n\rSOURCE_SOURCE\x10\x03\x12\x13\n\x0fSOURCE_FALLBACK\x10\x04*\x85\x01\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12VALUE_TYPE_BOOLEAN\x10\x01\x12\x16\n\x12VALUE_TYPE_INTEGER\x10\x02\x12\x15\n\x11VALUE_TYPE_STRING\x10\x03\x12\x15\n\x11VALUE_TYPE_SELECT\x10\x04*\xcc\x01\n\x0bUsageReason\x12\x1c\n\x18USAGE_REASON_UNSPECIFIED\x10\x00\x12!\n\x1dUSAGE_REASON_WITHIN_ALLOWANCE\x10\x01\x12\x1f\n\x1bUSAGE_REASON_OVER_ALLOWANCE\x10\x02\x12\x1b\n\x17USAGE_REASON_OVER_QUOTA\x10\x03\x12\x1d\n\x19USAGE_REASON_NOT_ENTITLED\x10\x04\x12\x1f\n\x1bUSAGE_REASON_FAILURE_POLICY\x10\x05\x32\xbd\x03\n\x12\x45ntitlementService\x12g\n\x10\x43heckEntitlement\x12(.entitlements.v1.CheckEntitlementRequest\x1a).entitlements.v1.CheckEntitlementResponse\x12j\n\x11\x43heckEntitlements\x12).entitlements.v1.CheckEntitlementsRequest\x1a*.entitlements.v1.CheckEntitlementsResponse\x12\x64\n\x0fGetEntitlements\x12\'.entitlements.v1.GetEntitlementsRequest\x1a(.entitlements.v1.GetEntitlementsResponse\x12l\n\x11WatchEntitlements\x12).entitlements.v1.WatchEntitlementsRequest\x1a*.entitlements.v1.WatchEntitlementsResponse0\x01\x42\x9b\x01\n\x13\x64\x65v.entitlements.v1B\x11\x45ntitlementsProtoP\x01Z]github.com/entitlements-sidecar/entitlements-sidecar/clients/go/entitlementsv1;entitlementsv1\xaa\x02\x0f\x45ntitlements.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"entitlements/v1/entitlements.proto\x12\x0f\x65ntitlements.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x0b\x43onsistency\x12\x1a\n\x10minimize_latency\x18\x01 \x01(\x08H\x00\x12\x15\n\x0bmin_version\x18\x02 \x01(\x03H\x00\x12\x1a\n\x10\x66ully_consistent\x18\x03 \x01(\x08H\x00\x42\r\n\x0brequirement\"\x83\x01\n\tFreshness\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12-\n\tsynced_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06source\x18\x03 \x01(\x0e\x32\x17.entitlements.v1.Source\x12\r\n\x05stale\x18\x04 \x01(\x08\"R\n\x05Value\x12\x14\n\nbool_value\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"7\n\x07Subject\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\"\x9c\x02\n\x17\x43heckEntitlementRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x14\n\x0c\x66\x65\x61ture_code\x18\x03 \x01(\t\x12\x16\n\x0eprivilege_code\x18\x04 \x01(\t\x12\x15\n\x08quantity\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05value\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x31\n\x0b\x63onsistency\x18\x07 \x01(\x0b\x32\x1c.entitlements.v1.Consistency\x12\x1c\n\x0frequested_usage\x18\x08 \x01(\x03H\x02\x88\x01\x01\x42\x0b\n\t_quantityB\x08\n\x06_valueB\x12\n\x10_requested_usage\"\x9a\x02\n\x18\x43heckEntitlementResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\'\n\x06reason\x18\x02 \x01(\x0e\x32\x17.entitlements.v1.Reason\x12.\n\nvalue_type\x18\x03 \x01(\x0e\x32\x1a.entitlements.v1.ValueType\x12%\n\x05value\x18\x04 \x01(\x0b\x32\x16.entitlements.v1.Value\x12\x17\n\x0fsubscription_id\x18\x05 \x01(\t\x12-\n\tfreshness\x18\x06 \x01(\x0b\x32\x1a.entitlements.v1.Freshness\x12%\n\x05usage\x18\x07 \x01(\x0b\x32\x16.entitlements.v1.Usage\"T\n\x18\x43heckEntitlementsRequest\x12\x38\n\x06\x63hecks\x18\x01 \x03(\x0b\x32(.entitlements.v1.CheckEntitlementRequest\"9\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\x90\x01\n\x17\x43heckEntitlementsResult\x12=\n\x08response\x18\x01 \x01(\x0b\x32).entitlements.v1.CheckEntitlementResponseH\x00\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1a.entitlements.v1.ItemErrorH\x00\x42\t\n\x07outcome\"V\n\x19\x43heckEntitlementsResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.entitlements.v1.CheckEntitlementsResult\"y\n\x16GetEntitlementsRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x31\n\x0b\x63onsistency\x18\x03 \x01(\x0b\x32\x1c.entitlements.v1.Consistency\"\xef\x01\n\tPrivilege\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\nvalue_type\x18\x03 \x01(\x0e\x32\x1a.entitlements.v1.ValueType\x12%\n\x05value\x18\x04 \x01(\x0b\x32\x16.entitlements.v1.Value\x12*\n\nplan_value\x18\x05 \x01(\x0b\x32\x16.entitlements.v1.Value\x12\x12\n\noverridden\x18\x06 \x01(\x08\x12\x16\n\x0eselect_options\x18\x07 \x03(\t\x12\x17\n\x0fsubscription_id\x18\x08 \x01(\t\"\xaa\x01\n\x07\x46\x65\x61ture\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\nprivileges\x18\x04 \x03(\x0b\x32\x1a.entitlements.v1.Privilege\x12\x17\n\x0fsubscription_id\x18\x05 \x01(\t\x12%\n\x05usage\x18\x06 \x01(\x0b\x32\x16.entitlements.v1.Usage\"\xa4\x01\n\x10SubscriptionInfo\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x11\n\tplan_code\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x03\"\x82\x02\n\x0e\x45ntitlementSet\x12)\n\x07subject\x18\x01 \x01(\x0b\x32\x18.entitlements.v1.Subject\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x11\n\tplan_code\x18\x04 \x01(\t\x12\x38\n\rsubscriptions\x18\x05 \x03(\x0b\x32!.entitlements.v1.SubscriptionInfo\x12*\n\x08\x66\x65\x61tures\x18\x06 \x03(\x0b\x32\x18.entitlements.v1.Feature\x12-\n\tfreshness\x18\x07 \x01(\x0b\x32\x1a.entitlements.v1.Freshness\"P\n\x17GetEntitlementsResponse\x12\x35\n\x0c\x65ntitlements\x18\x01 \x01(\x0b\x32\x1f.entitlements.v1.EntitlementSet\"}\n\x18WatchEntitlementsRequest\x12*\n\x08subjects\x18\x01 \x03(\x0b\x32\x18.entitlements.v1.Subject\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"v\n\x19WatchEntitlementsResponse\x12\x35\n\x0c\x65ntitlements\x18\x01 \x01(\x0b\x32\x1f.entitlements.v1.EntitlementSet\x12\x0f\n\x07initial\x18\x02 \x01(\x08\x12\x11\n\theartbeat\x18\x03 \x01(\x08\"\xe0\x02\n\x05Usage\x12\x13\n\x0bmetric_code\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\x03\x12\x11\n\trequested\x18\x03 \x01(\x03\x12\x16\n\tallowance\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05quota\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x16\n\tremaining\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x10\n\x08\x62illable\x18\x07 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rreconciled_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x66\x61llback\x18\x0b \x01(\x08\x42\x0c\n\n_allowanceB\x08\n\x06_quotaB\x0c\n\n_remaining*\xd4\x03\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fREASON_ENTITLED\x10\x01\x12\x1f\n\x1bREASON_FEATURE_NOT_ENTITLED\x10\x02\x12!\n\x1dREASON_SUBSCRIPTION_NOT_FOUND\x10\x03\x12\"\n\x1eREASON_SUBSCRIPTION_NOT_ACTIVE\x10\x04\x12\x1e\n\x1aREASON_PRIVILEGE_NOT_FOUND\x10\x05\x12!\n\x1dREASON_QUANTITY_EXCEEDS_LIMIT\x10\x06\x12\x19\n\x15REASON_VALUE_MISMATCH\x10\x07\x12\x1a\n\x16REASON_PRIVILEGE_FALSE\x10\x08\x12\x1d\n\x19REASON_CUSTOMER_NOT_FOUND\x10\t\x12!\n\x1dREASON_NO_ACTIVE_SUBSCRIPTION\x10\n\x12 \n\x1cREASON_REQUEST_TYPE_MISMATCH\x10\x0b\x12\x19\n\x15REASON_FAILURE_POLICY\x10\x0c\x12\x1b\n\x17REASON_USAGE_OVER_QUOTA\x10\r\x12\x1f\n\x1bREASON_USAGE_OVER_ALLOWANCE\x10\x0e*m\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x11\n\rSOURCE_MEMORY\x10\x01\x12\x10\n\x0cSOURCE_REDIS\x10\x02\x12\x11\n\rSOURCE_SOURCE\x10\x03\x12\x13\n\x0fSOURCE_FALLBACK\x10\x04*\x85\x01\n\tValueType\x12\x1a\n\x16VALUE_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12VALUE_TYPE_BOOLEAN\x10\x01\x12\x16\n\x12VALUE_TYPE_INTEGER\x10\x02\x12\x15\n\x11VALUE_TYPE_STRING\x10\x03\x12\x15\n\x11VALUE_TYPE_SELECT\x10\x04*\xcc\x01\n\x0bUsageReason\x12\x1c\n\x18USAGE_REASON_UNSPECIFIED\x10\x00\x12!\n\x1dUSAGE_REASON_WITHIN_ALLOWANCE\x10\x01\x12\x1f\n\x1bUSAGE_REASON_OVER_ALLOWANCE\x10\x02\x12\x1b\n\x17USAGE_REASON_OVER_QUOTA\x10\x03\x12\x1d\n\x19USAGE_REASON_NOT_ENTITLED\x10\x04\x12\x1f\n\x1bUSAGE_REASON_FAILURE_POLICY\x10\x05\x32\xbd\x03\n\x12\x45ntitlementService\x12g\n\x10\x43heckEntitlement\x12(.entitlements.v1.CheckEntitlementRequest\x1a).entitlements.v1.CheckEntitlementResponse\x12j\n\x11\x43heckEntitlements\x12).entitlements.v1.CheckEntitlementsRequest\x1a*.entitlements.v1.CheckEntitlementsResponse\x12\x64\n\x0fGetEntitlements\x12\'.entitlements.v1.GetEntitlementsRequest\x1a(.entitlements.v1.GetEntitlementsResponse\x12l\n\x11WatchEntitlements\x12).entitlements.v1.WatchEntitlementsRequest\x1a*.entitlements.v1.WatchEntitlementsResponse0\x01\x42\x9b\x01\n\x13\x64\x65v.entitlements.v1B\x11\x45ntitlementsProtoP\x01Z]github.com/entitlements-sidecar/entitlements-sidecar/clients/go/entitlementsv1;entitlementsv1\xaa\x02\x0f\x45ntitlements.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,52 +34,52 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'entitlements.v1.entitlement
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\023dev.entitlements.v1B\021EntitlementsProtoP\001Z]github.com/entitlements-sidecar/entitlements-sidecar/clients/go/entitlementsv1;entitlementsv1\252\002\017Entitlements.V1'
-  _globals['_REASON']._serialized_start=3001
-  _globals['_REASON']._serialized_end=3469
-  _globals['_SOURCE']._serialized_start=3471
-  _globals['_SOURCE']._serialized_end=3580
-  _globals['_VALUETYPE']._serialized_start=3583
-  _globals['_VALUETYPE']._serialized_end=3716
-  _globals['_USAGEREASON']._serialized_start=3719
-  _globals['_USAGEREASON']._serialized_end=3923
-  _globals['_CONSISTENCY']._serialized_start=88
-  _globals['_CONSISTENCY']._serialized_end=195
-  _globals['_FRESHNESS']._serialized_start=198
-  _globals['_FRESHNESS']._serialized_end=329
-  _globals['_VALUE']._serialized_start=331
-  _globals['_VALUE']._serialized_end=413
-  _globals['_SUBJECT']._serialized_start=415
-  _globals['_SUBJECT']._serialized_end=470
-  _globals['_CHECKENTITLEMENTREQUEST']._serialized_start=473
-  _globals['_CHECKENTITLEMENTREQUEST']._serialized_end=757
-  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_start=760
-  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_end=1042
-  _globals['_CHECKENTITLEMENTSREQUEST']._serialized_start=1044
-  _globals['_CHECKENTITLEMENTSREQUEST']._serialized_end=1128
-  _globals['_ITEMERROR']._serialized_start=1130
-  _globals['_ITEMERROR']._serialized_end=1187
-  _globals['_CHECKENTITLEMENTSRESULT']._serialized_start=1190
-  _globals['_CHECKENTITLEMENTSRESULT']._serialized_end=1334
-  _globals['_CHECKENTITLEMENTSRESPONSE']._serialized_start=1336
-  _globals['_CHECKENTITLEMENTSRESPONSE']._serialized_end=1422
-  _globals['_GETENTITLEMENTSREQUEST']._serialized_start=1424
-  _globals['_GETENTITLEMENTSREQUEST']._serialized_end=1545
-  _globals['_PRIVILEGE']._serialized_start=1548
-  _globals['_PRIVILEGE']._serialized_end=1787
-  _globals['_FEATURE']._serialized_start=1790
-  _globals['_FEATURE']._serialized_end=1960
-  _globals['_SUBSCRIPTIONINFO']._serialized_start=1963
-  _globals['_SUBSCRIPTIONINFO']._serialized_end=2127
-  _globals['_ENTITLEMENTSET']._serialized_start=2130
-  _globals['_ENTITLEMENTSET']._serialized_end=2388
-  _globals['_GETENTITLEMENTSRESPONSE']._serialized_start=2390
-  _globals['_GETENTITLEMENTSRESPONSE']._serialized_end=2470
-  _globals['_WATCHENTITLEMENTSREQUEST']._serialized_start=2472
-  _globals['_WATCHENTITLEMENTSREQUEST']._serialized_end=2542
-  _globals['_WATCHENTITLEMENTSRESPONSE']._serialized_start=2544
-  _globals['_WATCHENTITLEMENTSRESPONSE']._serialized_end=2643
-  _globals['_USAGE']._serialized_start=2646
-  _globals['_USAGE']._serialized_end=2998
-  _globals['_ENTITLEMENTSERVICE']._serialized_start=3926
-  _globals['_ENTITLEMENTSERVICE']._serialized_end=4371
+  _globals['_REASON']._serialized_start=3107
+  _globals['_REASON']._serialized_end=3575
+  _globals['_SOURCE']._serialized_start=3577
+  _globals['_SOURCE']._serialized_end=3686
+  _globals['_VALUETYPE']._serialized_start=3689
+  _globals['_VALUETYPE']._serialized_end=3822
+  _globals['_USAGEREASON']._serialized_start=3825
+  _globals['_USAGEREASON']._serialized_end=4029
+  _globals['_CONSISTENCY']._serialized_start=120
+  _globals['_CONSISTENCY']._serialized_end=227
+  _globals['_FRESHNESS']._serialized_start=230
+  _globals['_FRESHNESS']._serialized_end=361
+  _globals['_VALUE']._serialized_start=363
+  _globals['_VALUE']._serialized_end=445
+  _globals['_SUBJECT']._serialized_start=447
+  _globals['_SUBJECT']._serialized_end=502
+  _globals['_CHECKENTITLEMENTREQUEST']._serialized_start=505
+  _globals['_CHECKENTITLEMENTREQUEST']._serialized_end=789
+  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_start=792
+  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_end=1074
+  _globals['_CHECKENTITLEMENTSREQUEST']._serialized_start=1076
+  _globals['_CHECKENTITLEMENTSREQUEST']._serialized_end=1160
+  _globals['_ITEMERROR']._serialized_start=1162
+  _globals['_ITEMERROR']._serialized_end=1219
+  _globals['_CHECKENTITLEMENTSRESULT']._serialized_start=1222
+  _globals['_CHECKENTITLEMENTSRESULT']._serialized_end=1366
+  _globals['_CHECKENTITLEMENTSRESPONSE']._serialized_start=1368
+  _globals['_CHECKENTITLEMENTSRESPONSE']._serialized_end=1454
+  _globals['_GETENTITLEMENTSREQUEST']._serialized_start=1456
+  _globals['_GETENTITLEMENTSREQUEST']._serialized_end=1577
+  _globals['_PRIVILEGE']._serialized_start=1580
+  _globals['_PRIVILEGE']._serialized_end=1819
+  _globals['_FEATURE']._serialized_start=1822
+  _globals['_FEATURE']._serialized_end=1992
+  _globals['_SUBSCRIPTIONINFO']._serialized_start=1995
+  _globals['_SUBSCRIPTIONINFO']._serialized_end=2159
+  _globals['_ENTITLEMENTSET']._serialized_start=2162
+  _globals['_ENTITLEMENTSET']._serialized_end=2420
+  _globals['_GETENTITLEMENTSRESPONSE']._serialized_start=2422
+  _globals['_GETENTITLEMENTSRESPONSE']._serialized_end=2502
+  _globals['_WATCHENTITLEMENTSREQUEST']._serialized_start=2504
+  _globals['_WATCHENTITLEMENTSREQUEST']._serialized_end=2629
+  _globals['_WATCHENTITLEMENTSRESPONSE']._serialized_start=2631
+  _globals['_WATCHENTITLEMENTSRESPONSE']._serialized_end=2749
+  _globals['_USAGE']._serialized_start=2752
+  _globals['_USAGE']._serialized_end=3104
+  _globals['_ENTITLEMENTSERVICE']._serialized_start=4032
+  _globals['_ENTITLEMENTSERVICE']._serialized_end=4477
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ and may contain dots.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -751,16 +752,25 @@ class WatchEntitlementsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECTS_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def subjects(self) -> _containers.RepeatedCompositeFieldContainer[Global___Subject]: ...
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """When set, the sidecar sends a heartbeat whenever the stream has been quiet this long, so that a
+        client can tell a quiet stream from a sidecar that stopped (frozen, or cut off by the network) and
+        stop presenting its copy as fresh. From 0.5 s to 60 s; unset: no heartbeats.
+        """
+
     def __init__(
         self,
         *,
         subjects: _abc.Iterable[Global___Subject] | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["subjects", b"subjects"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "subjects", b"subjects"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -772,19 +782,25 @@ class WatchEntitlementsResponse(_message.Message):
 
     ENTITLEMENTS_FIELD_NUMBER: _builtins.int
     INITIAL_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
     initial: _builtins.bool
     """True for the first message of each subject (its current state); false for changes."""
+    heartbeat: _builtins.bool
+    """True for a heartbeat: the stream is alive and nothing changed since its last message."""
     @_builtins.property
-    def entitlements(self) -> Global___EntitlementSet: ...
+    def entitlements(self) -> Global___EntitlementSet:
+        """Unset in a heartbeat."""
+
     def __init__(
         self,
         *,
         entitlements: Global___EntitlementSet | None = ...,
         initial: _builtins.bool = ...,
+        heartbeat: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["entitlements", b"entitlements"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entitlements", b"entitlements", "initial", b"initial"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entitlements", b"entitlements", "heartbeat", b"heartbeat", "initial", b"initial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
