@@ -4,6 +4,8 @@ with deadlines, in a blocking and an asyncio flavour.
 `watch([...])` keeps a local copy of the named subjects' entitlements, fed by `WatchEntitlements`;
 checks on those subjects are then answered in-process, without an RPC, by the same rules the
 sidecar applies (`domain/check.py`), until the stream breaks (then checks go to the sidecar again).
+The stream carries heartbeats: when nothing has come for three intervals (a frozen sidecar, a cut
+network), local answers say `stale=True` until it speaks again.
 A check with a `requested_usage` (a metered feature) always asks the sidecar: usage is live.
 
     client = EntitlementsClient("127.0.0.1:50051")
@@ -14,13 +16,14 @@ A check with a `requested_usage` (a metered feature) always asks the sidecar: us
 from __future__ import annotations
 
 import threading
-import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
+from entitlements_sidecar.client_local import HEARTBEAT_SECONDS, SILENT_BEATS, LocalCache, decide_locally, well_formed
+from entitlements_sidecar.client_types import Check, CheckError, CheckResult, PrivilegeValue, value_of
 from entitlements_sidecar.client_usage import (
     ConsumeResult,
     UsageInfo,
@@ -45,186 +48,36 @@ CHANNEL_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 1),
 )
 _WATCH_RETRY_SECONDS = (0.05, 0.1, 0.2, 0.4)  # re-opening a broken Watch, capped at the last
-_MAX_ID_LENGTH = 255  # the longest id, code or value the sidecar takes (Lago caps codes at 255)
 
-PrivilegeValue = bool | int | str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    allowed: bool
-    reason: str  # "entitled", "quantity_exceeds_limit", ... (the proto enum without its prefix, lower case)
-    value: PrivilegeValue = None
-    subscription_id: str = ""
-    version: int = 0
-    source: str = ""  # "memory", "redis", "source", "fallback", or "local" for a watched subject
-    stale: bool = False
-    usage: UsageInfo | None = None  # with requested_usage: the metered feature's usage
-
-
-@dataclass(frozen=True, slots=True)
-class CheckError:
-    code: int
-    message: str
-    field: str
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    feature: str
-    subscription_id: str = ""
-    customer_id: str = ""
-    privilege: str = ""
-    quantity: int | None = None
-    value: str | None = None
-    requested_usage: int | None = None
-
-    def request(self) -> pb.CheckEntitlementRequest:
-        request = pb.CheckEntitlementRequest(
-            subscription_id=self.subscription_id,
-            customer_id=self.customer_id,
-            feature_code=self.feature,
-            privilege_code=self.privilege,
-        )
-        if self.quantity is not None:
-            request.quantity = self.quantity
-        if self.value is not None:
-            request.value = self.value
-        if self.requested_usage is not None:
-            request.requested_usage = self.requested_usage
-        return request
+__all__ = [
+    "AsyncEntitlementsClient",
+    "Check",
+    "CheckError",
+    "CheckResult",
+    "ConsumeResult",
+    "EntitlementsClient",
+    "PrivilegeValue",
+    "UsageInfo",
+    "decide_locally",
+    "well_formed",
+]
 
 
 def _name(enum: Any, number: int, prefix: str) -> str:
     return str(enum.Name(number)).removeprefix(prefix).lower()
 
 
-def _value(message: pb.Value) -> PrivilegeValue:
-    kind = message.WhichOneof("kind")
-    return getattr(message, kind) if kind else None
-
-
 def result_from_proto(response: pb.CheckEntitlementResponse) -> CheckResult:
     return CheckResult(
         allowed=response.allowed,
         reason=_name(pb.Reason, response.reason, "REASON_"),
-        value=_value(response.value) if response.HasField("value") else None,
+        value=value_of(response.value) if response.HasField("value") else None,
         subscription_id=response.subscription_id,
         version=response.freshness.version,
         source=_name(pb.Source, response.freshness.source, "SOURCE_"),
         stale=response.freshness.stale,
         usage=usage_from_proto(response.usage) if response.HasField("usage") else None,
     )
-
-
-def well_formed(check: Check) -> bool:
-    """Whether the sidecar would take the check rather than answer INVALID_ARGUMENT (its rules are
-    domain/queries.py and domain/ids.py, which a client does not import; the conformance vectors hold the
-    two to the same answers)."""
-    if bool(check.subscription_id) == bool(check.customer_id):
-        return False
-    if check.subscription_id and (not _valid_id(check.subscription_id) or "/" in check.subscription_id):
-        return False
-    if check.customer_id and not _valid_id(check.customer_id):
-        return False
-    if not _valid_id(check.feature) or (check.privilege and not _valid_id(check.privilege)):
-        return False
-    if check.quantity is not None and (check.value is not None or check.quantity < 0):
-        return False
-    if check.value is not None and len(check.value) > _MAX_ID_LENGTH:
-        return False
-    return (check.quantity is None and check.value is None) or bool(check.privilege)
-
-
-def _valid_id(value: str) -> bool:
-    return (
-        0 < len(value) <= _MAX_ID_LENGTH
-        and value == value.strip()
-        and value not in (".", "..")
-        and not any(unicodedata.category(char) == "Cc" for char in value)
-    )
-
-
-def decide_locally(state: pb.EntitlementSet, check: Check) -> CheckResult:
-    """The sidecar's check rules applied to a watched subject's entitlements."""
-    version = state.freshness.version
-
-    def answer(allowed: bool, reason: str, value: PrivilegeValue = None, sub: str = "") -> CheckResult:
-        return CheckResult(allowed, reason, value, sub, version, "local", state.freshness.stale)
-
-    customer = bool(check.customer_id)
-    own = "" if customer else check.subscription_id  # a subscription subject is named in every answer
-    if not state.found:
-        return answer(False, "customer_not_found" if customer else "subscription_not_found")
-    if not any(s.status == "active" for s in state.subscriptions):
-        return answer(False, "no_active_subscription" if customer else "subscription_not_active", sub=own)
-    feature = next((f for f in state.features if f.code == check.feature), None)
-    if feature is None:
-        return answer(False, "feature_not_entitled", sub=own)
-    if not check.privilege:
-        return answer(True, "entitled", sub=feature.subscription_id)
-    privilege = next((p for p in feature.privileges if p.code == check.privilege), None)
-    if privilege is None:
-        return answer(False, "privilege_not_found", sub=feature.subscription_id)
-    value, sub = _value(privilege.value), privilege.subscription_id
-    if privilege.value_type == pb.VALUE_TYPE_INTEGER:
-        if check.value is not None:
-            return answer(False, "request_type_mismatch", value, sub)
-        over = check.quantity is not None and isinstance(value, int) and check.quantity > value
-        return answer(not over, "quantity_exceeds_limit" if over else "entitled", value, sub)
-    if privilege.value_type == pb.VALUE_TYPE_BOOLEAN:
-        if check.quantity is not None or check.value is not None:
-            return answer(False, "request_type_mismatch", value, sub)
-        return answer(value is True, "entitled" if value is True else "privilege_false", value, sub)
-    if check.quantity is not None:
-        return answer(False, "request_type_mismatch", value, sub)
-    if check.value is not None and check.value != value:
-        return answer(False, "value_mismatch", value, sub)
-    return answer(True, "entitled", value, sub)
-
-
-class _LocalCache:
-    """Watched subjects' entitlements and memoized answers; shared by the watcher and callers.
-
-    The memo holds at most `max_answers` answers (then it starts over: refilling costs one local
-    evaluation per question). Callers read without the lock: every update replaces the memo, and an
-    answer computed from an older state goes into the memo that update replaced, never the new one."""
-
-    def __init__(self, max_answers: int = 10_000) -> None:
-        self._states: dict[tuple[str, str], pb.EntitlementSet] = {}
-        self._answers: dict[Check, CheckResult] = {}
-        self._max_answers = max_answers
-        self._lock = threading.Lock()
-
-    def lookup(self, check: Check) -> CheckResult | None:
-        if check.requested_usage is not None:
-            return None  # usage is live: only the sidecar can answer
-        answers = self._answers  # before the state: see the class comment
-        answer = answers.get(check)
-        if answer is not None:
-            return answer
-        state = self._states.get((check.subscription_id, check.customer_id))
-        if state is None or not well_formed(check):
-            return None  # a malformed check goes to the sidecar, whose INVALID_ARGUMENT names the field
-        answer = decide_locally(state, check)
-        if self._max_answers > 0:
-            if len(answers) >= self._max_answers:
-                answers.clear()
-            answers[check] = answer
-        return answer
-
-    def update(self, state: pb.EntitlementSet) -> None:
-        with self._lock:
-            self._states[(state.subject.subscription_id, state.subject.customer_id)] = state
-            self._answers = {}
-
-    def clear(self) -> None:
-        with self._lock:
-            self._states = {}
-            self._answers = {}
-
-    def __len__(self) -> int:
-        return len(self._answers)
 
 
 class EntitlementsClient:
@@ -237,14 +90,18 @@ class EntitlementsClient:
         channel: grpc.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         local_answers: int = 10_000,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         """`credentials`: grpc.ssl_channel_credentials(...) for a sidecar serving TLS (or mutual TLS).
-        `local_answers`: how many answers about watched subjects are memoized (0: none)."""
+        `local_answers`: how many answers about watched subjects are memoized (0: none).
+        `heartbeat_seconds`: the Watch's heartbeat interval (0.5 to 60); local answers are marked stale
+        after SILENT_BEATS intervals without a word from the stream."""
         self._channel = channel or _channel(target, credentials)
         self._stub = pb_grpc.EntitlementServiceStub(self._channel)
         self._usage = upb_grpc.UsageServiceStub(self._channel)
         self._timeout = timeout
-        self._local = _LocalCache(local_answers)
+        self._heartbeat = Duration(nanos=round(heartbeat_seconds % 1 * 1e9), seconds=int(heartbeat_seconds))
+        self._local = LocalCache(local_answers, heartbeat_seconds * SILENT_BEATS)
         self._watch: Any = None
         self._closed = threading.Event()
 
@@ -307,10 +164,14 @@ class EntitlementsClient:
     def _open(self, subjects: list[pb.Subject], wait: bool = True) -> Any:
         # wait: a re-open waits for a restarting sidecar (the stream starts as soon as the channel is back),
         # where the first watch() fails at once so that the application knows.
-        stream = self._stub.WatchEntitlements(pb.WatchEntitlementsRequest(subjects=subjects), wait_for_ready=wait)
+        request = pb.WatchEntitlementsRequest(subjects=subjects, heartbeat_interval=self._heartbeat)
+        stream = self._stub.WatchEntitlements(request, wait_for_ready=wait)
         waiting = {(s.subscription_id, s.customer_id) for s in subjects}
         while waiting:  # each subject's initial state, in whatever order they come
-            entitlements = next(stream).entitlements
+            message = next(stream)
+            if message.heartbeat:
+                continue
+            entitlements = message.entitlements
             self._local.update(entitlements)
             waiting.discard((entitlements.subject.subscription_id, entitlements.subject.customer_id))
         return stream
@@ -319,7 +180,10 @@ class EntitlementsClient:
         while not self._closed.is_set():
             try:
                 for message in self._watch:
-                    self._local.update(message.entitlements)
+                    if message.heartbeat:
+                        self._local.heard()
+                    else:
+                        self._local.update(message.entitlements)
             except grpc.RpcError:
                 pass
             self._local.clear()  # the stream ended: answers could go stale, so ask the sidecar again

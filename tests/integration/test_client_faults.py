@@ -13,7 +13,7 @@ import pytest
 
 from entitlements_sidecar.client import AsyncEntitlementsClient, EntitlementsClient
 from tests.support.processes import free_port, start_sidecar
-from tests.support.wait import eventually
+from tests.support.wait import eventually, holds_for
 
 pytestmark = pytest.mark.integration
 
@@ -128,5 +128,29 @@ def test_the_local_memo_stays_bounded_under_many_distinct_questions(tmp_path: Pa
             assert result.source == "local" and result.allowed is (quantity <= 25)
         assert 0 < len(client._local) <= 100
     finally:
+        client.close()
+        sidecar.terminate()
+
+
+def test_local_answers_say_stale_while_the_sidecar_is_frozen(tmp_path: Path, example_catalog: Path) -> None:
+    sidecar = start_sidecar(tmp_path, example_catalog)
+    client = EntitlementsClient(sidecar.address, heartbeat_seconds=0.5)  # stale after 1.5 s of silence
+
+    def seats() -> tuple[str, object, bool]:
+        result = client.check("seats", subscription_id="sub_acme_main", privilege="max")
+        return result.source, result.value, result.stale
+
+    try:
+        client.watch(subscription_ids=["sub_acme_main"])
+        # Longer than the bound on a stream with nothing to say: the heartbeats keep the answers fresh.
+        holds_for(lambda: seats() == ("local", 25, False), seconds=2.0, what="fresh local answers")
+        sidecar.process.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        eventually(lambda: seats() == ("local", 25, True), timeout=10, what="local answers marked stale")
+        assert time.monotonic() - frozen >= 1.0  # not before the stream could have been silent that long
+        sidecar.process.send_signal(signal.SIGCONT)
+        eventually(lambda: seats() == ("local", 25, False), timeout=10, what="fresh again once it speaks")
+    finally:
+        sidecar.process.send_signal(signal.SIGCONT)
         client.close()
         sidecar.terminate()

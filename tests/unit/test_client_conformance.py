@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
-from entitlements_sidecar.client import Check, _LocalCache, well_formed
+from entitlements_sidecar.client import Check, well_formed
+from entitlements_sidecar.client_local import LocalCache
 from entitlements_sidecar.gen.entitlements.v1 import entitlements_pb2 as pb
 from tests.support.conformance import VECTORS, as_json
 
@@ -33,7 +34,7 @@ def local_check(check: dict[str, Any]) -> Check:
 def test_vector(vector: dict[str, Any]) -> None:
     """Through the watch cache's lookup, the path a watched subject's check takes (memo included)."""
     state = json_format.ParseDict(vector["state"], pb.EntitlementSet())
-    cache = _LocalCache()
+    cache = LocalCache()
     cache.update(state)
     check = local_check(vector["check"])
     if "error" in vector["expect"]:
