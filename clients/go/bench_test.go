@@ -19,8 +19,8 @@ func BenchmarkLocalCheck(b *testing.B) {
 	}
 	parsed, check := state.parse(b)
 	check.Quantity = Int64(20)
-	client := &Client{local: newLocalCache()}
-	client.local.put(parsed)
+	client := &Client{local: newLocalCache(time.Hour)}
+	client.local.put(parsed, newLiveness())
 	ctx := context.Background()
 	if result, err := client.Check(ctx, check); err != nil || result.Source != "local" || !result.Allowed {
 		b.Fatalf("not a local answer: %+v %v", result, err)

@@ -31,12 +31,24 @@ var watchRetry = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 
 type Option func(*options)
 
 type options struct {
-	timeout time.Duration
-	dial    []grpc.DialOption
+	timeout   time.Duration
+	heartbeat time.Duration
+	dial      []grpc.DialOption
 }
+
+// DefaultHeartbeat is the interval of the heartbeats a Watch asks for. A watched subject's local answers
+// are marked Stale once its stream has said nothing for SilentBeats intervals (a frozen sidecar, a cut
+// network), until the stream speaks again.
+const DefaultHeartbeat = 2 * time.Second
+
+// SilentBeats is how many heartbeat intervals a stream may be silent before its answers are marked Stale.
+const SilentBeats = 3
 
 // WithTimeout sets the deadline of calls whose context has none.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithHeartbeat sets the heartbeat interval Watch asks for (the sidecar takes 0.5 s to 60 s).
+func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbeat = d } }
 
 // WithDialOptions adds grpc options, for example grpc.WithTransportCredentials for a sidecar serving TLS
 // (the default is a plaintext connection, for a sidecar on 127.0.0.1).
@@ -46,10 +58,11 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 
 // Client is safe for concurrent use; make one per sidecar and Close it when done.
 type Client struct {
-	conn    *grpc.ClientConn
-	stub    pb.EntitlementServiceClient
-	timeout time.Duration
-	local   *localCache
+	conn      *grpc.ClientConn
+	stub      pb.EntitlementServiceClient
+	timeout   time.Duration
+	heartbeat time.Duration
+	local     *localCache
 
 	mu      sync.Mutex
 	cancels []context.CancelFunc
@@ -58,7 +71,7 @@ type Client struct {
 
 // New connects to the sidecar at target ("127.0.0.1:50051"); the connection is made on first use.
 func New(target string, opts ...Option) (*Client, error) {
-	o := options{timeout: DefaultTimeout}
+	o := options{timeout: DefaultTimeout, heartbeat: DefaultHeartbeat}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -72,7 +85,10 @@ func New(target string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{conn: conn, stub: pb.NewEntitlementServiceClient(conn), timeout: o.timeout, local: newLocalCache()}, nil
+	return &Client{
+		conn: conn, stub: pb.NewEntitlementServiceClient(conn), timeout: o.timeout,
+		heartbeat: o.heartbeat, local: newLocalCache(SilentBeats * o.heartbeat),
+	}, nil
 }
 
 // Close stops the watches and closes the connection.

@@ -177,3 +177,41 @@ func TestAFrozenSidecarCostsADeadlineNotAHang(t *testing.T) {
 		return err == nil && r.Value == int64(25)
 	})
 }
+
+func TestWatchedAnswersSayStaleWhileTheSidecarIsFrozen(t *testing.T) {
+	s := startSidecar(t)
+	client, err := New(s.address, WithHeartbeat(500*time.Millisecond)) // stale after 1.5 s of silence
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	ctx := context.Background()
+	subject := Subject{SubscriptionID: "sub_acme_main"}
+	client.Watch(ctx, subject)
+	eventually(t, 10*time.Second, "the watched state", func() bool { return client.Watched(subject) })
+	local := func() Result {
+		r, err := client.Check(ctx, seats)
+		if err != nil || r.Source != "local" || r.Value != int64(25) {
+			t.Fatalf("a watched check: %+v, %v", r, err)
+		}
+		return r
+	}
+	// Longer than the bound on a stream with nothing to say: the heartbeats keep the answers fresh.
+	for until := time.Now().Add(2 * time.Second); time.Now().Before(until); time.Sleep(10 * time.Millisecond) {
+		if local().Stale {
+			t.Fatal("a live, quiet stream's answer marked stale")
+		}
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.cmd.Process.Signal(syscall.SIGCONT) })
+	frozen := time.Now()
+	eventually(t, 10*time.Second, "local answers marked stale", func() bool { return local().Stale })
+	// The last beat came up to one interval before the freeze: stale no sooner than 1.5 s - 0.5 s after it.
+	if waited := time.Since(frozen); waited < 750*time.Millisecond {
+		t.Fatalf("marked stale %s after the freeze, before the stream could have been silent that long", waited)
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	eventually(t, 10*time.Second, "fresh again once it speaks", func() bool { return !local().Stale })
+}

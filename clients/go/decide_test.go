@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	pb "github.com/entitlements-sidecar/entitlements-sidecar/clients/go/entitlementsv1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -69,8 +70,8 @@ func TestConformanceVectors(t *testing.T) {
 	for _, v := range vectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
 			state, check := v.parse(t)
-			cache := newLocalCache() // the path a watched subject's check takes
-			cache.put(state)
+			cache := newLocalCache(time.Hour) // the path a watched subject's check takes
+			cache.put(state, newLiveness())
 			result, local := cache.lookup(check)
 			if _, rejected := v.Expect["error"]; rejected {
 				if local {
