@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { Client as RpcClient } from "@connectrpc/connect";
 import { createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
@@ -17,29 +18,45 @@ import { ItemError } from "./types.js";
 /** Each call's deadline when none is given: the sidecar is next door. */
 export const DEFAULT_TIMEOUT_MS = 250;
 const WATCH_RETRY_MS = [50, 100, 200, 400]; // reopening a broken Watch, capped at the last
+/** The interval of the heartbeats a watch asks for, when none is given. */
+export const DEFAULT_HEARTBEAT_MS = 2000;
+/** How many heartbeat intervals a stream may be silent before its subjects' answers are marked stale. */
+export const SILENT_BEATS = 3;
 
 export interface ClientOptions {
   /** The deadline of every call, in milliseconds. */
   timeoutMs?: number;
+  /** The heartbeat interval a watch asks for (the sidecar takes 500 to 60,000 ms). */
+  heartbeatMs?: number;
+}
+
+/** A watched subject's latest state, and when its stream last said anything (a state or a heartbeat). */
+interface Watched {
+  state: EntitlementSet;
+  stream: { heardAt: number };
 }
 
 /**
  * A client of one sidecar: check, checkMany and get over one HTTP/2 connection with a deadline on every
  * call, and watch, which keeps the named subjects' entitlements in the process (fed by WatchEntitlements)
  * so their checks are answered without an RPC, by the sidecar's rules, until the stream breaks; then
- * they go to the sidecar again while the stream reconnects. Close it when done.
+ * they go to the sidecar again while the stream reconnects. The stream carries heartbeats: when it has said
+ * nothing for SILENT_BEATS intervals (a frozen sidecar, a cut network), its subjects' answers are marked
+ * stale until it speaks again. Close it when done.
  */
 export class Client {
   private readonly session: Http2SessionManager;
   private readonly rpc: RpcClient<typeof EntitlementService>;
   private readonly timeoutMs: number;
-  private readonly states = new Map<string, EntitlementSet>();
+  private readonly heartbeatMs: number;
+  private readonly states = new Map<string, Watched>();
   private readonly watches = new Set<AbortController>();
   private readonly running = new Set<Promise<void>>();
 
   /** `baseUrl`: "http://127.0.0.1:50051" (plaintext, for a sidecar next door). */
   constructor(baseUrl: string, options: ClientOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     // Pings find a sidecar that stopped answering (it allows one every 5 s).
     this.session = new Http2SessionManager(baseUrl, { pingIntervalMs: 20_000, pingTimeoutMs: 5_000 });
     const transport = createGrpcTransport({ baseUrl, sessionManager: this.session });
@@ -98,12 +115,15 @@ export class Client {
     this.watches.add(stop);
     const keys = subjects.map(key);
     const subjectsOnWire = subjects.map((s) => ({ subscriptionId: s.subscriptionId ?? "", customerId: s.customerId ?? "" }));
+    const request = { subjects: subjectsOnWire, heartbeatInterval: durationFromMs(this.heartbeatMs) };
     const loop = (async () => {
       for (let attempt = 0; !stop.signal.aborted; attempt++) {
+        const stream = { heardAt: performance.now() };
         try {
-          for await (const message of this.rpc.watchEntitlements({ subjects: subjectsOnWire }, { signal: stop.signal })) {
+          for await (const message of this.rpc.watchEntitlements(request, { signal: stop.signal })) {
+            stream.heardAt = performance.now();
             const state = message.entitlements;
-            if (state !== undefined) this.states.set(key(state.subject ?? {}), state);
+            if (!message.heartbeat && state !== undefined) this.states.set(key(state.subject ?? {}), { state, stream });
             attempt = 0; // it delivered: the next break starts the backoff over
           }
         } catch {
@@ -129,9 +149,13 @@ export class Client {
 
   private lookup(check: Check): CheckResult | undefined {
     if (check.requestedUsage !== undefined) return undefined; // usage is live: only the sidecar can answer
-    const state = this.states.get(key(check));
-    if (state === undefined || !wellFormed(check)) return undefined; // the sidecar rejects a malformed check
-    return decideLocally(state, check);
+    const watched = this.states.get(key(check));
+    if (watched === undefined || !wellFormed(check)) return undefined; // the sidecar rejects a malformed check
+    const result = decideLocally(watched.state, check);
+    if (performance.now() - watched.stream.heardAt > SILENT_BEATS * this.heartbeatMs) {
+      return { ...result, stale: true }; // the stream went silent: the sidecar may be missing changes, or be gone
+    }
+    return result;
   }
 }
 

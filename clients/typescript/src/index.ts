@@ -2,7 +2,7 @@
  * A TypeScript client of entitlements-sidecar. `Client` checks over gRPC and answers watched subjects in
  * process; `decideLocally` is the check rules it applies (held to conformance/vectors.json).
  */
-export { Client, DEFAULT_TIMEOUT_MS } from "./client.js";
+export { Client, DEFAULT_HEARTBEAT_MS, DEFAULT_TIMEOUT_MS, SILENT_BEATS } from "./client.js";
 export type { ClientOptions } from "./client.js";
 export { decideLocally, wellFormed } from "./decide.js";
 export { ItemError } from "./types.js";

@@ -1,5 +1,5 @@
 // The client against a real sidecar process: checks, a batch with a malformed item, a watch that answers
-// in process and follows a catalog change, a sidecar killed and restarted under a watch.
+// in process and follows a catalog change, a sidecar killed and restarted under a watch, a frozen one.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
@@ -92,6 +92,35 @@ void test("a frozen sidecar costs a deadline, not a hang", { timeout: 30_000 }, 
     assert.ok(waited < 2000, `waited ${waited} ms`);
     await eventually("answers again once it runs", async () => (await client.check(seats)).allowed);
   } finally {
+    await client.close();
+  }
+});
+
+void test("a watched subject's answers say stale while the sidecar is frozen", { timeout: 30_000 }, async () => {
+  const client = new Client(sidecar.url, { heartbeatMs: 500 }); // stale after 1.5 s of silence
+  const local = async (): Promise<CheckResult> => {
+    const r = await client.check(seats);
+    assert.equal(r.source, "local");
+    return r;
+  };
+  try {
+    client.watch([{ subscriptionId: "sub_acme_main" }]);
+    await eventually("the watched state", () => client.watched({ subscriptionId: "sub_acme_main" }));
+    // Longer than the bound on a stream with nothing to say: the heartbeats keep the answers fresh.
+    const until = Date.now() + 2000;
+    while (Date.now() < until) {
+      assert.equal((await local()).stale, false, "a live, quiet stream's answer marked stale");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    sidecar.process?.kill("SIGSTOP");
+    const frozen = Date.now();
+    await eventually("local answers marked stale", async () => (await local()).stale);
+    // The last beat came up to one interval before the freeze: stale no sooner than 1.5 s - 0.5 s after it.
+    assert.ok(Date.now() - frozen >= 750, `stale after ${Date.now() - frozen} ms`);
+    sidecar.process?.kill("SIGCONT");
+    await eventually("fresh again once it speaks", async () => !(await local()).stale);
+  } finally {
+    sidecar.process?.kill("SIGCONT");
     await client.close();
   }
 });
