@@ -41,12 +41,15 @@ class EntitlementServicer:
         self._store = store
         self.max_batch_size = max_batch_size
         self._max_watch_subjects = max_watch_subjects
-        self._closing = asyncio.Event()
+        self._closing = False
+        self._watching: set[asyncio.Queue[Subject | None]] = set()  # each open Watch's queue of changes
         self.calls = self._metrics.calls  # calls served (logged at shutdown) and checks by reason
 
     def begin_shutdown(self) -> None:
         """End open Watch streams (with UNAVAILABLE, so clients reconnect elsewhere or later)."""
-        self._closing.set()
+        self._closing = True
+        for changed in self._watching:
+            changed.put_nowait(None)  # None: the server is stopping
 
     async def CheckEntitlement(
         self,
@@ -139,7 +142,7 @@ class EntitlementServicer:
             heartbeat = _heartbeat_seconds(request)
         except Exception as exc:
             await context.abort(*grpc_status(exc))
-        changed: asyncio.Queue[Subject] = asyncio.Queue()
+        changed: asyncio.Queue[Subject | None] = asyncio.Queue()
         pending: set[Subject] = set()
 
         def on_change(change: Change) -> None:
@@ -151,6 +154,9 @@ class EntitlementServicer:
 
         self.calls.served("WatchEntitlements")
         remove = self._store.add_listener(on_change)  # before the first read, so no change is missed
+        self._watching.add(changed)
+        if self._closing:
+            changed.put_nowait(None)
         try:
             # What each subject's last message said; staleness is part of it, so a stream whose sidecar lost
             # its change feed says so (and says so again when the feed is back), though no version moved.
@@ -163,7 +169,7 @@ class EntitlementServicer:
             last_sent = loop.time()
             while True:
                 quiet_for = None if heartbeat is None else max(0.0, last_sent + heartbeat - loop.time())
-                next_subject = await self._next(changed, quiet_for)
+                next_subject = await _next(changed, quiet_for)
                 if isinstance(next_subject, _Quiet):
                     yield _HEARTBEAT
                     last_sent = loop.time()
@@ -188,6 +194,7 @@ class EntitlementServicer:
             await context.abort(*grpc_status(exc))
         finally:
             remove()
+            self._watching.discard(changed)
 
     async def _entitlements(self, view: EntitlementView) -> pb.EntitlementSet:
         entitlements = mapping.view_to_proto(view)
@@ -211,23 +218,14 @@ class EntitlementServicer:
                 subjects.append(subject)
         return subjects
 
-    async def _next(self, changed: asyncio.Queue[Subject], quiet_for: float | None) -> Subject | _Quiet | None:
-        """The next subject to re-read; None when the server is stopping; _QUIET after `quiet_for` s of neither."""
-        if self._closing.is_set():
-            return None
-        getter = asyncio.ensure_future(changed.get())
-        closer = asyncio.ensure_future(self._closing.wait())
-        try:
-            done, _ = await asyncio.wait({getter, closer}, timeout=quiet_for, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (getter, closer):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-        if getter in done:
-            return getter.result()
-        return None if closer in done else _QUIET
+
+async def _next(changed: asyncio.Queue[Subject | None], quiet_for: float | None) -> Subject | _Quiet | None:
+    """The next subject to re-read; None when the server is stopping; _QUIET after `quiet_for` s of neither."""
+    try:
+        async with asyncio.timeout(quiet_for):  # a timer, not a task: a heartbeat is one wake-up
+            return await changed.get()
+    except TimeoutError:
+        return _QUIET
 
 
 class _Quiet:
