@@ -17,8 +17,9 @@ FILE = re.compile(r"(?:bench/results/)?(\d{4}-\d{2}-\d{2}-[0-9a-f]{7}(?:-[\w-]+)
 
 
 def _summary(name: str) -> str:
-    """What bench.summary prints of a results file; the file itself for one it has no summary of (a
-    probe's, such as bench/l1_entry_bytes.py's), whose figures are then quoted as the file holds them."""
+    """What bench.summary prints of a results file (bench.clients_bench for its own); the file itself for
+    one it has no summary of (a probe's, such as bench/l1_entry_bytes.py's), whose figures are then quoted
+    as the file holds them."""
     import json
 
     from bench.scale_summary import is_scale
@@ -29,6 +30,10 @@ def _summary(name: str) -> str:
     if not text.lstrip().startswith("{"):
         return ""
     data = json.loads(text)
+    if {"go", "python", "typescript"} <= set(data):  # make bench-clients: its lines, as it printed them
+        from bench.clients_bench import lines
+
+        return "\n".join(lines(data))
     return table(REPO / path) if is_scale(data) or {"runs", "targets"} <= set(data) else text
 
 
