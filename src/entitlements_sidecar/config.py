@@ -71,15 +71,16 @@ def load_settings(
 
 def environment_proxy(url: str, env: Mapping[str, str]) -> str:
     """The proxy the usual variables name for `url` (curl's rules): `https_proxy`/`http_proxy` by its
-    scheme (lower case first), none when `no_proxy` lists its host, a parent domain of it, or `*`."""
+    scheme (lower case first; an empty one counts as unset), none when `no_proxy` lists its host, a parent
+    domain of it, or `*`."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    bypass = env.get("no_proxy", env.get("NO_PROXY", ""))
+    bypass = env.get("no_proxy") or env.get("NO_PROXY") or ""
     for entry in (e.strip().lower().lstrip(".") for e in bypass.split(",")):
         if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
             return ""
     scheme = parts.scheme.lower()
-    return env.get(f"{scheme}_proxy", env.get(f"{scheme.upper()}_PROXY", ""))
+    return env.get(f"{scheme}_proxy") or env.get(f"{scheme.upper()}_PROXY") or ""
 
 
 def _with_source(settings: Settings, origins: Mapping[str, str]) -> Settings:

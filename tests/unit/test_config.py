@@ -125,6 +125,8 @@ def test_secrets_are_not_in_the_settings_repr() -> None:
         ({}, ""),
         ({"HTTPS_PROXY": "http://egress:3128"}, "http://egress:3128"),
         ({"https_proxy": "http://lower:3128", "HTTPS_PROXY": "http://upper:3128"}, "http://lower:3128"),
+        ({"https_proxy": "", "HTTPS_PROXY": "http://upper:3128"}, "http://upper:3128"),  # empty is unset (curl)
+        ({"HTTPS_PROXY": "http://egress:3128", "no_proxy": "", "NO_PROXY": "api.getlago.com"}, ""),
         ({"HTTP_PROXY": "http://plain:3128"}, ""),  # the API URL is https
         ({"HTTPS_PROXY": "http://egress:3128", "NO_PROXY": "localhost,.getlago.com"}, ""),
         ({"HTTPS_PROXY": "http://egress:3128", "no_proxy": "api.getlago.com"}, ""),

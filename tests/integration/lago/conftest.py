@@ -50,6 +50,7 @@ def start_syncer(tmp_path: Path, redis_args: list[str], key_prefix: str, lago: L
         name: str = "syncer",
         rate: str = "1000",
         ready: Callable[[Sidecar], bool] | None = None,
+        env: dict[str, str] | None = None,
     ) -> Syncer:
         http_port = free_port()
         args = [
@@ -57,7 +58,11 @@ def start_syncer(tmp_path: Path, redis_args: list[str], key_prefix: str, lago: L
             "--roles", roles, "--http-address", f"127.0.0.1:{http_port}", "--lago-api-url", lago.url,
             "--lago-rate-limit", rate, "--lago-max-retries", "2", "--queue-claim-idle-seconds", "1", *extra,
         ]  # fmt: skip
-        env = {"ENTITLEMENTS_LAGO_API_KEY": lago.api_key, "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key}
+        env = {
+            "ENTITLEMENTS_LAGO_API_KEY": lago.api_key,
+            "ENTITLEMENTS_LAGO_HMAC_KEY": lago.signer.hmac_key,
+            **(env or {}),
+        }
         if ready is None and "syncer" in roles:
             ready = first_load_read  # a test that asserts a subscription's own values needs its read
         sidecar = start_sidecar(tmp_path, None, args, env=env, name=name, ready=ready)
