@@ -44,7 +44,8 @@ type EntitlementServiceClient interface {
 	CheckEntitlements(ctx context.Context, in *CheckEntitlementsRequest, opts ...grpc.CallOption) (*CheckEntitlementsResponse, error)
 	// GetEntitlements lists every feature a subject is entitled to, with privilege values.
 	GetEntitlements(ctx context.Context, in *GetEntitlementsRequest, opts ...grpc.CallOption) (*GetEntitlementsResponse, error)
-	// WatchEntitlements streams the current state of each subject, then one message per change.
+	// WatchEntitlements streams the current state of each subject, then one message per change, and
+	// heartbeats while quiet when the request asks for them.
 	WatchEntitlements(ctx context.Context, in *WatchEntitlementsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEntitlementsResponse], error)
 }
 
@@ -118,7 +119,8 @@ type EntitlementServiceServer interface {
 	CheckEntitlements(context.Context, *CheckEntitlementsRequest) (*CheckEntitlementsResponse, error)
 	// GetEntitlements lists every feature a subject is entitled to, with privilege values.
 	GetEntitlements(context.Context, *GetEntitlementsRequest) (*GetEntitlementsResponse, error)
-	// WatchEntitlements streams the current state of each subject, then one message per change.
+	// WatchEntitlements streams the current state of each subject, then one message per change, and
+	// heartbeats while quiet when the request asks for them.
 	WatchEntitlements(*WatchEntitlementsRequest, grpc.ServerStreamingServer[WatchEntitlementsResponse]) error
 	mustEmbedUnimplementedEntitlementServiceServer()
 }

@@ -84,7 +84,8 @@ class EntitlementServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def WatchEntitlements(self, request, context):
-        """WatchEntitlements streams the current state of each subject, then one message per change.
+        """WatchEntitlements streams the current state of each subject, then one message per change, and
+        heartbeats while quiet when the request asks for them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,7 +47,9 @@ class EntitlementServiceStub:
     GetEntitlements: _grpc.UnaryUnaryMultiCallable[_entitlements_pb2.GetEntitlementsRequest, _entitlements_pb2.GetEntitlementsResponse]
     """GetEntitlements lists every feature a subject is entitled to, with privilege values."""
     WatchEntitlements: _grpc.UnaryStreamMultiCallable[_entitlements_pb2.WatchEntitlementsRequest, _entitlements_pb2.WatchEntitlementsResponse]
-    """WatchEntitlements streams the current state of each subject, then one message per change."""
+    """WatchEntitlements streams the current state of each subject, then one message per change, and
+    heartbeats while quiet when the request asks for them.
+    """
 
 @_typing.type_check_only
 class EntitlementServiceAsyncStub(EntitlementServiceStub):
@@ -63,7 +65,9 @@ class EntitlementServiceAsyncStub(EntitlementServiceStub):
     GetEntitlements: _aio.UnaryUnaryMultiCallable[_entitlements_pb2.GetEntitlementsRequest, _entitlements_pb2.GetEntitlementsResponse]  # type: ignore[assignment]
     """GetEntitlements lists every feature a subject is entitled to, with privilege values."""
     WatchEntitlements: _aio.UnaryStreamMultiCallable[_entitlements_pb2.WatchEntitlementsRequest, _entitlements_pb2.WatchEntitlementsResponse]  # type: ignore[assignment]
-    """WatchEntitlements streams the current state of each subject, then one message per change."""
+    """WatchEntitlements streams the current state of each subject, then one message per change, and
+    heartbeats while quiet when the request asks for them.
+    """
 
 class EntitlementServiceServicer(metaclass=_abc_1.ABCMeta):
     """EntitlementService answers "may this subject use this feature, and with which values?"."""
@@ -100,6 +104,8 @@ class EntitlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _entitlements_pb2.WatchEntitlementsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_entitlements_pb2.WatchEntitlementsResponse], _abc.AsyncIterator[_entitlements_pb2.WatchEntitlementsResponse]]:
-        """WatchEntitlements streams the current state of each subject, then one message per change."""
+        """WatchEntitlements streams the current state of each subject, then one message per change, and
+        heartbeats while quiet when the request asks for them.
+        """
 
 def add_EntitlementServiceServicer_to_server(servicer: EntitlementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

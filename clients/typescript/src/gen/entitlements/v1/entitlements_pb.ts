@@ -1081,7 +1081,8 @@ export const EntitlementService: GenService<{
     output: typeof GetEntitlementsResponseSchema;
   },
   /**
-   * WatchEntitlements streams the current state of each subject, then one message per change.
+   * WatchEntitlements streams the current state of each subject, then one message per change, and
+   * heartbeats while quiet when the request asks for them.
    *
    * @generated from rpc entitlements.v1.EntitlementService.WatchEntitlements
    */
