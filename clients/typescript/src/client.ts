@@ -4,8 +4,10 @@ import type { Client as RpcClient } from "@connectrpc/connect";
 import { createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 
-import { decideLocally, valueOf, wellFormed } from "./decide.js";
+import { valueOf, wellFormed } from "./decide.js";
 import type { CheckEntitlementResponse, EntitlementSet } from "./gen/entitlements/v1/entitlements_pb.js";
+import type { Stream } from "./local.js";
+import { LocalStates } from "./local.js";
 import {
   CheckEntitlementRequestSchema,
   EntitlementService,
@@ -30,12 +32,6 @@ export interface ClientOptions {
   heartbeatMs?: number;
 }
 
-/** A watched subject's latest state, and when its stream last said anything (a state or a heartbeat). */
-interface Watched {
-  state: EntitlementSet;
-  stream: { heardAt: number };
-}
-
 /**
  * A client of one sidecar: check, checkMany and get over one HTTP/2 connection with a deadline on every
  * call, and watch, which keeps the named subjects' entitlements in the process (fed by WatchEntitlements)
@@ -49,7 +45,7 @@ export class Client {
   private readonly rpc: RpcClient<typeof EntitlementService>;
   private readonly timeoutMs: number;
   private readonly heartbeatMs: number;
-  private readonly states = new Map<string, Watched>();
+  private readonly local: LocalStates;
   private readonly watches = new Set<AbortController>();
   private readonly running = new Set<Promise<void>>();
 
@@ -57,6 +53,7 @@ export class Client {
   constructor(baseUrl: string, options: ClientOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.local = new LocalStates(SILENT_BEATS * this.heartbeatMs);
     // Pings find a sidecar that stopped answering (it allows one every 5 s).
     this.session = new Http2SessionManager(baseUrl, { pingIntervalMs: 20_000, pingTimeoutMs: 5_000 });
     const transport = createGrpcTransport({ baseUrl, sessionManager: this.session });
@@ -102,13 +99,14 @@ export class Client {
 
   /** Whether checks on the subject are answered in process now. */
   watched(subject: Subject): boolean {
-    return this.states.has(key(subject));
+    return this.local.has(key(subject));
   }
 
   /**
    * Keep the subjects' entitlements in process until the client closes: their checks are answered from the
-   * stream's latest state. When the stream breaks, their states are dropped (checks go to the sidecar) and
-   * the stream is reopened, with its initial states, after a short wait. Returns at once.
+   * stream's latest state. When the stream breaks, the states it sent are dropped (checks go to the sidecar,
+   * unless another watch call's stream has the subject too) and the stream is reopened, with its initial
+   * states, after a short wait. Returns at once.
    */
   watch(subjects: Subject[]): void {
     const stop = new AbortController();
@@ -116,20 +114,20 @@ export class Client {
     const keys = subjects.map(key);
     const subjectsOnWire = subjects.map((s) => ({ subscriptionId: s.subscriptionId ?? "", customerId: s.customerId ?? "" }));
     const request = { subjects: subjectsOnWire, heartbeatInterval: durationFromMs(this.heartbeatMs) };
+    const stream: Stream = { heardAt: performance.now() };
     const loop = (async () => {
       for (let attempt = 0; !stop.signal.aborted; attempt++) {
-        const stream = { heardAt: performance.now() };
         try {
           for await (const message of this.rpc.watchEntitlements(request, { signal: stop.signal })) {
             stream.heardAt = performance.now();
             const state = message.entitlements;
-            if (!message.heartbeat && state !== undefined) this.states.set(key(state.subject ?? {}), { state, stream });
+            if (!message.heartbeat && state !== undefined) this.local.put(key(state.subject ?? {}), { state, stream });
             attempt = 0; // it delivered: the next break starts the backoff over
           }
         } catch {
           // broken (or closed): dropped below, reopened after a wait
         }
-        for (const k of keys) this.states.delete(k);
+        for (const k of keys) this.local.drop(k, stream);
         if (stop.signal.aborted) break;
         await sleep(WATCH_RETRY_MS[Math.min(attempt, WATCH_RETRY_MS.length - 1)], stop.signal);
       }
@@ -143,19 +141,14 @@ export class Client {
     for (const stop of this.watches) stop.abort();
     this.watches.clear();
     await Promise.all([...this.running]);
-    this.states.clear();
+    this.local.clear();
     this.session.abort();
   }
 
   private lookup(check: Check): CheckResult | undefined {
     if (check.requestedUsage !== undefined) return undefined; // usage is live: only the sidecar can answer
-    const watched = this.states.get(key(check));
-    if (watched === undefined || !wellFormed(check)) return undefined; // the sidecar rejects a malformed check
-    const result = decideLocally(watched.state, check);
-    if (performance.now() - watched.stream.heardAt > SILENT_BEATS * this.heartbeatMs) {
-      return { ...result, stale: true }; // the stream went silent: the sidecar may be missing changes, or be gone
-    }
-    return result;
+    if (!wellFormed(check)) return undefined; // the sidecar rejects a malformed check, naming the field
+    return this.local.decide(key(check), check, performance.now());
   }
 }
 
