@@ -102,7 +102,9 @@ class EntitlementsClient:
         self._timeout = timeout
         self._heartbeat = Duration(nanos=round(heartbeat_seconds % 1 * 1e9), seconds=int(heartbeat_seconds))
         self._local = LocalCache(local_answers, heartbeat_seconds * SILENT_BEATS)
-        self._watch: Any = None
+        self._watch: Any = None  # the one Watch stream, over every subject watch() was given
+        self._subjects: list[pb.Subject] = []
+        self._swap = threading.Lock()  # replacing the stream and applying its messages
         self._closed = threading.Event()
 
     def close(self) -> None:
@@ -151,50 +153,88 @@ class EntitlementsClient:
 
     def watch(self, subscription_ids: Iterable[str] = (), customer_ids: Iterable[str] = ()) -> None:
         """Keep the named subjects locally; returns once their current state has arrived (a subject named
-        twice counts once).
+        twice counts once). A later call adds its subjects: the client keeps one stream, re-opened with
+        every subject so far (within the sidecar's ENTITLEMENTS_MAX_WATCH_SUBJECTS, else INVALID_ARGUMENT
+        and the subjects watched before stay as they were).
 
         If the stream ends (the sidecar restarts), checks go to the sidecar again at once, and the
         stream is re-opened in the background (every 50 ms, backing off to 400 ms), which brings the
         local copy back to the sidecar's current state."""
-        subjects = [pb.Subject(subscription_id=s) for s in dict.fromkeys(subscription_ids)]
-        subjects += [pb.Subject(customer_id=c) for c in dict.fromkeys(customer_ids)]
-        self._watch = self._open(subjects, wait=False)
-        threading.Thread(target=self._follow, args=(subjects,), name="entitlements-watch", daemon=True).start()
+        asked = [pb.Subject(subscription_id=s) for s in dict.fromkeys(subscription_ids)]
+        asked += [pb.Subject(customer_id=c) for c in dict.fromkeys(customer_ids)]
+        watched = {(s.subscription_id, s.customer_id) for s in self._subjects}
+        added = [s for s in asked if (s.subscription_id, s.customer_id) not in watched]
+        if not added:
+            return
+        subjects = [*self._subjects, *added]
+        stream, initial = self._open(subjects, wait=False)
+        with self._swap:
+            replaced, self._watch, self._subjects = self._watch, stream, subjects
+            for state in initial:
+                self._local.update(state)
+        if replaced is not None:
+            replaced.cancel()  # its follower moves on to the new stream, and what it still reads is ignored
+        else:
+            threading.Thread(target=self._follow, name="entitlements-watch", daemon=True).start()
 
-    def _open(self, subjects: list[pb.Subject], wait: bool = True) -> Any:
+    def _open(self, subjects: list[pb.Subject], wait: bool = True) -> tuple[Any, list[pb.EntitlementSet]]:
+        """A new stream and each subject's initial state, not applied yet: they replace the local copy
+        together with the stream (under `_swap`), so a replaced stream's late message cannot land after
+        them."""
         # wait: a re-open waits for a restarting sidecar (the stream starts as soon as the channel is back),
         # where the first watch() fails at once so that the application knows.
         request = pb.WatchEntitlementsRequest(subjects=subjects, heartbeat_interval=self._heartbeat)
         stream = self._stub.WatchEntitlements(request, wait_for_ready=wait)
         waiting = {(s.subscription_id, s.customer_id) for s in subjects}
-        while waiting:  # each subject's initial state, in whatever order they come
-            message = next(stream)
-            if message.heartbeat:
-                continue
-            entitlements = message.entitlements
-            self._local.update(entitlements)
-            waiting.discard((entitlements.subject.subscription_id, entitlements.subject.customer_id))
-        return stream
+        initial: list[pb.EntitlementSet] = []
+        try:
+            while waiting:  # each subject's initial state, in whatever order they come
+                message = next(stream)
+                if not message.heartbeat:
+                    initial.append(message.entitlements)
+                    subject = message.entitlements.subject
+                    waiting.discard((subject.subscription_id, subject.customer_id))
+        except BaseException:
+            stream.cancel()
+            raise
+        return stream, initial
 
-    def _follow(self, subjects: list[pb.Subject]) -> None:
+    def _follow(self) -> None:
         while not self._closed.is_set():
+            stream = self._watch
             try:
-                for message in self._watch:
+                for message in stream:
                     if message.heartbeat:
                         self._local.heard()
-                    else:
+                        continue
+                    with self._swap:
+                        if stream is not self._watch:
+                            break  # replaced by watch(): its stream has every subject
                         self._local.update(message.entitlements)
             except grpc.RpcError:
                 pass
-            self._local.clear()  # the stream ended: answers could go stale, so ask the sidecar again
-            attempt = 0
-            while not self._closed.wait(_WATCH_RETRY_SECONDS[min(attempt, len(_WATCH_RETRY_SECONDS) - 1)]):
-                try:
-                    self._watch = self._open(subjects)
-                    break
-                except (grpc.RpcError, ValueError, StopIteration):  # ValueError: the channel was closed meanwhile
-                    self._local.clear()
-                    attempt += 1
+            with self._swap:
+                if stream is not self._watch:
+                    continue
+                self._local.clear()  # the stream ended: answers could go stale, so ask the sidecar again
+            self._reopen(stream)
+
+    def _reopen(self, broken: Any) -> None:
+        attempt = 0
+        while not self._closed.wait(_WATCH_RETRY_SECONDS[min(attempt, len(_WATCH_RETRY_SECONDS) - 1)]):
+            try:
+                stream, initial = self._open(self._subjects)
+            except (grpc.RpcError, ValueError, StopIteration):  # ValueError: the channel was closed meanwhile
+                attempt += 1
+                continue
+            with self._swap:
+                if self._watch is broken:
+                    self._watch = stream
+                    for state in initial:
+                        self._local.update(state)
+                    return
+            stream.cancel()  # watch() opened one with more subjects meanwhile
+            return
 
 
 class AsyncEntitlementsClient:

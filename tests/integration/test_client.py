@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from entitlements_sidecar.client import AsyncEntitlementsClient, Check, CheckError, CheckResult, EntitlementsClient
-from tests.integration.test_grpc_api import CASES
+from tests.integration.test_grpc_api import CASES, edit
 from tests.support.processes import Sidecar
 from tests.support.wait import eventually
 
@@ -92,6 +92,26 @@ def test_local_answers_stop_when_the_stream_ends(memory_sidecar: Sidecar) -> Non
 
     eventually(asks_the_sidecar, what="local cache dropped")
     client.close()
+
+
+def test_a_second_watch_adds_its_subjects_to_the_one_stream(memory_sidecar: Sidecar, example_catalog: Path) -> None:
+    client = EntitlementsClient(memory_sidecar.address, timeout=1)
+    try:
+        client.watch(subscription_ids=["sub_acme_main"])
+        client.watch(customer_ids=["acme"])
+        client.watch(subscription_ids=["sub_acme_main"])  # watched already: nothing to re-open
+
+        def local_max() -> list[object]:  # None where the answer did not come from the local copy
+            answers = [client.check("seats", privilege="max", subscription_id="sub_acme_main"),
+                       client.check("seats", privilege="max", customer_id="acme")]  # fmt: skip
+            return [a.value if a.source == "local" else None for a in answers]
+
+        assert local_max() == [25, 25]
+        eventually(lambda: memory_sidecar.open_streams() == 1, what="the first stream replaced, not kept beside")
+        edit(example_catalog, "seats: {max: 25}", "seats: {max: 26}")
+        eventually(lambda: local_max() == [26, 26], what="both subjects followed the change")
+    finally:
+        client.close()
 
 
 async def test_async_client(memory_sidecar: Sidecar) -> None:
