@@ -105,6 +105,7 @@ class EntitlementsClient:
         self._watch: Any = None  # the one Watch stream, over every subject watch() was given
         self._subjects: list[pb.Subject] = []
         self._swap = threading.Lock()  # replacing the stream and applying its messages
+        self._adding = threading.Lock()  # watch() calls, one at a time
         self._closed = threading.Event()
 
     def close(self) -> None:
@@ -162,16 +163,17 @@ class EntitlementsClient:
         local copy back to the sidecar's current state."""
         asked = [pb.Subject(subscription_id=s) for s in dict.fromkeys(subscription_ids)]
         asked += [pb.Subject(customer_id=c) for c in dict.fromkeys(customer_ids)]
-        watched = {(s.subscription_id, s.customer_id) for s in self._subjects}
-        added = [s for s in asked if (s.subscription_id, s.customer_id) not in watched]
-        if not added:
-            return
-        subjects = [*self._subjects, *added]
-        stream, initial = self._open(subjects, wait=False)
-        with self._swap:
-            replaced, self._watch, self._subjects = self._watch, stream, subjects
-            for state in initial:
-                self._local.update(state)
+        with self._adding:  # two threads' calls in turn: each builds on the subjects the other added
+            watched = {(s.subscription_id, s.customer_id) for s in self._subjects}
+            added = [s for s in asked if (s.subscription_id, s.customer_id) not in watched]
+            if not added:
+                return
+            subjects = [*self._subjects, *added]
+            stream, initial = self._open(subjects, wait=False)
+            with self._swap:
+                replaced, self._watch, self._subjects = self._watch, stream, subjects
+                for state in initial:
+                    self._local.update(state)
         if replaced is not None:
             replaced.cancel()  # its follower moves on to the new stream, and what it still reads is ignored
         else:
